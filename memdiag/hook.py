@@ -1,0 +1,804 @@
+"""The in-target hook: stdlib only, nothing happens on import.
+
+    >>> import memdiag
+    >>> memdiag.install()                       # doctest: +SKIP
+    >>> # kill -USR2 <pid>  ->  /tmp/memdiag-1000/memdiag-<pid>-1.snap
+
+`install()` puts a handler on SIGUSR2 (or another signal). The handler
+captures every thread's stack, forks, and returns; the forked child walks the
+heap (which the fork froze) and writes the snapshot, so the target pauses only
+for the fork. Where fork is unavailable or refused, the walk runs in-process.
+
+Promises to the target:
+- no exception from the hook reaches it (failures are one line on stderr);
+- a signal that arrives while a snapshot is being taken is coalesced into it;
+- the hook takes no lock the target might hold, and starts no thread;
+- files are created 0600 under a temporary name and appear only complete.
+"""
+
+from __future__ import annotations
+
+import errno
+import gc
+import json
+import os
+import signal as _signal
+import stat
+import sys
+import time
+
+from . import snapfile
+
+__all__ = ["install", "uninstall", "dump", "is_installed", "snapshot_dir"]
+
+HOOK_VERSION = "0.1.0"
+CO_OPTIMIZED = 0x0001
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+try:  # the compiled walker, when it was built for this interpreter
+    from . import _walker as _cwalker
+except Exception:  # pragma: no cover - exercised by the fallback tests
+    _cwalker = None
+
+
+class HookError(Exception):
+    """A snapshot could not be written; the message is one line for a human."""
+
+
+class _State:
+    """Everything the hook keeps; one instance, excluded from snapshots."""
+
+    def __init__(self):
+        self.installed = False
+        self.signum = None
+        self.dir = None
+        self.mode = "auto"
+        self.strings = False
+        self.trace_frames = 0
+        self.seq = 0
+        self.pid = None
+        self.children = {}          # pid -> seq of snapshot children still running
+        self.busy = False
+        self.reported = set()
+        self.prev_handler = None
+        self.orig_signal = None     # signal.signal before we wrapped it
+        self.app_handler = None     # what the program believes it installed
+        self.taken_over = False
+        self.registry_path = None
+        self.fork_registered = False
+        self.in_snapshot_fork = False
+        self.stderr_fd = 2
+
+
+_state = _State()
+
+
+# ------------------------------------------------------------------ paths
+
+def _uid():
+    return os.getuid() if hasattr(os, "getuid") else 0
+
+
+def _base_dir(uid=None):
+    import tempfile
+    return os.path.join(tempfile.gettempdir(), f"memdiag-{_uid() if uid is None else uid}")
+
+
+def snapshot_dir(dir=None):
+    """Where snapshots go: the argument, else $MEMDIAG_DIR, else a per-user temp dir."""
+    return os.path.abspath(dir or os.environ.get("MEMDIAG_DIR") or _base_dir())
+
+
+def registry_dir(uid=None):
+    return os.path.join(_base_dir(uid), "hooks")
+
+
+def _ensure_private_dir(path, strict):
+    """Create `path` 0700 if missing; refuse a symlink or another user's dir."""
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+    except OSError as e:
+        raise HookError(f"cannot create {path}: {e.strerror}") from None
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        raise HookError(f"refusing to use {path}: not a plain directory")
+    if strict and hasattr(os, "getuid") and st.st_uid != os.getuid():
+        raise HookError(f"refusing to use {path}: owned by uid {st.st_uid}")
+    if strict and st.st_mode & 0o077:
+        os.chmod(path, 0o700)
+
+
+def _proc_start_time(pid):
+    """Field 22 of /proc/<pid>/stat: tells a pid apart from a reused one."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        return int(data[data.rindex(b")") + 2:].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _rss_bytes():
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+# --------------------------------------------------------------- registry
+
+def _write_small(path, data):
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def _register():
+    pid = os.getpid()
+    reg = registry_dir()
+    _ensure_private_dir(os.path.dirname(reg), strict=True)
+    _ensure_private_dir(reg, strict=True)
+    info = {
+        "pid": pid, "start_time": _proc_start_time(pid), "signal": _state.signum,
+        "signal_name": _signal.Signals(_state.signum).name, "dir": _state.dir,
+        "python": sys.version.split()[0], "executable": sys.executable,
+        "argv": list(sys.argv), "hook_version": HOOK_VERSION, "mode": _state.mode,
+        "compiled_walker": _cwalker is not None,
+    }
+    path = os.path.join(reg, f"{pid}.json")
+    _write_small(path, json.dumps(info).encode())
+    _state.registry_path = path
+    _state.pid = pid
+
+
+def _unregister():
+    path = _state.registry_path
+    _state.registry_path = None
+    if path and _state.pid == os.getpid():
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+def _write_status(status):
+    if not _state.pid:
+        return
+    try:
+        path = os.path.join(registry_dir(), f"{_state.pid}.status")
+        _write_small(path, json.dumps(status).encode())
+    except OSError:
+        pass
+
+
+# ---------------------------------------------------------------- install
+
+def is_installed():
+    return _state.installed
+
+
+def install(dir=None, signal="USR2", trace_frames=0, strings=False, mode="auto",
+            guard_signal=True):
+    """Install the snapshot handler in this process.
+
+    dir: where snapshots go (default $MEMDIAG_DIR, else /tmp/memdiag-<uid>).
+    signal: "USR2", "SIGUSR2" or a number.
+    trace_frames: if > 0, start tracemalloc with that many frames, so each
+        object carries its allocation site.
+    strings: write the contents of str objects (off: only their lengths).
+    mode: "auto" (fork when possible), "fork" or "inline".
+    guard_signal: keep the handler when the program later resets the signal to
+        its default (gunicorn workers do); a program that installs its own
+        handler for it still wins, and the hook unregisters itself.
+
+    Must be called from the main thread. Calling it again reconfigures.
+    Returns the snapshot directory.
+    """
+    signum = _parse_signal(signal)
+    if mode not in ("auto", "fork", "inline"):
+        raise ValueError("mode must be 'auto', 'fork' or 'inline'")
+    directory = snapshot_dir(dir)
+    _ensure_private_dir(directory, strict=directory == _base_dir())
+    if _state.installed and _state.signum != signum:
+        uninstall()
+    _state.signum = signum
+    _state.dir = directory
+    _state.mode = mode
+    _state.strings = bool(strings)
+    _state.trace_frames = int(trace_frames or 0)
+    if _state.trace_frames > 0:
+        import tracemalloc
+        if not tracemalloc.is_tracing():
+            tracemalloc.start(_state.trace_frames)
+    setter = _state.orig_signal or _signal.signal
+    prev = setter(signum, _on_signal)
+    if not _state.installed:
+        _state.prev_handler = prev
+        _state.app_handler = prev
+    _state.installed = True
+    _state.taken_over = False
+    if guard_signal and _state.orig_signal is None:
+        _state.orig_signal = _signal.signal
+        _signal.signal = _guarded_signal
+    if not _state.fork_registered and hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_after_fork_in_child)
+        _state.fork_registered = True
+    _register()
+    return directory
+
+
+def uninstall():
+    """Remove the handler, restore what was there before, forget the registry."""
+    if not _state.installed:
+        return
+    setter = _state.orig_signal or _signal.signal
+    if _state.orig_signal is not None:
+        _signal.signal = _state.orig_signal
+        _state.orig_signal = None
+    try:
+        setter(_state.signum, _state.prev_handler if _state.prev_handler is not None
+               else _signal.SIG_DFL)
+    except (ValueError, TypeError, OSError):
+        pass
+    _unregister()
+    _state.installed = False
+
+
+def _parse_signal(sig):
+    if isinstance(sig, int):
+        return _signal.Signals(sig).value
+    name = str(sig).upper()
+    if name.isdigit():
+        return _signal.Signals(int(name)).value
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    try:
+        return _signal.Signals[name].value
+    except KeyError:
+        raise ValueError(f"unknown signal {sig!r}") from None
+
+
+def _guarded_signal(signalnum, handler):
+    """signal.signal as the program sees it while the hook is installed."""
+    orig = _state.orig_signal
+    if not _state.installed or signalnum != _state.signum or _state.taken_over:
+        return orig(signalnum, handler)
+    previous = _state.app_handler
+    if handler in (_signal.SIG_DFL, _signal.SIG_IGN):
+        # A reset (as in gunicorn's workers): keep snapshots working.
+        _state.app_handler = handler
+        _state.prev_handler = handler
+        return previous if previous is not None else _signal.SIG_DFL
+    # The program wants this signal for itself: it wins.
+    result = orig(signalnum, handler)
+    _state.taken_over = True
+    _state.installed = False
+    _unregister()
+    _say(f"memdiag: {_signal.Signals(signalnum).name} was taken over by the program; "
+         f"snapshots are off in pid {os.getpid()} (use another signal: --signal)")
+    return previous if previous is not None else result
+
+
+def _after_fork_in_child():
+    if _state.in_snapshot_fork:
+        return
+    # A worker forked by the program (gunicorn, celery): register it.
+    _state.children = {}
+    _state.busy = False
+    _state.seq = 0
+    if _state.installed:
+        try:
+            _register()
+        except Exception:
+            pass
+
+
+def _say(line):
+    try:
+        os.write(_state.stderr_fd, (line + "\n").encode("utf-8", "replace"))
+    except OSError:
+        pass
+
+
+def _report(kind, message):
+    _say(f"memdiag: {message}")
+    _state.reported.add(kind)
+
+
+# ---------------------------------------------------------------- trigger
+
+def _on_signal(signum, frame):
+    try:
+        _snapshot_from_signal()
+    except Exception as e:  # never let the hook's failure reach the target
+        try:
+            _report("handler", f"snapshot failed: {_one_line(e)}")
+        except Exception:
+            pass
+
+
+def _one_line(e):
+    if isinstance(e, OSError) and e.strerror:
+        where = f" ({e.filename})" if e.filename else ""
+        return f"{e.strerror}{where}"
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
+def _reap():
+    for pid in list(_state.children):
+        try:
+            done, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            done = pid      # someone else reaped it
+        except OSError:
+            continue
+        if done:
+            _state.children.pop(pid, None)
+
+
+def _snapshot_from_signal():
+    if _state.busy:
+        return  # a snapshot is being taken right now: coalesce
+    _reap()
+    if _state.children:
+        _write_status({"seq": _state.seq, "state": "coalesced", "time": time.time()})
+        return  # the previous snapshot's child is still writing: coalesce
+    _state.busy = True
+    try:
+        _state.seq += 1
+        _take(_state.seq, wait=False)
+    finally:
+        _state.busy = False
+
+
+def dump(path=None, *, strings=None, mode=None):
+    """Write a snapshot of this process now and return its path.
+
+    The call returns when the file is complete. `path` defaults to the next
+    `memdiag-<pid>-<seq>.snap` in the snapshot directory.
+    """
+    if _state.dir is None:
+        _state.dir = snapshot_dir()
+        _ensure_private_dir(_state.dir, strict=_state.dir == _base_dir())
+    if _state.busy:
+        raise HookError("a snapshot is already being taken")
+    _state.busy = True
+    try:
+        _state.seq += 1
+        return _take(_state.seq, wait=True, path=path, strings=strings, mode=mode)
+    finally:
+        _state.busy = False
+
+
+def _choose_mode(mode):
+    mode = mode or _state.mode
+    if mode == "auto":
+        return "fork" if hasattr(os, "fork") and sys.platform.startswith("linux") else "inline"
+    return mode
+
+
+def _take(seq, wait, path=None, strings=None, mode=None):
+    t0 = time.perf_counter()
+    opts = {
+        "seq": seq, "dir": _state.dir, "path": path, "pid": os.getpid(),
+        "strings": _state.strings if strings is None else bool(strings),
+        "trace": _tracing(), "rss": _rss_bytes(), "time": time.time(),
+        "t0": t0,
+    }
+    capture = _capture()
+    opts["capture_seconds"] = time.perf_counter() - t0
+    mode = _choose_mode(mode)
+    if mode == "fork":
+        try:
+            return _take_forked(capture, opts, wait)
+        except OSError as e:
+            _report("fork", f"fork refused ({e.strerror}); walking in-process instead")
+    return _take_inline(capture, opts)
+
+
+def _tracing():
+    tm = sys.modules.get("tracemalloc")
+    return bool(tm and tm.is_tracing())
+
+
+def _take_forked(capture, opts, wait):
+    import warnings
+    r, w = os.pipe()          # parent -> child: how long the parent paused
+    back_r, back_w = os.pipe()  # child -> parent: the final path (for dump)
+    _state.in_snapshot_fork = True
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+    except BaseException:
+        _state.in_snapshot_fork = False
+        for fd in (r, w, back_r, back_w):
+            os.close(fd)
+        raise
+    if pid == 0:  # the child: never returns
+        code = 1
+        try:
+            os.close(w)
+            os.close(back_r)
+            _child_setup()
+            opts["mode"] = "fork"
+            opts["pause_fd"] = r
+            final = _write_snapshot(capture, opts, may_materialize=True)
+            try:
+                os.write(back_w, final.encode("utf-8", "surrogateescape"))
+            except OSError:
+                pass
+            code = 0
+        except BaseException as e:
+            try:
+                _report("write", f"snapshot {opts['seq']} failed: {_one_line(e)}")
+                _write_status({"seq": opts["seq"], "state": "failed",
+                               "error": _one_line(e), "time": time.time()})
+            except BaseException:
+                pass
+        finally:
+            os._exit(code)
+    _state.in_snapshot_fork = False
+    os.close(r)
+    os.close(back_w)
+    pause = time.perf_counter() - opts["t0"]
+    try:
+        os.write(w, json.dumps({"pause": pause}).encode())
+    except OSError:
+        pass
+    os.close(w)
+    capture.clear()
+    if wait:
+        chunks = []
+        try:
+            while True:
+                data = os.read(back_r, 65536)
+                if not data:
+                    break
+                chunks.append(data)
+        finally:
+            os.close(back_r)
+        _, status = os.waitpid(pid, 0)
+        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and chunks:
+            return b"".join(chunks).decode("utf-8", "surrogateescape")
+        raise HookError(f"snapshot child failed ({_describe_status(status)}); see stderr")
+    os.close(back_r)
+    _state.children[pid] = opts["seq"]
+    return None
+
+
+def _describe_status(status):
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    return f"exit status {os.WEXITSTATUS(status)}"
+
+
+def _child_setup():
+    gc.disable()
+    for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2",
+                 "SIGCHLD", "SIGALRM", "SIGPIPE"):
+        sig = getattr(_signal, name, None)
+        if sig is None:
+            continue
+        try:
+            (_state.orig_signal or _signal.signal)(
+                sig, _signal.SIG_IGN if sig in (_state.signum, _signal.SIGPIPE)
+                else _signal.SIG_DFL)
+        except (ValueError, OSError):
+            pass
+    try:
+        os.nice(10)
+    except OSError:
+        pass
+
+
+def _take_inline(capture, opts):
+    setter = _state.orig_signal or _signal.signal
+    signum = _state.signum
+    old = None
+    if signum is not None:
+        try:
+            old = setter(signum, _signal.SIG_IGN)  # coalesce signals during the walk
+        except (ValueError, OSError):
+            old = None
+    was_enabled = gc.isenabled()
+    gc.disable()
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1000.0)
+    try:
+        opts["mode"] = "inline"
+        opts["pause_fd"] = None
+        return _write_snapshot(capture, opts, may_materialize=False)
+    finally:
+        sys.setswitchinterval(interval)
+        if was_enabled:
+            gc.enable()
+        if old is not None:
+            try:
+                setter(signum, old)
+            except (ValueError, OSError):
+                pass
+        capture.clear()
+
+
+# ---------------------------------------------------------------- capture
+
+def _thread_names():
+    threading = sys.modules.get("threading")
+    names = {}
+    if threading is not None:
+        # No threading.enumerate(): it takes a lock the interrupted code may hold.
+        for registry in ("_active", "_dangling"):
+            table = getattr(threading, registry, None)
+            if isinstance(table, dict):
+                for tid, t in list(table.items()):
+                    names[tid] = getattr(t, "_name", None) or f"thread-{tid}"
+    return names
+
+
+def _is_hook_code(code):
+    return os.path.dirname(code.co_filename) == _HERE
+
+
+def _capture():
+    """Every thread's frames, their locals and thread dicts, before any fork.
+
+    Returns {"stack_roots": [(desc, name, obj)], "thread_roots": [(desc, dict)],
+    "frames": [frame objects running now]}.
+    """
+    names = _thread_names()
+    main_tid = _main_thread_id()
+    if _cwalker is not None:
+        return _cwalker.capture(names, main_tid, _HERE)
+    stack_roots = []
+    running = []
+    frames = sys._current_frames()
+    order = sorted(frames, key=lambda tid: (tid != main_tid, tid))
+    for tid in order:
+        f = frames[tid]
+        tname = names.get(tid, f"thread-{tid}")
+        while f is not None:
+            code = f.f_code
+            running.append(f)
+            if not _is_hook_code(code):
+                desc = f"{tname}: {code.co_name} ({code.co_filename}:{f.f_lineno})"
+                if code.co_flags & CO_OPTIMIZED:
+                    for name, value in list(f.f_locals.items()):
+                        stack_roots.append((desc, name, value))
+                elif f.f_locals is not f.f_globals:
+                    stack_roots.append((desc, "<locals>", f.f_locals))
+            f = f.f_back
+    del frames
+    return {"stack_roots": stack_roots, "thread_roots": [], "frames": running}
+
+
+def _main_thread_id():
+    threading = sys.modules.get("threading")
+    if threading is not None:
+        try:
+            return threading.main_thread().ident
+        except Exception:
+            pass
+    try:
+        import _thread
+        return _thread.get_ident()
+    except Exception:
+        return 0
+
+
+# ------------------------------------------------------------------ write
+
+def _own_modules():
+    out = []
+    for name, mod in list(sys.modules.items()):
+        if mod is None:
+            continue
+        if name == "memdiag" or name.startswith(("memdiag.", "_memdiag")):
+            out.append((name, mod))
+    return out
+
+
+def _ignore_seeds(extra):
+    seeds = [_state, _state.__dict__]
+    for name, mod in _own_modules():
+        seeds.append(mod)
+        d = getattr(mod, "__dict__", None)
+        if d is None:
+            continue
+        seeds.append(d)
+        for v in list(d.values()):
+            owner = getattr(v, "__module__", None) if isinstance(v, (type, type(_say))) else None
+            if isinstance(owner, str) and (owner == "memdiag" or owner.startswith(("memdiag.", "_memdiag"))):
+                seeds.append(v)
+    seeds.extend(extra)
+    return seeds
+
+
+def _module_roots():
+    own = {id(m) for _, m in _own_modules()}
+    seen = set()
+    roots = []
+    for name, mod in sorted(list(sys.modules.items()), key=lambda kv: str(kv[0])):
+        if mod is None or id(mod) in own or id(mod) in seen or not isinstance(name, str):
+            continue
+        seen.add(id(mod))
+        roots.append((name, mod))
+    return roots
+
+
+def _target_path(directory, pid, seq):
+    return os.path.join(directory, f"memdiag-{pid}-{seq}.snap")
+
+
+class _SnapFile:
+    """A file that becomes visible under its final name only when complete.
+
+    It is written under a hidden temp name (O_CREAT|O_EXCL|O_NOFOLLOW, 0600)
+    that names the writer's pid, then hard-linked to the final name, which
+    never overwrites an existing file. A temp file whose writer died is
+    removed by the next snapshot.
+    """
+
+    def __init__(self, directory, pid, seq, path=None):
+        self.directory = directory
+        self.pid = pid
+        self.seq = seq
+        self.path = path
+        self.tmp = os.path.join(directory, f".memdiag-{pid}-{seq}.{os.getpid()}.tmp")
+        flags = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+                 | getattr(os, "O_NOFOLLOW", 0))
+        self.fd = os.open(self.tmp, flags, 0o600)
+        os.fchmod(self.fd, 0o600)
+
+    def publish(self):
+        os.fsync(self.fd)
+        seq = self.seq
+        for _ in range(1000):
+            final = self.path or _target_path(self.directory, self.pid, seq)
+            try:
+                os.link(self.tmp, final, follow_symlinks=False)
+                break
+            except FileExistsError:
+                if self.path:
+                    raise HookError(f"{final} exists; will not overwrite it") from None
+                seq += 1
+        else:
+            raise HookError("no free snapshot file name")
+        os.unlink(self.tmp)
+        self.tmp = None
+        try:
+            dfd = os.open(self.directory, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except OSError:
+            pass
+        return final
+
+    def discard(self):
+        if self.fd is not None:
+            try:
+                os.close(self.fd)
+            except OSError:
+                pass
+            self.fd = None
+        if self.tmp:
+            try:
+                os.unlink(self.tmp)
+            except OSError:
+                pass
+            self.tmp = None
+
+
+def _clean_stale_temps(directory, pid):
+    """Remove temp files of earlier snapshot writers of this pid that died."""
+    prefix = f".memdiag-{pid}-"
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        try:
+            writer = int(name[:-4].rsplit(".", 1)[1])
+        except (ValueError, IndexError):
+            continue
+        if writer != os.getpid() and not _pid_alive(writer):
+            try:
+                os.unlink(os.path.join(directory, name))
+            except OSError:
+                pass
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _write_snapshot(capture, opts, may_materialize):
+    directory = opts["dir"]
+    if opts.get("path"):
+        directory = os.path.dirname(os.path.abspath(opts["path"]))
+    if not os.path.isdir(directory):
+        _ensure_private_dir(directory, strict=directory == _base_dir())
+    _clean_stale_temps(directory, opts["pid"])
+    t_walk = time.perf_counter()
+    snap = _SnapFile(directory, opts["pid"], opts["seq"], opts.get("path"))
+    try:
+        f = os.fdopen(snap.fd, "wb", buffering=1 << 20, closefd=False)
+        writer = snapfile.Writer(f)
+        result = _walk(writer, capture, opts, may_materialize, extra_ignore=[snap, f, writer])
+        meta = _meta(opts, result, time.perf_counter() - t_walk)
+        trailer = dict(result["trailer"])
+        trailer["meta"] = meta
+        writer.finish(trailer)
+        f.flush()
+        final = snap.publish()
+    except OSError as e:
+        snap.discard()
+        if e.errno == errno.ENOSPC:
+            raise HookError(f"no space left on device writing to {directory}") from None
+        if e.errno == errno.EFBIG:
+            raise HookError(f"file size limit reached writing to {directory}") from None
+        raise
+    except BaseException:
+        snap.discard()
+        raise
+    snap.discard()
+    _write_status({"seq": opts["seq"], "state": "written", "path": final,
+                   "time": time.time(), "bytes": writer.bytes_written})
+    return final
+
+
+def _walk(writer, capture, opts, may_materialize, extra_ignore):
+    modules = _module_roots()
+    ignore = _ignore_seeds([capture, writer.__dict__, writer.pending, writer.counts,
+                            modules] + list(extra_ignore))
+    if _cwalker is not None and not os.environ.get("MEMDIAG_PURE_PYTHON"):
+        return _cwalker.walk(writer, modules, capture["stack_roots"],
+                             capture["thread_roots"], ignore, capture["frames"],
+                             opts["strings"], opts["trace"], may_materialize)
+    from .walker import PyWalker
+    w = PyWalker(writer, strings=opts["strings"], trace=opts["trace"],
+                 may_materialize=may_materialize)
+    w.run(modules, capture["stack_roots"], capture["thread_roots"],
+          ignore + [modules, w], capture["frames"])
+    return {"trailer": w.trailer(), "walker": "python"}
+
+
+def _meta(opts, result, walk_seconds):
+    pause = None
+    fd = opts.get("pause_fd")
+    if fd is not None:
+        try:
+            data = os.read(fd, 4096)
+            pause = json.loads(data).get("pause") if data else None
+        except (OSError, ValueError):
+            pause = None
+        finally:
+            os.close(fd)
+    return {
+        "pid": opts["pid"], "argv": list(sys.argv), "executable": sys.executable,
+        "python": sys.version.split()[0], "implementation": sys.implementation.name,
+        "platform": sys.platform, "time": opts["time"], "seq": opts["seq"],
+        "mode": opts["mode"], "walker": result.get("walker", "python"),
+        "rss": opts["rss"], "python_heap": result["trailer"].get("python_heap"),
+        "walk_seconds": round(walk_seconds, 6),
+        "capture_seconds": round(opts["capture_seconds"], 6),
+        "pause_seconds": None if pause is None else round(pause, 6),
+        "tracemalloc": opts["trace"], "strings": opts["strings"],
+        "hook_version": HOOK_VERSION,
+    }

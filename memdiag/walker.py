@@ -1,0 +1,548 @@
+"""The pure-Python heap walker: the reference for what a snapshot contains.
+
+It is used when the compiled walker (memdiag._walker) is missing, and tests
+run both on the same heap and compare them. Stdlib only.
+
+The walk is breadth-first and assigns object indexes in discovery order, so
+the edge that discovered an object is on a shortest path from the roots. Roots
+come in phases, each walked to exhaustion before the next starts, so a path
+through a module is preferred over a path through a thread's stack:
+
+1. modules in sys.modules, by name;
+2. local variables of every thread's frames (captured before any fork);
+3. every thread's state dict (thread locals);
+4. (no output) everything reachable only from memdiag's own objects is marked
+   ignored, so the hook never appears in its snapshot;
+5. gc-tracked objects no root reached ("unreached": held from C, or leaked).
+
+Edges are labeled where a label makes a path readable: dict keys, attribute
+names (instance __dict__, inline values, __slots__), list and tuple indexes,
+closure cells, the cache of a functools.lru_cache wrapper, frame locals. All
+other references come from gc.get_referents (tp_traverse) and carry no label.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import gc
+import sys
+import types
+
+from . import snapfile as sf
+
+PY = sys.version_info[:2]
+TPFLAGS_HEAPTYPE = 1 << 9
+TPFLAGS_MANAGED_DICT = 1 << 4      # 3.11+
+CO_OPTIMIZED = 0x0001
+
+_LRU_TYPE = type(functools.lru_cache(maxsize=None)(lambda: None))
+_MemberDescriptor = types.MemberDescriptorType
+_GetSetDescriptor = types.GetSetDescriptorType
+
+
+def name_like(s: str) -> bool:
+    """Whether a str key is written in full: a short ASCII identifier that
+    does not look like a token or a random id.
+
+    >>> [name_like(k) for k in ("reg_ary", "sent_events", "__dict__", "MAX2")]
+    [True, True, True, True]
+    >>> [name_like(k) for k in ("a8f5f167f44f4964e6c998dee827110c", "x-y", "é")]
+    [False, False, False]
+    >>> name_like("sk_live_4eC39HqLyjWDarjtT1zdp7dc"), name_like("AuthorizationHeaderValue")
+    (False, False)
+    """
+    n = len(s)
+    if n == 0 or n > 64 or not s.isascii() or not s.isidentifier():
+        return False
+    digits = 0
+    for c in s:
+        if c.isdigit():
+            digits += 1
+    if digits > 3:
+        return False
+    if n >= 20 and "_" not in s and not (s.islower() or s.isupper()):
+        return False
+    return True
+
+
+def type_kind(tp) -> str:
+    """The walker's kind for a type; it decides how edges are labeled."""
+    sub = issubclass
+    if sub(tp, dict):
+        return "dict"
+    if sub(tp, list):
+        return "list"
+    if sub(tp, tuple):
+        return "tuple"
+    if sub(tp, (set, frozenset)):
+        return "set"
+    if sub(tp, collections.deque):
+        return "deque"
+    if sub(tp, str):
+        return "str"
+    if sub(tp, (bytes, bytearray)):
+        return "bytes"
+    if sub(tp, int):
+        return "int"
+    if sub(tp, float):
+        return "float"
+    if sub(tp, types.ModuleType):
+        return "module"
+    if sub(tp, type):
+        return "type"
+    if tp is types.FunctionType:
+        return "function"
+    if tp is types.FrameType:
+        return "frame"
+    if tp is types.CellType:
+        return "cell"
+    if tp is _LRU_TYPE:
+        return "lru_cache"
+    if tp.__flags__ & TPFLAGS_HEAPTYPE:
+        return "instance"
+    return "other"
+
+
+def type_name(tp) -> str:
+    """'ccap.cap.CAP' for classes, 'dict' for builtins."""
+    try:
+        qual = type.__dict__["__qualname__"].__get__(tp)
+        mod = type.__dict__["__module__"].__get__(tp)
+    except Exception:
+        return getattr(tp, "__name__", "?")
+    if not isinstance(mod, str) or mod == "builtins":
+        return qual if isinstance(qual, str) else "?"
+    return f"{mod}.{qual}"
+
+
+_LEN = {
+    "dict": dict.__len__, "list": list.__len__, "tuple": tuple.__len__,
+    "deque": collections.deque.__len__,
+}
+
+
+def _length(o, kind):
+    if kind in _LEN:
+        return _LEN[kind](o)
+    if kind == "set":
+        return set.__len__(o) if isinstance(o, set) else frozenset.__len__(o)
+    if kind == "str":
+        return str.__len__(o)
+    if kind == "bytes":
+        return bytes.__len__(o) if isinstance(o, bytes) else bytearray.__len__(o)
+    return 0
+
+
+class TypeInfo:
+    __slots__ = ("index", "kind", "sizeof_is_python", "slots", "dict_getset",
+                 "managed", "dictoffset", "preheader", "is_heap")
+
+
+class PyWalker:
+    """Walk the heap and stream columns into a snapfile.Writer.
+
+    `module_roots` is [(name, module)], `stack_roots` [(frame description,
+    variable name, object)], `thread_roots` [(thread description, dict)],
+    `ignore` objects that belong to memdiag, `executing_frames` frame objects
+    that were running in some thread when the snapshot started (never
+    traversed: their locals are in stack_roots). `may_materialize` says that
+    this process is a throwaway fork child, where creating an instance
+    __dict__ to read attribute names cannot affect the target.
+    """
+
+    def __init__(self, writer, *, strings=False, trace=False, may_materialize=False):
+        self.w = writer
+        self.strings = strings
+        self.trace = trace
+        self.may_materialize = may_materialize
+        self.index = {}
+        self.objs = []
+        self.parent = []
+        self.plabel = []
+        self.ignored = set()
+        self.type_info = {}
+        self.type_names = []
+        self.type_kinds = []
+        self.labels = {s: i for i, s in enumerate(sf.WELL_KNOWN_LABELS)}
+        self.label_list = list(sf.WELL_KNOWN_LABELS)
+        self.sites = {}
+        self.site_list = []
+        self.nedges = 0
+        self.heap_bytes = 0
+        self.next = 0
+        self.roots = 0
+        self.strings_count = 0
+        self.string_bytes = 0
+        if trace:
+            import tracemalloc
+            self._traceback = tracemalloc._get_object_traceback
+        for own in (self, self.__dict__, self.index, self.objs, self.parent,
+                    self.plabel, self.ignored, self.type_info, self.type_names,
+                    self.type_kinds, self.labels, self.label_list, self.sites,
+                    self.site_list, writer, getattr(writer, "__dict__", None),
+                    getattr(writer, "pending", None), getattr(writer, "counts", None)):
+            if own is not None:
+                self.ignored.add(id(own))
+
+    # ------------------------------------------------------------ tables
+
+    def label(self, s):
+        i = self.labels.get(s)
+        if i is None:
+            i = self.labels[s] = len(self.label_list)
+            self.label_list.append(s)
+        return i
+
+    def info(self, tp):
+        ti = self.type_info.get(tp)
+        if ti is not None:
+            return ti
+        ti = TypeInfo()
+        ti.index = len(self.type_names)
+        ti.kind = type_kind(tp)
+        self.type_names.append(type_name(tp))
+        self.type_kinds.append(ti.kind)
+        flags = tp.__flags__
+        ti.is_heap = bool(flags & TPFLAGS_HEAPTYPE)
+        ti.managed = PY >= (3, 11) and bool(flags & TPFLAGS_MANAGED_DICT)
+        ti.dictoffset = tp.__dictoffset__
+        ti.sizeof_is_python = False
+        for t in tp.__mro__:
+            d = _TYPE_ATTR["__dict__"](t)
+            if "__sizeof__" in d:
+                ti.sizeof_is_python = isinstance(d["__sizeof__"], types.FunctionType)
+                break
+        gc_flag = 1 << 14
+        ti.preheader = 16 if flags & gc_flag else 0
+        if PY >= (3, 12) and flags & (TPFLAGS_MANAGED_DICT | (1 << 3)):
+            ti.preheader += 16
+        ti.slots = []
+        ti.dict_getset = None
+        if ti.kind == "instance":
+            for t in tp.__mro__:
+                if not t.__flags__ & TPFLAGS_HEAPTYPE:
+                    continue
+                for name, member in _TYPE_ATTR["__dict__"](t).items():
+                    if type(member) is _MemberDescriptor and member.__objclass__ is t:
+                        ti.slots.append((name, member))
+                    elif (name == "__dict__" and ti.dict_getset is None
+                          and type(member) is _GetSetDescriptor):
+                        ti.dict_getset = member
+        self.type_info[tp] = ti
+        return ti
+
+    # ------------------------------------------------------------- walking
+
+    def discover(self, obj, src, label):
+        """Index of obj, assigning the next index if new; None if ignored."""
+        oid = id(obj)
+        if oid in self.ignored:
+            return None
+        idx = self.index.get(oid)
+        if idx is None:
+            idx = self.next
+            self.next += 1
+            self.index[oid] = idx
+            self.objs.append(obj)
+            self.parent.append(src + 1)
+            self.plabel.append(label)
+        return idx
+
+    def add_root(self, obj, kind, desc, name=""):
+        idx = self.discover(obj, -1, 0)
+        if idx is None:
+            return
+        self.roots += 1
+        w = self.w
+        w.add(sf.COL_ROOT_OBJ, (idx,))
+        w.add(sf.COL_ROOT_KIND, (kind,))
+        w.add(sf.COL_ROOT_DESC, (self.label(desc),))
+        w.add(sf.COL_ROOT_NAME, (self.label(name),))
+
+    def run(self, module_roots, stack_roots, thread_roots, ignore, executing_frames=()):
+        for o in ignore:
+            self.ignored.add(id(o))
+        self.executing = {id(f) for f in executing_frames}
+        self.ignored.update(self.executing)
+        self.ignored.add(id(self.executing))
+        done = 0
+        for name, mod in module_roots:
+            self.add_root(mod, sf.ROOT_MODULE, name)
+        done = self.process(done)
+        for desc, name, obj in stack_roots:
+            self.add_root(obj, sf.ROOT_LOCAL, desc, name)
+        done = self.process(done)
+        for desc, d in thread_roots:
+            self.add_root(d, sf.ROOT_THREAD, desc)
+        done = self.process(done)
+        self.mark_ignored(ignore)
+        tracked = gc.get_objects()
+        self.ignored.add(id(tracked))
+        for o in tracked:
+            oid = id(o)
+            if oid in self.index or oid in self.ignored:
+                continue
+            self.add_root(o, sf.ROOT_UNREACHED, "")
+            done = self.process(done)
+        del tracked
+        return done
+
+    def mark_ignored(self, seeds):
+        """Everything reachable from memdiag's objects and not yet seen."""
+        index = self.index
+        ignored = self.ignored
+        stack = list(seeds)
+        ignored.add(id(stack))
+        while stack:
+            o = stack.pop()
+            for r in gc.get_referents(o):
+                rid = id(r)
+                if rid in index or rid in ignored:
+                    continue
+                ignored.add(rid)
+                stack.append(r)
+
+    def process(self, i):
+        objs = self.objs
+        w = self.w
+        while i < self.next:
+            o = objs[i]
+            tp = type(o)
+            ti = self.info(tp)
+            targets = []
+            labels = []
+            self.edges(o, i, tp, ti, targets, labels)
+            size = self.sizeof(o, ti)
+            self.heap_bytes += size
+            w.add(sf.COL_ADDR, (id(o),))
+            w.add(sf.COL_TYPE, (ti.index,))
+            w.add(sf.COL_SIZE, (size,))
+            w.add(sf.COL_LENGTH, (_length(o, ti.kind),))
+            w.add(sf.COL_NEDGES, (len(targets),))
+            w.add(sf.COL_PARENT, (self.parent[i],))
+            w.add(sf.COL_PLABEL, (self.plabel[i],))
+            if self.trace:
+                w.add(sf.COL_SITE, (self.site(o),))
+            if targets:
+                w.add(sf.COL_ETARGET, targets)
+                w.add(sf.COL_ELABEL, labels)
+                self.nedges += len(targets)
+            if self.strings and ti.kind == "str":
+                data = str.encode(o, "utf-8", "surrogatepass")
+                w.add(sf.COL_STR_OBJ, (i,))
+                w.add(sf.COL_STR_LEN, (len(data),))
+                w.add(sf.COL_STR_DATA, data)
+                self.strings_count += 1
+                self.string_bytes += len(data)
+            i += 1
+        return i
+
+    def sizeof(self, o, ti):
+        if ti.sizeof_is_python:
+            return object.__sizeof__(o) + ti.preheader
+        return sys.getsizeof(o)
+
+    def site(self, o):
+        tb = self._traceback(o)
+        if tb is None:
+            return 0
+        i = self.sites.get(tb)
+        if i is None:
+            i = self.sites[tb] = len(self.site_list) + 1
+            self.site_list.append([list(frame) for frame in tb])
+        return i
+
+    def edges(self, o, src, tp, ti, targets, labels):
+        kind = ti.kind
+        labeled = None
+
+        def emit(obj, label):
+            idx = self.discover(obj, src, label)
+            if idx is not None:
+                targets.append(idx)
+                labels.append(label)
+            return idx
+
+        if kind == "dict":
+            labeled = set()
+            for k, v in list(dict.items(o)):
+                labeled.add(id(k))
+                labeled.add(id(v))
+                kidx = emit(k, sf.L_KEY)
+                if type(k) is str and name_like(k):
+                    emit(v, sf.L_ITEM | self.label(k) << 3)
+                else:
+                    emit(v, sf.L_ITEM_OPAQUE | (kidx or 0) << 3)
+            if tp is dict:
+                return
+        elif kind in ("list", "tuple"):
+            items = list(o) if tp is list or tp is tuple else (
+                list.copy(o) if kind == "list" else tuple.__getitem__(o, slice(None)))
+            labeled = set()
+            for n, v in enumerate(items):
+                labeled.add(id(v))
+                emit(v, sf.L_INDEX | n << 3)
+            if tp is list or tp is tuple:
+                return
+        elif kind == "module":
+            md = _module_dict(o)
+            for r in gc.get_referents(o):
+                if r is md:
+                    labeled = {id(r)}
+                    emit(r, sf.L_ATTR | 1 << 3)
+                    break
+        elif kind == "type":
+            if _TYPE_ATTR["__flags__"](o) & TPFLAGS_HEAPTYPE:
+                labeled = set()
+                refs = gc.get_referents(_TYPE_ATTR["__dict__"](o))
+                fields = [(refs[0] if refs else None, "__dict__"),
+                          (_TYPE_ATTR["__mro__"](o), "__mro__"),
+                          (_TYPE_ATTR["__bases__"](o), "__bases__")]
+                for obj, name in fields:
+                    if obj is not None:
+                        labeled.add(id(obj))
+                        emit(obj, sf.L_ATTR | self.label(name) << 3)
+        elif kind == "function":
+            labeled = set()
+            for name in ("__code__", "__globals__", "__defaults__", "__kwdefaults__",
+                         "__closure__"):
+                obj = _FUNC_FIELDS[name](o)
+                if obj is not None:
+                    labeled.add(id(obj))
+                    emit(obj, sf.L_ATTR | self.label(name) << 3)
+        elif kind == "cell":
+            labeled = set()
+            for r in gc.get_referents(o):
+                labeled.add(id(r))
+                emit(r, sf.L_ATTR | self.label("cell_contents") << 3)
+        elif kind == "frame":
+            if id(o) in self.executing:
+                return
+            labeled = set()
+            if self.may_materialize and o.f_code.co_flags & CO_OPTIMIZED:
+                for name, v in list(o.f_locals.items()):
+                    labeled.add(id(v))
+                    emit(v, sf.L_LOCAL | self.label(name) << 3)
+            back = o.f_back
+            if back is not None:
+                labeled.add(id(back))
+                emit(back, sf.L_ATTR | self.label("f_back") << 3)
+        elif kind == "lru_cache":
+            own = _dict_at(o, ti.dictoffset)
+            for r in gc.get_referents(o):
+                if type(r) is dict and r is not own:
+                    labeled = {id(r)}
+                    emit(r, sf.L_ATTR | self.label("__cache__") << 3)
+                    break
+        elif kind == "instance":
+            labeled = set()
+            for name, member in ti.slots:
+                try:
+                    v = member.__get__(o, tp)
+                except AttributeError:
+                    continue
+                labeled.add(id(v))
+                emit(v, sf.L_ATTR | self.label(name) << 3)
+            self.instance_dict(o, tp, ti, labeled, emit)
+        # Every other reference, unlabeled, skipping what was labeled above.
+        for r in gc.get_referents(o):
+            if labeled is not None and id(r) in labeled:
+                continue
+            if r is tp and kind == "instance":
+                emit(r, sf.L_ATTR | 2 << 3)
+            else:
+                emit(r, sf.L_NONE)
+
+    def instance_dict(self, o, tp, ti, labeled, emit):
+        if ti.managed:
+            ptr = _managed_dict_ptr(o)
+            if ptr:
+                d = _find_by_id(gc.get_referents(o), ptr)
+                if d is not None:
+                    labeled.add(id(d))
+                    emit(d, sf.L_ATTR | 1 << 3)
+                return
+            if not self.may_materialize or ti.dict_getset is None:
+                return
+            # A throwaway fork child may create the dict to read the names;
+            # the dict itself is not part of the target's heap.
+            d = ti.dict_getset.__get__(o, tp)
+            self.ignored.add(id(d))
+            for name, v in list(dict.items(d)):
+                labeled.add(id(v))
+                if type(name) is str:
+                    emit(v, sf.L_ATTR | self.label(name) << 3)
+                else:
+                    emit(v, sf.L_NONE)
+            return
+        d = _dict_at(o, ti.dictoffset)
+        if d is not None:
+            labeled.add(id(d))
+            emit(d, sf.L_ATTR | 1 << 3)
+
+    def trailer(self):
+        return {
+            "objects": self.next, "edges": self.nedges, "roots": self.roots,
+            "strings": self.strings_count, "string_bytes": self.string_bytes,
+            "types": self.type_names, "type_kinds": self.type_kinds,
+            "labels": self.label_list, "sites": self.site_list,
+            "python_heap": self.heap_bytes,
+        }
+
+
+_TYPE_ATTR = {name: type.__dict__[name].__get__
+              for name in ("__flags__", "__dict__", "__mro__", "__bases__")}
+
+_FUNC_FIELDS = {
+    "__code__": lambda f: f.__code__,
+    "__globals__": lambda f: f.__globals__,
+    "__defaults__": lambda f: f.__defaults__,
+    "__kwdefaults__": lambda f: f.__kwdefaults__,
+    "__closure__": lambda f: f.__closure__,
+}
+
+
+def _module_dict(m):
+    return types.ModuleType.__dict__["__dict__"].__get__(m)
+
+
+# Reading a pointer field with ctypes tells whether an instance dict exists
+# without creating one (the __dict__ getter would create it).
+try:
+    import ctypes
+    _void_p = ctypes.c_void_p
+except Exception:  # pragma: no cover - ctypes missing
+    ctypes = None
+
+
+def _read_ptr(addr):
+    return _void_p.from_address(addr).value or 0
+
+
+def _managed_dict_ptr(o):
+    """Address of a 3.11+ managed instance dict, 0 if it has inline values only."""
+    if ctypes is None:
+        return 0
+    base = id(o)
+    ptr = _read_ptr(base - 3 * 8)
+    if PY == (3, 12) and ptr & 1:
+        return 0   # tagged pointer to inline values
+    return ptr
+
+
+def _dict_at(o, dictoffset):
+    """The object's __dict__ if the type keeps it at a fixed offset and it exists."""
+    if dictoffset <= 0 or ctypes is None:
+        return None
+    ptr = _read_ptr(id(o) + dictoffset)
+    if not ptr:
+        return None
+    return _find_by_id(gc.get_referents(o), ptr)
+
+
+def _find_by_id(objs, addr):
+    for r in objs:
+        if id(r) == addr:
+            return r
+    return None
