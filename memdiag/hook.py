@@ -200,6 +200,7 @@ def install(dir=None, signal="USR2", trace_frames=0, strings=False, mode="auto",
     Returns the snapshot directory.
     """
     signum = _parse_signal(signal)
+    _prepare()
     if mode not in ("auto", "fork", "inline"):
         raise ValueError("mode must be 'auto', 'fork' or 'inline'")
     directory = snapshot_dir(dir)
@@ -230,6 +231,18 @@ def install(dir=None, signal="USR2", trace_frames=0, strings=False, mode="auto",
         _state.fork_registered = True
     _register()
     return directory
+
+
+def _prepare():
+    """Import now what a snapshot needs, so the forked child imports nothing:
+    a module imported in the child would appear in its snapshot."""
+    global _walker_mod
+    if _walker_mod is None:
+        from . import walker
+        _walker_mod = walker
+
+
+_walker_mod = None
 
 
 def uninstall():
@@ -363,6 +376,7 @@ def dump(path=None, *, strings=None, mode=None):
     The call returns when the file is complete. `path` defaults to the next
     `memdiag-<pid>-<seq>.snap` in the snapshot directory.
     """
+    _prepare()
     if _state.dir is None:
         _state.dir = snapshot_dir()
         _ensure_private_dir(_state.dir, strict=_state.dir == _base_dir())
@@ -767,12 +781,16 @@ def _walk(writer, capture, opts, may_materialize, extra_ignore):
     modules = _module_roots()
     ignore = _ignore_seeds([capture, writer.__dict__, writer.pending, writer.counts,
                             modules] + list(extra_ignore))
+    _prepare()
     if _cwalker is not None and not os.environ.get("MEMDIAG_PURE_PYTHON"):
-        return _cwalker.walk(writer, modules, capture["stack_roots"],
-                             capture["thread_roots"], ignore, capture["frames"],
-                             opts["strings"], opts["trace"], may_materialize)
-    from .walker import PyWalker
-    w = PyWalker(writer, strings=opts["strings"], trace=opts["trace"],
+        type_name = _walker_mod.type_name
+        result = _cwalker.walk(writer, modules, capture["stack_roots"],
+                               capture["thread_roots"], ignore, capture["frames"],
+                               opts["strings"], opts["trace"], may_materialize)
+        trailer = result["trailer"]
+        trailer["types"] = [type_name(t) for t in result.pop("type_objects")]
+        return result
+    w = _walker_mod.PyWalker(writer, strings=opts["strings"], trace=opts["trace"],
                  may_materialize=may_materialize)
     w.run(modules, capture["stack_roots"], capture["thread_roots"],
           ignore + [modules, w], capture["frames"])

@@ -429,9 +429,10 @@ class PyWalker:
                 labeled.add(id(back))
                 emit(back, sf.L_ATTR | self.label("f_back") << 3)
         elif kind == "lru_cache":
-            own = _dict_at(o, ti.dictoffset)
+            # Two exact dicts hang off the wrapper: its __dict__ (holding
+            # __wrapped__, set by update_wrapper) and the cache.
             for r in gc.get_referents(o):
-                if type(r) is dict and r is not own:
+                if type(r) is dict and "__wrapped__" not in r:
                     labeled = {id(r)}
                     emit(r, sf.L_ATTR | self.label("__cache__") << 3)
                     break
@@ -455,31 +456,39 @@ class PyWalker:
                 emit(r, sf.L_NONE)
 
     def instance_dict(self, o, tp, ti, labeled, emit):
-        if ti.managed:
-            ptr = _managed_dict_ptr(o)
-            if ptr:
-                d = _find_by_id(gc.get_referents(o), ptr)
-                if d is not None:
-                    labeled.add(id(d))
-                    emit(d, sf.L_ATTR | 1 << 3)
-                return
-            if not self.may_materialize or ti.dict_getset is None:
-                return
-            # A throwaway fork child may create the dict to read the names;
-            # the dict itself is not part of the target's heap.
-            d = ti.dict_getset.__get__(o, tp)
-            self.ignored.add(id(d))
-            for name, v in list(dict.items(d)):
-                labeled.add(id(v))
-                if type(name) is str:
-                    emit(v, sf.L_ATTR | self.label(name) << 3)
-                else:
-                    emit(v, sf.L_NONE)
+        """Label the instance's attributes without creating a __dict__ that did
+        not exist (the __dict__ getter creates one on 3.11+, and for any type
+        whose dict is still NULL)."""
+        getter = ti.dict_getset
+        if getter is None:
             return
-        d = _dict_at(o, ti.dictoffset)
-        if d is not None:
+        dicts = [r for r in gc.get_referents(o) if type(r) is dict]
+        if not ti.managed:
+            if not dicts:
+                return  # no dict exists: reading __dict__ would create one
+            d = getter.__get__(o, tp)
+            if any(d is r for r in dicts):
+                labeled.add(id(d))
+                emit(d, sf.L_ATTR | 1 << 3)
+            return
+        if not self.may_materialize:
+            # 3.11+: nothing public tells inline values from a dict without
+            # creating one; in the live process, go without attribute names.
+            return
+        # A throwaway fork child may create the dict to read the names. If it
+        # was already a referent, it existed before: a real object.
+        d = getter.__get__(o, tp)
+        if any(d is r for r in dicts):
             labeled.add(id(d))
             emit(d, sf.L_ATTR | 1 << 3)
+            return
+        self.ignored.add(id(d))
+        for name, v in list(dict.items(d)):
+            labeled.add(id(v))
+            if type(name) is str:
+                emit(v, sf.L_ATTR | self.label(name) << 3)
+            else:
+                emit(v, sf.L_NONE)
 
     def trailer(self):
         return {
@@ -505,44 +514,3 @@ _FUNC_FIELDS = {
 
 def _module_dict(m):
     return types.ModuleType.__dict__["__dict__"].__get__(m)
-
-
-# Reading a pointer field with ctypes tells whether an instance dict exists
-# without creating one (the __dict__ getter would create it).
-try:
-    import ctypes
-    _void_p = ctypes.c_void_p
-except Exception:  # pragma: no cover - ctypes missing
-    ctypes = None
-
-
-def _read_ptr(addr):
-    return _void_p.from_address(addr).value or 0
-
-
-def _managed_dict_ptr(o):
-    """Address of a 3.11+ managed instance dict, 0 if it has inline values only."""
-    if ctypes is None:
-        return 0
-    base = id(o)
-    ptr = _read_ptr(base - 3 * 8)
-    if PY == (3, 12) and ptr & 1:
-        return 0   # tagged pointer to inline values
-    return ptr
-
-
-def _dict_at(o, dictoffset):
-    """The object's __dict__ if the type keeps it at a fixed offset and it exists."""
-    if dictoffset <= 0 or ctypes is None:
-        return None
-    ptr = _read_ptr(id(o) + dictoffset)
-    if not ptr:
-        return None
-    return _find_by_id(gc.get_referents(o), ptr)
-
-
-def _find_by_id(objs, addr):
-    for r in objs:
-        if id(r) == addr:
-            return r
-    return None

@@ -1,0 +1,62 @@
+"""Installs the memdiag hook at interpreter startup (put here by `memdiag run`).
+
+Only memdiag's stdlib-only hook modules are loaded, as the private package
+`_memdiag_hook`, so the target never imports memdiag's own dependencies.
+Then this file steps aside and imports the program's own sitecustomize, if
+it has one.
+"""
+
+
+def _memdiag_boot():
+    import os
+    import sys
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != here]
+    pkg = os.environ.get("MEMDIAG_PKG_DIR")
+    if not pkg:
+        return
+    try:
+        import importlib.util
+        spec = importlib.util.spec_from_file_location(
+            "_memdiag_hook", os.path.join(pkg, "__init__.py"),
+            submodule_search_locations=[pkg])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["_memdiag_hook"] = module
+        spec.loader.exec_module(module)
+        hook = importlib.import_module("_memdiag_hook.hook")
+        directory = hook.install(
+            dir=os.environ.get("MEMDIAG_DIR") or None,
+            signal=os.environ.get("MEMDIAG_SIGNAL") or "USR2",
+            trace_frames=int(os.environ.get("MEMDIAG_TRACE_FRAMES") or 0),
+            strings=os.environ.get("MEMDIAG_STRINGS") == "1",
+            mode=os.environ.get("MEMDIAG_MODE") or "auto")
+        if not os.environ.get("MEMDIAG_QUIET"):
+            pid = os.getpid()
+            sig = os.environ.get("MEMDIAG_SIGNAL") or "USR2"
+            os.write(2, (f"memdiag: pid {pid} writes a heap snapshot to {directory} on SIG"
+                         f"{sig.upper().removeprefix('SIG')} (memdiag snapshot {pid})\n").encode())
+        # Children started with exec (multiprocessing spawn, subprocesses) get
+        # their own hook from the same environment; say nothing in each one.
+        os.environ["MEMDIAG_QUIET"] = "1"
+    except Exception as e:  # the program must start even if the hook cannot
+        try:
+            os.write(2, f"memdiag: hook not installed: {e}\n".encode())
+        except OSError:
+            pass
+
+
+_memdiag_boot()
+del _memdiag_boot
+
+# Chain to the program's own sitecustomize, if there is one further on the path.
+import sys as _sys  # noqa: E402
+
+_sys.modules.pop("sitecustomize", None)
+try:
+    import sitecustomize  # noqa: F401,E402
+except ImportError:
+    pass
+except Exception as _e:  # pragma: no cover - the program's own file failed
+    _sys.stderr.write(f"Error in sitecustomize; set PYTHONVERBOSE for traceback:\n{_e}\n")
+del _sys

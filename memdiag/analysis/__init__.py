@@ -1,0 +1,4 @@
+"""Pure functions from Snapshots to the value types in memdiag.model.
+
+Nothing here prints; memdiag.render turns results into text, tables or JSON.
+"""

@@ -1,0 +1,54 @@
+"""`memdiag diff`: what grew between snapshots, and who holds it.
+
+    >>> result = diff([Snapshot.load("a.snap"), Snapshot.load("b.snap")])  # doctest: +SKIP
+    >>> result.suspects[0].path, result.suspects[0].growth               # doctest: +SKIP
+    ("ccap.timer.timer['reg_ary']", 500)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..model import MemorySummary
+from .match import global_type_ids, match
+from .suspects import find_suspects
+from .types import type_growth
+
+
+@dataclass(frozen=True)
+class DiffResult:
+    paths: tuple
+    types: list          # [TypeGrowth], most grown first
+    suspects: list       # [Suspect], best first
+    memory: MemorySummary
+    matched: bool        # whether new/freed counts could be computed
+
+    @property
+    def verdict(self):
+        return self.memory.verdict()
+
+
+def diff(snaps, top_suspects=20, min_growth=1):
+    if len(snaps) < 2:
+        raise ValueError("diff needs at least two snapshots")
+    first, last = snaps[0], snaps[-1]
+    gids, names = global_type_ids(snaps)
+    ia, ib = match(first, last, gids[0], gids[-1])
+    new_mask = np.ones(last.n_objects, bool)
+    new_mask[ib] = False
+    freed_mask = np.ones(first.n_objects, bool)
+    freed_mask[ia] = False
+    new_counts = _count_by_name(last, gids[-1], names, new_mask)
+    freed_counts = _count_by_name(first, gids[0], names, freed_mask)
+    types = type_growth(first, last, new_counts, freed_counts)
+    suspects = find_suspects(snaps, gids, new_mask, top=top_suspects, min_growth=min_growth)
+    memory = MemorySummary(first.rss, last.rss, first.python_heap, last.python_heap)
+    return DiffResult(tuple(s.path for s in snaps), types, suspects, memory, True)
+
+
+def _count_by_name(snap, gid, names, mask):
+    g = gid[snap.type.astype(np.int64)[mask]]
+    counts = np.bincount(g, minlength=len(names))
+    return {names[k]: int(c) for k, c in enumerate(counts.tolist()) if c}

@@ -1,0 +1,133 @@
+"""Suspects: containers alive in every snapshot whose length grew.
+
+    ccap.timer.timer['reg_ary']   list   200 → 700   (+500 ccap.cap.CAP)
+
+Ranking: with three or more snapshots, a container that grew in every
+interval ranks above one that jumped once, and one that did not grow in the
+last interval (a bounded cache that filled up) is not a suspect at all.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from ..model import Suspect
+from .match import match
+
+CONTAINER_KINDS = ("list", "dict", "set", "deque")
+
+
+def containers(snap):
+    kinds = np.array([k in CONTAINER_KINDS for k in snap.type_kinds] or [False])
+    return np.flatnonzero(kinds[snap.type.astype(np.int64)])
+
+
+def find_suspects(snaps, gids, new_mask_last=None, top=20, min_growth=1):
+    """Suspects across snapshots (oldest first), best first, at most `top`."""
+    first, last = snaps[0], snaps[-1]
+    # aligned[k][j] is the index in snaps[k] of the j-th container followed.
+    aligned = [containers(last)]
+    for k in range(len(snaps) - 2, -1, -1):
+        ip, ic = match(snaps[k], snaps[k + 1], gids[k], gids[k + 1],
+                       containers(snaps[k]), aligned[0])
+        order = np.argsort(ic)
+        ic, ip = ic[order], ip[order]
+        keep = np.isin(aligned[0], ic)
+        aligned = [a[keep] for a in aligned]
+        aligned.insert(0, ip[np.searchsorted(ic, aligned[0])])
+    lengths = np.stack([snaps[k].length[aligned[k]].astype(np.int64)
+                        for k in range(len(snaps))])
+    growth = lengths[-1] - lengths[0]
+    ok = growth >= min_growth
+    if len(snaps) >= 3:
+        ok &= lengths[-1] > lengths[-2]   # stopped growing: a bounded cache, not a leak
+    cand = np.flatnonzero(ok)
+    if not len(cand):
+        return []
+    grown = (np.diff(lengths[:, cand], axis=0) > 0).sum(axis=0)
+    cand = cand[np.lexsort((-growth[cand], -grown))][:top]
+    last_idx = aligned[-1][cand]
+    first_idx = aligned[0][cand]
+    sizes = _subtree_new_sizes(last, last_idx, new_mask_last)
+    out = []
+    for j, c in enumerate(cand.tolist()):
+        i_last = int(last_idx[j])
+        size_delta = int(last.size[i_last]) - int(first.size[int(first_idx[j])]) + sizes[j]
+        out.append(Suspect(last.path_of(i_last).text(), last.type_name_of(i_last),
+                           tuple(int(x) for x in lengths[:, c]), size_delta,
+                           _added_type(last, i_last, new_mask_last),
+                           int((np.diff(lengths[:, c]) > 0).sum()),
+                           index=i_last))
+    out.sort(key=Suspect.sort_key)
+    return out
+
+
+def _children_in_tree(snap, idx):
+    """Objects whose BFS parent is object idx.
+
+    They were discovered while idx was processed, so they form one run of
+    indexes; the running maximum of `parent` is sorted and finds it.
+    """
+    cummax = snap._cols.get("parent_cummax")
+    if cummax is None:
+        cummax = np.maximum.accumulate(snap.parent)
+        snap._cols["parent_cummax"] = cummax
+    lo = int(np.searchsorted(cummax, idx + 1, "left"))
+    hi = int(np.searchsorted(cummax, idx + 1, "right"))
+    run = np.arange(lo, hi)
+    return run[snap.parent[lo:hi] == idx + 1]
+
+
+def _added_type(snap, idx, new_mask):
+    kids = _children_in_tree(snap, idx)
+    if new_mask is not None and len(kids):
+        fresh = kids[new_mask[kids]]
+        if len(fresh):
+            kids = fresh
+    if not len(kids):
+        targets, _ = snap.edges_of(idx)
+        kids = np.asarray(targets, dtype=np.int64)
+    if not len(kids):
+        return None
+    kinds = snap.type_kinds
+    types = snap.type[kids].astype(np.int64)
+    counts = Counter(types.tolist())
+    # A dict's keys are usually strs; prefer the commonest non-key type.
+    for t, _ in counts.most_common():
+        if kinds[t] != "str" or len(counts) == 1:
+            return snap.type_names[t]
+    return snap.type_names[counts.most_common(1)[0][0]]
+
+
+def _subtree_new_sizes(snap, owners, new_mask, max_depth=16):
+    """Bytes of new objects under each owner in the BFS tree (depth-limited)."""
+    if new_mask is None or not len(owners):
+        return [0] * len(owners)
+    fresh = np.flatnonzero(new_mask)
+    if not len(fresh):
+        return [0] * len(owners)
+    parent = snap.parent.astype(np.int64)[fresh] - 1
+    owner_of = {int(o): k for k, o in enumerate(owners.tolist())}
+    n = snap.n_objects
+    # label[i] = which owner object i is under; -1 = none yet
+    label = np.full(n, -1, np.int64)
+    for o, k in owner_of.items():
+        label[o] = k
+    got = np.full(len(fresh), -1, np.int64)
+    for _ in range(max_depth):
+        pending = got < 0
+        if not pending.any():
+            break
+        par = parent[pending]
+        lab = np.where(par >= 0, label[np.maximum(par, 0)], -1)
+        if not (lab >= 0).any():
+            break
+        idx = np.flatnonzero(pending)
+        hit = lab >= 0
+        got[idx[hit]] = lab[hit]
+        label[fresh[idx[hit]]] = lab[hit]
+    sizes = np.bincount(got[got >= 0], weights=snap.size[fresh[got >= 0]].astype(np.float64),
+                        minlength=len(owners))
+    return [int(x) for x in sizes.tolist()]

@@ -1,0 +1,69 @@
+"""Shared by the commands: loading snapshots with progress, choosing output."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from ..model import Snapshot, SnapshotError
+from .errors import EXIT_BAD_FILE, MemdiagError
+
+BIG_FILE = 32 << 20
+
+
+def rich_wanted():
+    """Rich tables on a terminal; plain text when piped or with NO_COLOR/TERM=dumb."""
+    if os.environ.get("MEMDIAG_PLAIN") or os.environ.get("TERM") == "dumb":
+        return False
+    return sys.stdout.isatty()
+
+
+def load(path):
+    """Load a snapshot, with a progress bar on stderr for big files."""
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        size = 0
+    progress = None
+    bar = None
+    if size >= BIG_FILE and sys.stderr.isatty():
+        from rich.progress import Progress
+        bar = Progress(transient=True)
+        bar.start()
+        task = bar.add_task(f"loading {os.path.basename(path)}", total=None)
+        progress = lambda n: bar.advance(task, n)  # noqa: E731
+    try:
+        snap = Snapshot.load(path, progress=progress)
+        if bar is not None:
+            # decode the columns every command needs while the bar is up
+            snap.type, snap.size, snap.addr, snap.parent  # noqa: B018
+        return snap
+    except SnapshotError as e:
+        raise MemdiagError(str(e), EXIT_BAD_FILE) from None
+    finally:
+        if bar is not None:
+            bar.stop()
+
+
+def print_json(data):
+    json.dump(data, sys.stdout, indent=2, default=_default)
+    sys.stdout.write("\n")
+
+
+def _default(o):
+    try:
+        import numpy as np
+        if isinstance(o, np.integer):
+            return int(o)
+        if isinstance(o, np.floating):
+            return float(o)
+    except ImportError:  # pragma: no cover
+        pass
+    raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+
+def hint(text):
+    """A next step for a person, on stderr so stdout stays clean for scripts."""
+    if sys.stderr.isatty():
+        sys.stderr.write(f"{text}\n")

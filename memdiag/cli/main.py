@@ -1,0 +1,154 @@
+"""The memdiag command. main(argv) -> exit code is the single entry point and
+the error boundary: errors become one line on stderr, never a traceback
+(set MEMDIAG_DEBUG=1 to see one)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import List, Optional
+
+import typer
+from typing import Annotated
+
+try:  # typer >= 0.20 vendors click
+    from typer._click import exceptions as click_exc
+except ImportError:  # pragma: no cover - older typer depends on click
+    from click import exceptions as click_exc
+
+from .errors import (EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, MemdiagError)
+
+app = typer.Typer(
+    name="memdiag", add_completion=False, no_args_is_help=True,
+    pretty_exceptions_enable=False, rich_markup_mode=None,
+    help="What is growing in a long-running Python process, and who is holding it.",
+)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+TopOpt = Annotated[int, typer.Option("--top", min=1, help="How many rows per table.")]
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def run(
+    command: Annotated[List[str], typer.Argument(help="The program and its arguments, after --.")],
+    dir: Annotated[Optional[str], typer.Option("--dir", help="Snapshot directory (default $MEMDIAG_DIR, else /tmp/memdiag-<uid>).")] = None,
+    signal: Annotated[str, typer.Option("--signal", help="Signal that triggers a snapshot.")] = "USR2",
+    trace_frames: Annotated[int, typer.Option("--trace-frames", min=0, help="Record tracemalloc allocation sites with this many frames (slows the program).")] = 0,
+    strings: Annotated[bool, typer.Option("--strings", help="Write str contents into snapshots (off: lengths only).")] = False,
+    mode: Annotated[str, typer.Option("--mode", help="auto, fork or inline.")] = "auto",
+):
+    """Start a Python program with the snapshot hook installed."""
+    from . import run as mod
+    return mod.command(list(command), dir, signal, trace_frames, strings, mode)
+
+
+@app.command()
+def snapshot(
+    pid: Annotated[int, typer.Argument(help="Process id of a program started with the hook.")],
+    dir: Annotated[Optional[str], typer.Option("--dir", help="Where the target writes (default: what its hook registered).")] = None,
+    timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds to wait for the file.")] = 60.0,
+    as_json: JsonOpt = False,
+):
+    """Make a hooked process write a snapshot; print the file's path."""
+    from . import snapshot as mod
+    return mod.command(pid, dir, timeout, as_json)
+
+
+@app.command()
+def top(
+    snapshot: Annotated[str, typer.Argument(help="A .snap file.")],
+    top: TopOpt = 10,
+    as_json: JsonOpt = False,
+):
+    """Totals, types by bytes and count, and the largest containers with their paths."""
+    from . import top as mod
+    return mod.command(snapshot, top, as_json)
+
+
+@app.command()
+def diff(
+    snapshots: Annotated[List[str], typer.Argument(help="Two or more .snap files of one process.")],
+    top: TopOpt = 10,
+    as_json: JsonOpt = False,
+    min_growth: Annotated[int, typer.Option("--min-growth", min=1, help="Ignore containers that grew by fewer elements.")] = 1,
+    exit_code: Annotated[bool, typer.Option("--exit-code", help="Exit 1 if there is any suspect (for scripts).")] = False,
+):
+    """Rank growing types and name suspects: containers that grew, with their paths."""
+    from . import diff as mod
+    return mod.command(snapshots, top, as_json, min_growth, exit_code)
+
+
+@app.command()
+def retainers(
+    snapshot: Annotated[str, typer.Argument(help="A .snap file.")],
+    type_name: Annotated[str, typer.Option("--type", help="Type name, e.g. str or ccap.cap.CAP (a suffix like CAP works).")],
+    since: Annotated[Optional[str], typer.Option("--since", help="Only objects new since this older snapshot.")] = None,
+    top: TopOpt = 10,
+    as_json: JsonOpt = False,
+):
+    """Show how objects of a type are held: shortest paths to roots, merged by shape."""
+    from . import retainers as mod
+    return mod.command(snapshot, type_name, since, top, as_json)
+
+
+@app.command()
+def demo(
+    sample: Annotated[str, typer.Option("--sample", help="captcha, events, control or native.")] = "captcha",
+    requests: Annotated[int, typer.Option("--requests", min=1, help="Requests between the two snapshots.")] = 500,
+    out: Annotated[str, typer.Option("--out", help="Directory for the demo's snapshots.")] = "demo-out",
+):
+    """Run a sample leak, take two snapshots, and diff them."""
+    from . import demo as mod
+    return mod.command(sample, requests, out_dir=out)
+
+
+def main(argv=None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        rv = app(args=args, prog_name="memdiag", standalone_mode=False)
+        return rv if isinstance(rv, int) else 0
+    except MemdiagError as e:
+        _error(str(e))
+        return e.exit_code
+    except click_exc.NoArgsIsHelpError as e:
+        sys.stderr.write((e.ctx.get_help() if e.ctx else "") + "\n")
+        return EXIT_USAGE
+    except click_exc.UsageError as e:
+        cmd = e.ctx.command_path if e.ctx else "memdiag"
+        _error(f"{e.format_message()} (see: {cmd} --help)")
+        return EXIT_USAGE
+    except (typer.Exit, getattr(click_exc, "Exit", typer.Exit)) as e:
+        return e.exit_code
+    except (typer.Abort, getattr(click_exc, "Abort", typer.Abort), KeyboardInterrupt):
+        _error("interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 0
+    except Exception as e:  # the error boundary: one line, no traceback
+        if os.environ.get("MEMDIAG_DEBUG"):
+            raise
+        text = str(e).strip().splitlines()
+        _error(f"internal error: {type(e).__name__}: {text[0] if text else ''} "
+               f"(set MEMDIAG_DEBUG=1 for a traceback)")
+        return EXIT_INTERNAL
+
+
+def _error(message):
+    sys.stderr.write(f"memdiag: error: {message}\n")
+
+
+def _quiet_stdout():
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass
+
+
+def run_main():
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run_main()

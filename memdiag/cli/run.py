@@ -1,0 +1,54 @@
+"""memdiag run [options] -- COMMAND ...: start any Python program with the hook.
+
+The hook goes in through a sitecustomize on PYTHONPATH, so it works for
+`python app.py`, `python -m pkg` and console scripts (gunicorn, uvicorn,
+celery), also when memdiag lives in another environment than the app: only
+memdiag's stdlib-only hook modules are loaded into the target, under a
+private name, never memdiag's dependencies.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from .. import hook
+from .errors import EXIT_USAGE, MemdiagError
+
+_PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BOOT_DIR = os.path.join(_PKG_DIR, "_boot")
+
+
+def hook_env(base=None, directory=None, signal="USR2", trace_frames=0, strings=False,
+             mode="auto"):
+    """The environment that makes a Python program install the hook at startup."""
+    env = dict(os.environ if base is None else base)
+    try:
+        hook._parse_signal(signal)
+    except ValueError as e:
+        raise MemdiagError(str(e), EXIT_USAGE) from None
+    if mode not in ("auto", "fork", "inline"):
+        raise MemdiagError("--mode must be auto, fork or inline", EXIT_USAGE)
+    old = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = BOOT_DIR + (os.pathsep + old if old else "")
+    env["MEMDIAG_PKG_DIR"] = _PKG_DIR
+    env["MEMDIAG_SIGNAL"] = str(signal)
+    env["MEMDIAG_TRACE_FRAMES"] = str(int(trace_frames or 0))
+    env["MEMDIAG_STRINGS"] = "1" if strings else "0"
+    env["MEMDIAG_MODE"] = mode
+    if directory:
+        env["MEMDIAG_DIR"] = os.path.abspath(directory)
+    return env
+
+
+def command(argv, directory=None, signal="USR2", trace_frames=0, strings=False, mode="auto"):
+    if not argv:
+        raise MemdiagError("nothing to run: memdiag run [options] -- python app.py", EXIT_USAGE)
+    env = hook_env(None, directory, signal, trace_frames, strings, mode)
+    exe = argv[0]
+    if os.sep not in exe and shutil.which(exe, path=env.get("PATH")) is None:
+        raise MemdiagError(f"command not found: {exe}", EXIT_USAGE)
+    try:
+        os.execvpe(exe, argv, env)
+    except OSError as e:
+        raise MemdiagError(f"cannot run {exe}: {e.strerror}", EXIT_USAGE) from None

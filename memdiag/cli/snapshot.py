@@ -1,0 +1,87 @@
+"""memdiag snapshot PID: signal a hooked process and wait for its snapshot file."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from .common import hint, print_json
+from .errors import EXIT_SNAPSHOT_FAILED, EXIT_TARGET, MemdiagError
+from .targets import find_hook
+
+
+def _snap_files(directory, pid):
+    prefix = f"memdiag-{pid}-"
+    try:
+        return {n for n in os.listdir(directory) if n.startswith(prefix) and n.endswith(".snap")}
+    except OSError:
+        return set()
+
+
+def _read_status(path):
+    try:
+        with open(path, "rb") as f:
+            return json.loads(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+def take(pid, directory=None, timeout=60.0):
+    """Signal pid and return (path, seconds) of the snapshot it wrote."""
+    info = find_hook(pid)
+    directory = directory or info.get("dir")
+    if not directory:
+        raise MemdiagError(f"pid {pid}: the hook registry names no snapshot directory",
+                           EXIT_TARGET)
+    status_path = info["registry"][:-len(".json")] + ".status"
+    before = _snap_files(directory, pid)
+    old_status = _read_status(status_path)
+    t0 = time.monotonic()
+    sent_at = time.time()
+    try:
+        os.kill(pid, info["signal"])
+    except ProcessLookupError:
+        raise MemdiagError(f"pid {pid} exited", EXIT_TARGET) from None
+    except PermissionError:
+        raise MemdiagError(f"not allowed to signal pid {pid}; run as its user or root",
+                           EXIT_TARGET) from None
+    delay = 0.01
+    while True:
+        new = _snap_files(directory, pid) - before
+        if new:
+            name = sorted(new, key=lambda n: _seq(n))[-1]
+            return os.path.join(directory, name), time.monotonic() - t0
+        st = _read_status(status_path)
+        if (st and st != old_status and st.get("state") == "failed"
+                and st.get("time", 0) >= sent_at - 1):
+            raise MemdiagError(f"pid {pid} could not write the snapshot: {st.get('error')}",
+                               EXIT_SNAPSHOT_FAILED)
+        if not os.path.exists(f"/proc/{pid}"):
+            raise MemdiagError(f"pid {pid} exited before the snapshot was written",
+                               EXIT_SNAPSHOT_FAILED)
+        if time.monotonic() - t0 > timeout:
+            raise MemdiagError(
+                f"no snapshot from pid {pid} within {timeout:g}s (Python runs signal "
+                f"handlers between bytecodes: a main thread stuck in C code delays it; "
+                f"see the process's stderr)", EXIT_SNAPSHOT_FAILED)
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.2)
+
+
+def _seq(name):
+    try:
+        return int(name.rsplit("-", 1)[1].split(".")[0])
+    except (IndexError, ValueError):
+        return 0
+
+
+def command(pid, directory=None, timeout=60.0, as_json=False):
+    path, seconds = take(pid, directory, timeout)
+    if as_json:
+        print_json({"path": path, "pid": pid, "seconds": round(seconds, 3),
+                    "bytes": os.path.getsize(path)})
+    else:
+        print(path)
+        hint(f"next: memdiag top {path}   (take another later, then: memdiag diff A B)")
+    return 0

@@ -1,0 +1,18 @@
+"""memdiag top SNAP: the heap at a glance."""
+
+from __future__ import annotations
+
+from ..analysis.top import top as analyze_top
+from ..render.blocks import emit
+from ..render.top import top_blocks, top_json
+from .common import load, print_json, rich_wanted
+
+
+def command(snapshot, top=10, as_json=False):
+    snap = load(snapshot)
+    result = analyze_top(snap, top)
+    if as_json:
+        print_json(top_json(result))
+    else:
+        emit(top_blocks(result), rich_wanted())
+    return 0

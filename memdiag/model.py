@@ -1,0 +1,393 @@
+"""Snapshot and the value types the analyses return. Read-only, numpy-backed.
+
+    >>> snap = Snapshot.load("b.snap")                    # doctest: +SKIP
+    >>> snap.n_objects, snap.meta["pid"]                  # doctest: +SKIP
+    (1843211, 4242)
+    >>> snap.path_of(snap.find_type("ccap.cap.CAP")[0]).text()   # doctest: +SKIP
+    "ccap.timer.timer['reg_ary'][*]"
+
+Columns are decoded on first use, so a `diff` never decodes the edge arrays.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import snapfile as sf
+
+_DTYPES = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
+class SnapshotError(Exception):
+    """A snapshot that cannot be used; the message is one line for a human."""
+
+
+def decode_chunk(width, transform, count, raw):
+    """One encoded column chunk back to a numpy array."""
+    dt = _DTYPES[width]
+    if transform & sf.T_SHUFFLE and width > 1:
+        planes = np.frombuffer(raw, np.uint8).reshape(width, count)
+        a = np.ascontiguousarray(planes.T).view(dt).reshape(count)
+    else:
+        a = np.frombuffer(raw, dt)
+    if transform & sf.T_DELTA:
+        if transform & sf.T_ZIGZAG:
+            a = (a >> dt(1)) ^ (dt(0) - (a & dt(1)))
+        a = np.cumsum(a, dtype=dt)
+    return a
+
+
+class Snapshot:
+    """One snapshot file, loaded lazily, column by column.
+
+    Object indexes are BFS discovery order: `parent[i] < i` for every object
+    that is not a root, and following `parent` leads to a root along a
+    shortest path.
+    """
+
+    def __init__(self, reader, path, progress=None):
+        self._reader = reader
+        self.path = str(path)
+        self.progress = progress
+        t = reader.trailer
+        self.trailer = t
+        self.meta = t.get("meta", {})
+        self.n_objects = t["objects"]
+        self.n_edges = t["edges"]
+        self.n_roots = t["roots"]
+        self.type_names = list(t.get("types", []))
+        self.type_kinds = list(t.get("type_kinds", []))
+        self.labels = list(t.get("labels", [])) or list(sf.WELL_KNOWN_LABELS)
+        self.sites = t.get("sites", [])
+        self._cols = {}
+        self._name_ids = None
+
+    @classmethod
+    def load(cls, path, progress=None):
+        """Open and validate a snapshot; raises SnapshotError with one line."""
+        path = os.fspath(path)
+        if os.path.isdir(path):
+            raise SnapshotError(f"{path} is a directory, not a snapshot file")
+        try:
+            reader = sf.Reader.open(path)
+        except FileNotFoundError:
+            raise SnapshotError(f"{path}: no such file") from None
+        except PermissionError:
+            raise SnapshotError(f"{path}: permission denied") from None
+        except IsADirectoryError:
+            raise SnapshotError(f"{path} is a directory, not a snapshot file") from None
+        except sf.SnapshotFormatError as e:
+            raise SnapshotError(f"{path}: {e}") from None
+        except OSError as e:
+            raise SnapshotError(f"{path}: {e.strerror or e}") from None
+        snap = cls(reader, path, progress)
+        snap._validate_tables()
+        return snap
+
+    def close(self):
+        self._reader.close()
+
+    # -------------------------------------------------------------- columns
+
+    def column(self, col):
+        a = self._cols.get(col)
+        if a is not None:
+            return a
+        if not self._reader.has(col):
+            n = self.n_objects if sf.COLUMN_COUNT_KEY[col] == "objects" else 0
+            a = np.zeros(n, np.uint32)
+        else:
+            parts = []
+            try:
+                for width, transform, count, raw in self._reader.payloads(col):
+                    parts.append(decode_chunk(width, transform, count, raw))
+                    if self.progress:
+                        self.progress(len(raw))
+            except sf.SnapshotFormatError as e:
+                raise SnapshotError(f"{self.path}: {e}") from None
+            a = np.concatenate(parts) if parts else np.zeros(0, np.uint64)
+        a.flags.writeable = False
+        self._cols[col] = a
+        self._check(col, a)
+        return a
+
+    def _check(self, col, a):
+        """Values that index other arrays must be in range: corrupt files fail here."""
+        n = self.n_objects
+        bad = None
+        if col == sf.COL_TYPE and len(a) and int(a.max()) >= len(self.type_names):
+            bad = "type index out of range"
+        elif col in (sf.COL_ETARGET, sf.COL_ROOT_OBJ) and len(a) and int(a.max()) >= n:
+            bad = "object index out of range"
+        elif col == sf.COL_PARENT and len(a):
+            idx = np.arange(n, dtype=np.uint64)
+            if np.any((a != 0) & (a.astype(np.uint64) > idx)):
+                bad = "parent index out of order"
+        elif col == sf.COL_NEDGES and len(a) and int(a.sum(dtype=np.uint64)) != self.n_edges:
+            bad = "edge counts do not add up"
+        elif col in (sf.COL_ROOT_DESC, sf.COL_ROOT_NAME) and len(a) and int(a.max()) >= len(self.labels):
+            bad = "label index out of range"
+        if bad:
+            raise SnapshotError(f"{self.path}: corrupted snapshot ({bad})")
+
+    def _validate_tables(self):
+        if self.n_objects and not self.type_names:
+            raise SnapshotError(f"{self.path}: corrupted snapshot (no type table)")
+
+    @property
+    def addr(self):
+        return self.column(sf.COL_ADDR)
+
+    @property
+    def type(self):
+        return self.column(sf.COL_TYPE)
+
+    @property
+    def size(self):
+        return self.column(sf.COL_SIZE)
+
+    @property
+    def length(self):
+        return self.column(sf.COL_LENGTH)
+
+    @property
+    def nedges(self):
+        return self.column(sf.COL_NEDGES)
+
+    @property
+    def parent(self):
+        """parent index + 1, 0 for roots."""
+        return self.column(sf.COL_PARENT)
+
+    @property
+    def plabel(self):
+        return self.column(sf.COL_PLABEL)
+
+    @property
+    def edge_offsets(self):
+        a = self._cols.get("offsets")
+        if a is None:
+            a = np.zeros(self.n_objects + 1, np.int64)
+            np.cumsum(self.nedges, out=a[1:])
+            self._cols["offsets"] = a
+        return a
+
+    def edges_of(self, i):
+        """(targets, labels) of object i's outgoing edges."""
+        off = self.edge_offsets
+        lo, hi = int(off[i]), int(off[i + 1])
+        return (self.column(sf.COL_ETARGET)[lo:hi], self.column(sf.COL_ELABEL)[lo:hi])
+
+    # --------------------------------------------------------------- tables
+
+    @property
+    def rss(self):
+        return self.meta.get("rss")
+
+    @property
+    def python_heap(self):
+        v = self.meta.get("python_heap")
+        if v is None:
+            v = int(self.size.sum(dtype=np.uint64))
+        return v
+
+    def name_ids(self):
+        """Per type index, an id shared by all types with the same name."""
+        if self._name_ids is None:
+            uniq = {}
+            self._name_ids = np.array([uniq.setdefault(n, len(uniq)) for n in self.type_names],
+                                      dtype=np.int64)
+            self._unique_names = list(uniq)
+        return self._name_ids, self._unique_names
+
+    def type_name_of(self, i):
+        return self.type_names[int(self.type[i])]
+
+    def kind_of(self, i):
+        return self.type_kinds[int(self.type[i])]
+
+    def find_type(self, name):
+        """Indexes of all objects whose type name is `name` (or ends with '.' + name)."""
+        ids = [k for k, n in enumerate(self.type_names)
+               if n == name or n.endswith("." + name)]
+        if not ids:
+            return np.zeros(0, np.int64)
+        return np.flatnonzero(np.isin(self.type, np.array(ids, dtype=self.type.dtype)))
+
+    def label(self, i):
+        if 0 <= i < len(self.labels):
+            return self.labels[i]
+        return "?"
+
+    def roots_by_object(self):
+        """{object index: (kind, desc, name)} for the first root entry of each object."""
+        r = self._cols.get("roots")
+        if r is None:
+            objs = self.column(sf.COL_ROOT_OBJ)
+            kinds = self.column(sf.COL_ROOT_KIND)
+            descs = self.column(sf.COL_ROOT_DESC)
+            names = self.column(sf.COL_ROOT_NAME)
+            r = {}
+            for o, k, d, n in zip(objs.tolist(), kinds.tolist(), descs.tolist(), names.tolist()):
+                if o not in r:
+                    r[o] = (k, self.label(d), self.label(n))
+            self._cols["roots"] = r
+        return r
+
+    def path_of(self, i, max_steps=200):
+        """The shortest retainer path from a root down to object i."""
+        from .analysis.paths import retainer_path
+        return retainer_path(self, int(i), max_steps=max_steps)
+
+
+# ------------------------------------------------------------- value types
+
+@dataclass(frozen=True)
+class TypeStat:
+    """Count and bytes of one type in one snapshot.
+
+    >>> TypeStat("ccap.cap.CAP", 500, 28000)
+    TypeStat(type='ccap.cap.CAP', count=500, size=28000)
+    """
+    type: str
+    count: int
+    size: int
+
+
+@dataclass(frozen=True)
+class TypeGrowth:
+    """How one type changed between the first and the last snapshot."""
+    type: str
+    count_before: int
+    count_after: int
+    size_before: int
+    size_after: int
+    new: int | None = None      # objects in the last snapshot not in the first
+    freed: int | None = None    # objects in the first snapshot not in the last
+
+    @property
+    def count_delta(self):
+        return self.count_after - self.count_before
+
+    @property
+    def size_delta(self):
+        return self.size_after - self.size_before
+
+    def sort_key(self):
+        return (-self.size_delta, -self.count_delta, self.type)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One hop of a retainer path: how `type` was reached from the previous hop."""
+    text: str          # rendered edge, e.g. ".timer", "['reg_ary']", "[17]"
+    type: str          # type name of the object reached
+    folded: str        # the same with indexes and opaque keys folded to [*]
+
+
+@dataclass(frozen=True)
+class RetainerPath:
+    """A path from a root to an object: root text plus steps.
+
+    >>> p = RetainerPath("ccap.timer", "module", (Step("['reg_ary']", "list", "['reg_ary']"),))
+    >>> p.text()
+    "ccap.timer['reg_ary']"
+    """
+    root: str
+    root_kind: str
+    steps: tuple = ()
+    truncated: bool = False
+
+    def text(self, folded=False):
+        parts = [self.root]
+        if self.truncated:
+            parts.append("…")
+        for s in self.steps:
+            parts.append(s.folded if folded else s.text)
+        return "".join(parts)
+
+    def shape(self):
+        return self.text(folded=True)
+
+
+@dataclass(frozen=True)
+class Suspect:
+    """A container alive in every snapshot whose length grew.
+
+    `lengths` has one entry per snapshot; `growth` is elements added between
+    the first and the last; `added_type` is the commonest type among them.
+    """
+    path: str
+    type: str
+    lengths: tuple
+    size_delta: int
+    added_type: str | None
+    intervals_grown: int
+    index: int = field(default=-1, compare=False)   # object index in the last snapshot
+
+    @property
+    def len_before(self):
+        return self.lengths[0]
+
+    @property
+    def len_after(self):
+        return self.lengths[-1]
+
+    @property
+    def growth(self):
+        return self.lengths[-1] - self.lengths[0]
+
+    def sort_key(self):
+        return (-self.intervals_grown, -self.growth, -self.size_delta, self.path)
+
+
+@dataclass(frozen=True)
+class RetainerChain:
+    """Objects of one type that share a retainer path shape."""
+    path: str
+    count: int
+    size: int
+    example: str = ""
+
+    def sort_key(self):
+        return (-self.size, -self.count, self.path)
+
+
+@dataclass(frozen=True)
+class MemorySummary:
+    rss_before: int | None
+    rss_after: int | None
+    python_heap_before: int
+    python_heap_after: int
+
+    @property
+    def rss_delta(self):
+        if self.rss_before is None or self.rss_after is None:
+            return None
+        return self.rss_after - self.rss_before
+
+    @property
+    def python_heap_delta(self):
+        return self.python_heap_after - self.python_heap_before
+
+    def verdict(self):
+        """'python', 'native', 'both' or 'flat': which kind of memory grew.
+
+        RSS growth that Python objects do not explain (less than half of it)
+        is native: a C library, or allocator fragmentation (seed 000).
+        """
+        heap = self.python_heap_delta
+        rss = self.rss_delta
+        mib = 1 << 20
+        heap_grew = heap > max(64 << 10, 0.01 * self.python_heap_before)
+        rss_grew = rss is not None and rss > max(4 * mib, 0.05 * (self.rss_before or 0))
+        if rss_grew and heap < 0.25 * rss:
+            return "native"
+        if rss_grew and heap_grew and heap < 0.5 * rss:
+            return "both"
+        if heap_grew:
+            return "python"
+        return "flat"

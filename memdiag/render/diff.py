@@ -1,0 +1,92 @@
+"""diff results: blocks for people, dicts for --json."""
+
+from __future__ import annotations
+
+from .blocks import Para, Table, human_bytes, signed
+
+
+def memory_line(m):
+    rss = (f"RSS {human_bytes(m.rss_before)} → {human_bytes(m.rss_after)} "
+           f"({human_bytes(m.rss_delta, signed=True)})") if m.rss_delta is not None else "RSS unknown"
+    heap = (f"Python heap {human_bytes(m.python_heap_before)} → {human_bytes(m.python_heap_after)} "
+            f"({human_bytes(m.python_heap_delta, signed=True)})")
+    return f"{rss}; {heap}"
+
+
+VERDICTS = {
+    "python": ("Python objects grew: the suspects below hold them.", "bold"),
+    "both": ("Python objects grew, but RSS grew more: part of the growth is outside "
+             "Python objects (a native library or allocator fragmentation).", "warn"),
+    "native": ("RSS grew but the Python heap did not: the growth is outside Python "
+               "objects (a native library, C extension buffers, or allocator "
+               "fragmentation). No Python container explains it; look at native "
+               "allocations (e.g. memray --native) or move the work into a short-lived "
+               "child process.", "warn"),
+    "flat": ("Neither RSS nor the Python heap grew noticeably.", "dim"),
+}
+
+
+def diff_blocks(result, top=10, snap_names=None):
+    blocks = []
+    m = result.memory
+    blocks.append(Para(memory_line(m)))
+    text, style = VERDICTS[result.verdict]
+    blocks.append(Para(text, style))
+    suspects = result.suspects
+    if result.verdict == "native":
+        suspects = [s for s in suspects if s.size_delta * 10 >= (m.rss_delta or 0)]
+    several = len(result.paths) > 2
+    cols = [("#", "r"), ("path", "l"), ("type", "l")]
+    cols += [("lengths", "r")] if several else [("before", "r"), ("after", "r")]
+    cols += [("growth", "r"), ("added", "l"), ("bytes", "r")]
+    rows = []
+    for n, s in enumerate(suspects[:top], 1):
+        row = [str(n), s.path, _short(s.type)]
+        if several:
+            row.append(" → ".join(str(x) for x in s.lengths))
+        else:
+            row += [str(s.len_before), str(s.len_after)]
+        row += [signed(s.growth), s.added_type or "", human_bytes(s.size_delta, signed=True)]
+        rows.append(row)
+    blocks.append(Table("Suspects: containers alive in every snapshot that grew", cols, rows))
+    trows = []
+    for t in result.types[:top]:
+        if t.count_delta == 0 and t.size_delta == 0:
+            continue
+        trows.append([t.type, str(t.count_before), str(t.count_after), signed(t.count_delta),
+                      "" if t.new is None else str(t.new),
+                      "" if t.freed is None else str(t.freed),
+                      human_bytes(t.size_delta, signed=True)])
+    blocks.append(Table("Types by growth", [("type", "l"), ("before", "r"), ("after", "r"),
+                                             ("delta", "r"), ("new", "r"), ("freed", "r"),
+                                             ("bytes", "r")], trows))
+    if suspects and suspects[0].added_type:
+        blocks.append(Para(f"next: memdiag retainers {result.paths[-1]} --since "
+                           f"{result.paths[0]} --type {suspects[0].added_type}", "dim"))
+    return blocks
+
+
+def _short(name):
+    return name
+
+
+def diff_json(result, top=None):
+    m = result.memory
+    return {
+        "snapshots": list(result.paths),
+        "verdict": result.verdict,
+        "types": [{"type": t.type, "count_before": t.count_before,
+                   "count_after": t.count_after, "count_delta": t.count_delta,
+                   "size_before": t.size_before, "size_after": t.size_after,
+                   "size_delta": t.size_delta, "new": t.new, "freed": t.freed}
+                  for t in result.types[:top]],
+        "suspects": [{"path": s.path, "type": s.type, "len_before": s.len_before,
+                      "len_after": s.len_after, "lengths": list(s.lengths),
+                      "growth": s.growth, "size_delta": s.size_delta,
+                      "added_type": s.added_type, "intervals_grown": s.intervals_grown}
+                     for s in result.suspects[:top]],
+        "memory": {"rss_before": m.rss_before, "rss_after": m.rss_after,
+                   "rss_delta": m.rss_delta, "python_heap_before": m.python_heap_before,
+                   "python_heap_after": m.python_heap_after,
+                   "python_heap_delta": m.python_heap_delta},
+    }

@@ -1,0 +1,22 @@
+"""retainers results: blocks and --json."""
+
+from __future__ import annotations
+
+from .blocks import Para, Table, human_bytes
+
+
+def retainers_blocks(snap_path, type_name, chains, total, since=None):
+    scope = f"new since {since}" if since else "all"
+    blocks = [Para(f"{total:,} objects of type {type_name} ({scope}) in {snap_path}", "bold")]
+    rows = [[str(n), c.path, f"{c.count:,}", human_bytes(c.size)] for n, c in enumerate(chains, 1)]
+    blocks.append(Table("Retainer paths, merged by shape ([*] = any index or key)",
+                        [("#", "r"), ("path", "l"), ("objects", "r"), ("bytes", "r")], rows))
+    if chains:
+        blocks.append(Para(f"example: {chains[0].example}", "dim"))
+    return blocks
+
+
+def retainers_json(type_name, chains, total):
+    return {"type": type_name, "objects": total,
+            "chains": [{"path": c.path, "count": c.count, "size": c.size,
+                        "example": c.example} for c in chains]}

@@ -1,0 +1,39 @@
+"""top results: blocks and --json."""
+
+from __future__ import annotations
+
+import time
+
+from .blocks import Para, Table, human_bytes
+
+
+def top_blocks(result):
+    t = result.totals
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t["time"])) if t.get("time") else "?"
+    blocks = [Para(f"{result.path}: pid {t.get('pid')}, Python {t.get('python')}, {when}, "
+                   f"{t.get('mode')} snapshot ({t.get('walker')} walker)", "dim"),
+              Para(f"{t['objects']:,} objects, Python heap {human_bytes(t['python_heap'])}, "
+                   f"RSS {human_bytes(t.get('rss'))}", "bold")]
+    blocks.append(Table("Types by bytes", [("type", "l"), ("count", "r"), ("bytes", "r")],
+                        [[s.type, f"{s.count:,}", human_bytes(s.size)] for s in result.by_size]))
+    blocks.append(Table("Types by count", [("type", "l"), ("count", "r"), ("bytes", "r")],
+                        [[s.type, f"{s.count:,}", human_bytes(s.size)] for s in result.by_count]))
+    blocks.append(Table("Largest containers", [("path", "l"), ("type", "l"), ("length", "r"),
+                                                ("bytes", "r")],
+                        [[c.path, c.type, f"{c.length:,}", human_bytes(c.size)]
+                         for c in result.containers]))
+    return blocks
+
+
+def top_json(result):
+    return {
+        "totals": result.totals,
+        "types": {"by_size": [vars_of(s) for s in result.by_size],
+                  "by_count": [vars_of(s) for s in result.by_count]},
+        "containers": [{"path": c.path, "type": c.type, "length": c.length, "size": c.size}
+                       for c in result.containers],
+    }
+
+
+def vars_of(stat):
+    return {"type": stat.type, "count": stat.count, "size": stat.size}
