@@ -176,10 +176,46 @@ class Snapshot:
         return a
 
     def edges_of(self, i):
-        """(targets, labels) of object i's outgoing edges."""
+        """(targets, labels) of object i's outgoing edges.
+
+        Only the chunks holding them are decoded, so looking at a few
+        containers does not decode every edge of a big snapshot.
+        """
         off = self.edge_offsets
         lo, hi = int(off[i]), int(off[i + 1])
-        return (self.column(sf.COL_ETARGET)[lo:hi], self.column(sf.COL_ELABEL)[lo:hi])
+        return self._slice(sf.COL_ETARGET, lo, hi), self._slice(sf.COL_ELABEL, lo, hi)
+
+    def _slice(self, col, lo, hi):
+        full = self._cols.get(col)
+        if full is not None:
+            return full[lo:hi]
+        chunks = self._reader.chunks.get(col, [])
+        starts = self._cols.get(("starts", col))
+        if starts is None:
+            starts = np.zeros(len(chunks) + 1, np.int64)
+            np.cumsum([c.count for c in chunks], out=starts[1:])
+            self._cols[("starts", col)] = starts
+        if hi <= lo:
+            return np.zeros(0, np.uint32)
+        first = int(np.searchsorted(starts, lo, "right")) - 1
+        last = int(np.searchsorted(starts, hi - 1, "right")) - 1
+        parts = []
+        for k in range(first, last + 1):
+            part = self._cols.get(("chunk", col, k))
+            if part is None:
+                c = chunks[k]
+                try:
+                    raw = self._reader._inflate(c.offset, c.stored_len, c.count * c.width, c.crc)
+                except sf.SnapshotFormatError as e:
+                    raise SnapshotError(f"{self.path}: {e}") from None
+                part = decode_chunk(c.width, c.transform, c.count, raw)
+                if col == sf.COL_ETARGET and len(part) and int(part.max()) >= self.n_objects:
+                    raise SnapshotError(f"{self.path}: corrupted snapshot (object index out of range)")
+                self._cols[("chunk", col, k)] = part
+            parts.append(part)
+        joined = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        base = int(starts[first])
+        return joined[lo - base:hi - base]
 
     # --------------------------------------------------------------- tables
 

@@ -429,12 +429,13 @@ class PyWalker:
                 labeled.add(id(back))
                 emit(back, sf.L_ATTR | self.label("f_back") << 3)
         elif kind == "lru_cache":
-            # Two exact dicts hang off the wrapper: its __dict__ (holding
-            # __wrapped__, set by update_wrapper) and the cache.
-            for r in gc.get_referents(o):
-                if type(r) is dict and "__wrapped__" not in r:
-                    labeled = {id(r)}
-                    emit(r, sf.L_ATTR | self.label("__cache__") << 3)
+            # tp_traverse visits (cached keys and results...), cache, func,
+            # kwd_mark (a plain object()), two types, __dict__ (3.10-3.13).
+            refs = gc.get_referents(o)
+            for k in range(len(refs) - 3, -1, -1):
+                if type(refs[k]) is dict and type(refs[k + 2]) is object:
+                    labeled = {id(refs[k])}
+                    emit(refs[k], sf.L_ATTR | self.label("__cache__") << 3)
                     break
         elif kind == "instance":
             labeled = set()

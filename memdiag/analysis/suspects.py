@@ -24,8 +24,20 @@ def containers(snap):
     return np.flatnonzero(kinds[snap.type.astype(np.int64)])
 
 
+# An empty container in the first snapshot cannot be told apart from a new
+# container that happens to reuse a freed one's address; it must grow by this
+# much to be named.
+MIN_GROWTH_FROM_EMPTY = 10
+
+
 def find_suspects(snaps, gids, new_mask_last=None, top=20, min_growth=1):
-    """Suspects across snapshots (oldest first), best first, at most `top`."""
+    """Suspects across snapshots (oldest first), best first, at most `top`.
+
+    A container counts as the same object in every snapshot when address and
+    type match and, if it held anything in the first snapshot, some of those
+    elements are still in it in the last one (an address reused by a new
+    container shares none).
+    """
     first, last = snaps[0], snaps[-1]
     # aligned[k][j] is the index in snaps[k] of the j-th container followed.
     aligned = [containers(last)]
@@ -41,13 +53,21 @@ def find_suspects(snaps, gids, new_mask_last=None, top=20, min_growth=1):
                         for k in range(len(snaps))])
     growth = lengths[-1] - lengths[0]
     ok = growth >= min_growth
+    ok &= (lengths[0] > 0) | (growth >= max(min_growth, MIN_GROWTH_FROM_EMPTY))
     if len(snaps) >= 3:
         ok &= lengths[-1] > lengths[-2]   # stopped growing: a bounded cache, not a leak
     cand = np.flatnonzero(ok)
     if not len(cand):
         return []
     grown = (np.diff(lengths[:, cand], axis=0) > 0).sum(axis=0)
-    cand = cand[np.lexsort((-growth[cand], -grown))][:top]
+    cand = cand[np.lexsort((-growth[cand], -grown))]
+    cand = np.array([c for c in cand[: top * 4].tolist()
+                     if lengths[0, c] == 0 or _kept_elements(first, last, aligned[0][c],
+                                                              aligned[-1][c])],
+                    dtype=np.int64)[:top]
+    if not len(cand):
+        return []
+    grown = (np.diff(lengths[:, cand], axis=0) > 0).sum(axis=0)
     last_idx = aligned[-1][cand]
     first_idx = aligned[0][cand]
     sizes = _subtree_new_sizes(last, last_idx, new_mask_last)
@@ -62,6 +82,15 @@ def find_suspects(snaps, gids, new_mask_last=None, top=20, min_growth=1):
                            index=i_last))
     out.sort(key=Suspect.sort_key)
     return out
+
+
+def _kept_elements(first, last, i_first, i_last):
+    """Whether the container still holds some of what it held in `first`."""
+    ta, _ = first.edges_of(int(i_first))
+    tb, _ = last.edges_of(int(i_last))
+    if not len(ta):
+        return True
+    return bool(np.isin(first.addr[ta.astype(np.int64)], last.addr[tb.astype(np.int64)]).any())
 
 
 def _children_in_tree(snap, idx):
