@@ -253,6 +253,16 @@ class Snapshot:
             return np.zeros(0, np.int64)
         return np.flatnonzero(np.isin(self.type, np.array(ids, dtype=self.type.dtype)))
 
+    def site_text(self, site):
+        """'app.py:42' for a 1-based site index (most recent frame), '' if unknown."""
+        if not 0 < site <= len(self.sites):
+            return ""
+        frames = self.sites[site - 1]
+        if not frames or not isinstance(frames[0], list) or len(frames[0]) != 2:
+            return ""
+        filename, lineno = frames[0]
+        return f"{filename}:{lineno}"
+
     def label(self, i):
         if 0 <= i < len(self.labels):
             return self.labels[i]
@@ -387,6 +397,7 @@ class RetainerChain:
     count: int
     size: int
     example: str = ""
+    site: str = ""       # commonest allocation site, when traced (--trace-frames)
 
     def sort_key(self):
         return (-self.size, -self.count, self.path)

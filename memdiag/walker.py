@@ -289,16 +289,28 @@ class PyWalker:
         return done
 
     def mark_ignored(self, seeds):
-        """Everything reachable from memdiag's objects and not yet seen."""
+        """Everything reachable from memdiag's objects and not yet seen.
+
+        Seeds and the walker's own containers were ignored by id up front;
+        here what they hold is ignored too. Running frames are never entered.
+        """
         index = self.index
         ignored = self.ignored
-        stack = list(seeds)
+        expanded = set(self.executing)
+        stack = list(seeds) + [self, self.__dict__, self.type_info, self.labels,
+                               self.label_list, self.type_names, self.type_kinds,
+                               self.sites, self.site_list]
         ignored.add(id(stack))
+        ignored.add(id(expanded))
         while stack:
             o = stack.pop()
+            oid = id(o)
+            if oid in expanded:
+                continue
+            expanded.add(oid)
             for r in gc.get_referents(o):
                 rid = id(r)
-                if rid in index or rid in ignored:
+                if rid in index or rid in expanded:
                     continue
                 ignored.add(rid)
                 stack.append(r)
@@ -375,7 +387,7 @@ class PyWalker:
                 else:
                     emit(v, sf.L_ITEM_OPAQUE | (kidx or 0) << 3)
             if tp is dict:
-                return
+                return self.type_edge(tp, emit)
         elif kind in ("list", "tuple"):
             items = list(o) if tp is list or tp is tuple else (
                 list.copy(o) if kind == "list" else tuple.__getitem__(o, slice(None)))
@@ -384,7 +396,7 @@ class PyWalker:
                 labeled.add(id(v))
                 emit(v, sf.L_INDEX | n << 3)
             if tp is list or tp is tuple:
-                return
+                return self.type_edge(tp, emit)
         elif kind == "module":
             md = _module_dict(o)
             for r in gc.get_referents(o):
@@ -393,16 +405,17 @@ class PyWalker:
                     emit(r, sf.L_ATTR | 1 << 3)
                     break
         elif kind == "type":
-            if _TYPE_ATTR["__flags__"](o) & TPFLAGS_HEAPTYPE:
-                labeled = set()
-                refs = gc.get_referents(_TYPE_ATTR["__dict__"](o))
-                fields = [(refs[0] if refs else None, "__dict__"),
-                          (_TYPE_ATTR["__mro__"](o), "__mro__"),
-                          (_TYPE_ATTR["__bases__"](o), "__bases__")]
-                for obj, name in fields:
-                    if obj is not None:
-                        labeled.add(id(obj))
-                        emit(obj, sf.L_ATTR | self.label(name) << 3)
+            # Static types too: their dict, mro and bases are real objects that
+            # tp_traverse never shows (it only runs for heap types).
+            labeled = set()
+            refs = gc.get_referents(_TYPE_ATTR["__dict__"](o))
+            fields = [(refs[0] if refs else None, "__dict__"),
+                      (_TYPE_ATTR["__mro__"](o), "__mro__"),
+                      (_TYPE_ATTR["__bases__"](o), "__bases__")]
+            for obj, name in fields:
+                if obj is not None:
+                    labeled.add(id(obj))
+                    emit(obj, sf.L_ATTR | self.label(name) << 3)
         elif kind == "function":
             labeled = set()
             for name in ("__code__", "__globals__", "__defaults__", "__kwdefaults__",
@@ -455,6 +468,15 @@ class PyWalker:
                 emit(r, sf.L_ATTR | 2 << 3)
             else:
                 emit(r, sf.L_NONE)
+        # An object's type is a reference tp_traverse does not always show
+        # (static types, C heap types); the first object of a type not yet
+        # seen gets an edge to it, so types are reached and not "unreached".
+        self.type_edge(tp, emit)
+
+    def type_edge(self, tp, emit):
+        tid = id(tp)
+        if tid not in self.index and tid not in self.ignored:
+            emit(tp, sf.L_ATTR | 2 << 3)
 
     def instance_dict(self, o, tp, ti, labeled, emit):
         """Label the instance's attributes without creating a __dict__ that did

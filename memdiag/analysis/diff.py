@@ -30,11 +30,22 @@ class DiffResult:
         return self.memory.verdict()
 
 
+def same_process(snaps):
+    """Whether all snapshots come from one process (objects can be matched)."""
+    keys = {(s.meta.get("pid"), s.meta.get("argv") and tuple(s.meta["argv"])) for s in snaps}
+    return len(keys) == 1
+
+
 def diff(snaps, top_suspects=20, min_growth=1):
     if len(snaps) < 2:
         raise ValueError("diff needs at least two snapshots")
     first, last = snaps[0], snaps[-1]
     gids, names = global_type_ids(snaps)
+    memory = MemorySummary(first.rss, last.rss, first.python_heap, last.python_heap)
+    if not same_process(snaps):
+        # Addresses mean nothing across processes: compare type totals only.
+        return DiffResult(tuple(s.path for s in snaps), type_growth(first, last), [],
+                          memory, False)
     ia, ib = match(first, last, gids[0], gids[-1])
     new_mask = np.ones(last.n_objects, bool)
     new_mask[ib] = False
@@ -44,7 +55,6 @@ def diff(snaps, top_suspects=20, min_growth=1):
     freed_counts = _count_by_name(first, gids[0], names, freed_mask)
     types = type_growth(first, last, new_counts, freed_counts)
     suspects = find_suspects(snaps, gids, new_mask, top=top_suspects, min_growth=min_growth)
-    memory = MemorySummary(first.rss, last.rss, first.python_heap, last.python_heap)
     return DiffResult(tuple(s.path for s in snaps), types, suspects, memory, True)
 
 

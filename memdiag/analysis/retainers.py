@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import snapfile as sf
 from ..model import RetainerChain
 from .match import global_type_ids, match
 from .paths import retainer_path, shape_hashes
@@ -47,9 +48,16 @@ def retainer_chains(snap, type_name, since=None, top=10):
                                          return_counts=True)
     sizes = np.bincount(inv, weights=snap.size[sel].astype(np.float64), minlength=len(uniq))
     order = np.lexsort((-counts, -sizes))[:top]
+    sites = snap.column(sf.COL_SITE) if snap.sites else None
     out = []
     for g in order.tolist():
         p = retainer_path(snap, int(sel[first[g]]))
-        out.append(RetainerChain(p.shape(), int(counts[g]), int(sizes[g]), p.text()))
+        site = ""
+        if sites is not None:
+            here = sites[sel[inv == g]]
+            here = here[here > 0]
+            if len(here):
+                site = snap.site_text(int(np.bincount(here.astype(np.int64)).argmax()))
+        out.append(RetainerChain(p.shape(), int(counts[g]), int(sizes[g]), p.text(), site))
     out.sort(key=RetainerChain.sort_key)
     return out, len(sel)

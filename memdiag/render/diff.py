@@ -32,6 +32,10 @@ def diff_blocks(result, top=10, snap_names=None):
     blocks.append(Para(memory_line(m)))
     text, style = VERDICTS[result.verdict]
     blocks.append(Para(text, style))
+    if not result.matched:
+        blocks.append(Para("These snapshots come from different processes: objects cannot be "
+                           "matched between them, so only type totals are compared (no "
+                           "suspects, no new/freed counts).", "warn"))
     suspects = result.suspects
     if result.verdict == "native":
         suspects = [s for s in suspects if s.size_delta * 10 >= (m.rss_delta or 0)]
@@ -75,6 +79,7 @@ def diff_json(result, top=None):
     return {
         "snapshots": list(result.paths),
         "verdict": result.verdict,
+        "matched": result.matched,
         "types": [{"type": t.type, "count_before": t.count_before,
                    "count_after": t.count_after, "count_delta": t.count_delta,
                    "size_before": t.size_before, "size_after": t.size_after,

@@ -8,9 +8,17 @@ from .blocks import Para, Table, human_bytes
 def retainers_blocks(snap_path, type_name, chains, total, since=None):
     scope = f"new since {since}" if since else "all"
     blocks = [Para(f"{total:,} objects of type {type_name} ({scope}) in {snap_path}", "bold")]
-    rows = [[str(n), c.path, f"{c.count:,}", human_bytes(c.size)] for n, c in enumerate(chains, 1)]
-    blocks.append(Table("Retainer paths, merged by shape ([*] = any index or key)",
-                        [("#", "r"), ("path", "l"), ("objects", "r"), ("bytes", "r")], rows))
+    traced = any(c.site for c in chains)
+    cols = [("#", "r"), ("path", "l"), ("objects", "r"), ("bytes", "r")]
+    if traced:
+        cols.append(("allocated at", "l"))
+    rows = []
+    for n, c in enumerate(chains, 1):
+        row = [str(n), c.path, f"{c.count:,}", human_bytes(c.size)]
+        if traced:
+            row.append(c.site)
+        rows.append(row)
+    blocks.append(Table("Retainer paths, merged by shape ([*] = any index or key)", cols, rows))
     if chains:
         blocks.append(Para(f"example: {chains[0].example}", "dim"))
     return blocks
@@ -19,4 +27,4 @@ def retainers_blocks(snap_path, type_name, chains, total, since=None):
 def retainers_json(type_name, chains, total):
     return {"type": type_name, "objects": total,
             "chains": [{"path": c.path, "count": c.count, "size": c.size,
-                        "example": c.example} for c in chains]}
+                        "example": c.example, "site": c.site or None} for c in chains]}
