@@ -52,11 +52,13 @@ del _memdiag_boot
 # Chain to the program's own sitecustomize, if there is one further on the path.
 import sys as _sys  # noqa: E402
 
-_sys.modules.pop("sitecustomize", None)
+_self = _sys.modules.pop("sitecustomize", None)
 try:
     import sitecustomize  # noqa: F401,E402
 except ImportError:
-    pass
+    # None: importlib expects to find this module under its name when done.
+    _sys.modules["sitecustomize"] = _self
 except Exception as _e:  # pragma: no cover - the program's own file failed
+    _sys.modules["sitecustomize"] = _self
     _sys.stderr.write(f"Error in sitecustomize; set PYTHONVERBOSE for traceback:\n{_e}\n")
-del _sys
+del _sys, _self
