@@ -138,3 +138,8 @@ def sample(tmp_path):
     yield start
     for proc in started:
         kill_pid(proc.pid)
+    # Whatever else a test checks: the hook never puts a traceback in the
+    # program's stderr.
+    for n in range(len(started)):
+        err = (tmp_path / f"stderr-{n}.txt").read_text(errors="replace")
+        assert "Traceback" not in err and "Error in sitecustomize" not in err, err
