@@ -24,17 +24,21 @@ def match(a, b, ga, gb, idx_a=None, idx_b=None):
 
     idx_a / idx_b restrict the search to those objects of each snapshot.
     """
-    if idx_a is None:
-        addr_a = a.addr
-        idx_a = None
-    else:
-        addr_a = a.addr[idx_a]
-    if idx_b is None:
-        addr_b = b.addr
-    else:
-        addr_b = b.addr[idx_b]
-    _, pa, pb = np.intersect1d(addr_a, addr_b, assume_unique=True, return_indices=True)
-    ia = pa if idx_a is None else idx_a[pa]
-    ib = pb if idx_b is None else idx_b[pb]
+    addr_a = a.addr if idx_a is None else a.addr[idx_a]
+    addr_b = b.addr if idx_b is None else b.addr[idx_b]
+    if not len(addr_a) or not len(addr_b):
+        empty = np.zeros(0, np.int64)
+        return empty, empty
+    # One sort and a binary search; robust to duplicate addresses (a damaged
+    # file), which np.intersect1d(assume_unique=True) is not.
+    order = np.argsort(addr_a, kind="stable")
+    sorted_a = addr_a[order]
+    pos = np.searchsorted(sorted_a, addr_b)
+    pos[pos == len(sorted_a)] = 0
+    hit = sorted_a[pos] == addr_b
+    pb = np.flatnonzero(hit)
+    pa = order[pos[hit]]
+    ia = pa if idx_a is None else np.asarray(idx_a)[pa]
+    ib = pb if idx_b is None else np.asarray(idx_b)[pb]
     same = ga[a.type[ia].astype(np.int64)] == gb[b.type[ib].astype(np.int64)]
     return ia[same], ib[same]
