@@ -568,7 +568,7 @@ def _capture():
     """
     names = _thread_names()
     main_tid = _main_thread_id()
-    if _cwalker is not None:
+    if _compiled():
         return _cwalker.capture(names, main_tid, _HERE)
     stack_roots = []
     running = []
@@ -590,6 +590,13 @@ def _capture():
             f = f.f_back
     del frames
     return {"stack_roots": stack_roots, "thread_roots": [], "frames": running}
+
+
+def _compiled():
+    """Whether to use the compiled walker: built, and not refused with
+    MEMDIAG_PURE_PYTHON=1, which forces the Python capture and walk both, the
+    path a target takes where the compiled walker is not built."""
+    return _cwalker is not None and not os.environ.get("MEMDIAG_PURE_PYTHON")
 
 
 def _main_thread_id():
@@ -782,7 +789,7 @@ def _walk(writer, capture, opts, may_materialize, extra_ignore):
     ignore = _ignore_seeds([capture, writer.__dict__, writer.pending, writer.counts,
                             modules] + list(extra_ignore))
     _prepare()
-    if _cwalker is not None and not os.environ.get("MEMDIAG_PURE_PYTHON"):
+    if _compiled():
         type_name = _walker_mod.type_name
         result = _cwalker.walk(writer, modules, capture["stack_roots"],
                                capture["thread_roots"], ignore, capture["frames"],
