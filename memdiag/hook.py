@@ -467,7 +467,7 @@ def _take_forked(capture, opts, wait):
     except OSError:
         pass
     os.close(w)
-    capture.clear()
+    _release(capture)
     if wait:
         chunks = []
         try:
@@ -538,7 +538,18 @@ def _take_inline(capture, opts):
                 setter(signum, old)
             except (ValueError, OSError):
                 pass
-        capture.clear()
+        _release(capture)
+
+
+def _release(capture):
+    """Let go of what the capture holds. Its frame list holds the frames of the
+    hook's own calls, whose locals hold the list: a cycle that, in a target
+    running with gc disabled, would keep those frames and the target's locals
+    of that moment alive for good."""
+    for v in list(capture.values()):
+        if isinstance(v, list):
+            v.clear()
+    capture.clear()
 
 
 # ---------------------------------------------------------------- capture
@@ -788,6 +799,14 @@ def _walk(writer, capture, opts, may_materialize, extra_ignore):
     modules = _module_roots()
     ignore = _ignore_seeds([capture, writer.__dict__, writer.pending, writer.counts,
                             modules] + list(extra_ignore))
+    ignore.append(ignore)  # the list is the hook's too: not an unreached object
+    try:
+        return _walk_with(writer, capture, opts, may_materialize, modules, ignore)
+    finally:
+        ignore.clear()     # no self-reference left behind
+
+
+def _walk_with(writer, capture, opts, may_materialize, modules, ignore):
     _prepare()
     if _compiled():
         type_name = _walker_mod.type_name
@@ -799,8 +818,10 @@ def _walk(writer, capture, opts, may_materialize, extra_ignore):
         return result
     w = _walker_mod.PyWalker(writer, strings=opts["strings"], trace=opts["trace"],
                  may_materialize=may_materialize)
-    w.run(modules, capture["stack_roots"], capture["thread_roots"],
-          ignore + [modules, w], capture["frames"])
+    # Not `ignore + [w]`: that new list, seen as unreached, would land in w.objs
+    # and make w (which holds every object) part of a cycle. w ignores itself.
+    w.run(modules, capture["stack_roots"], capture["thread_roots"], ignore,
+          capture["frames"])
     return {"trailer": w.trailer(), "walker": "python"}
 
 

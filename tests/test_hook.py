@@ -105,3 +105,80 @@ def test_dump_writes_the_file_before_it_returns(tmp_path, mode):
     s = load(target)
     assert s.meta["mode"] == mode and s.meta["seq"] == 1
     assert len(s.find_type("str")) > 1000
+
+
+# ------------------------------------------------------ the hook stays invisible
+
+OWN = """
+    import gc, json, os, sys, types
+    mode = sys.argv[1]
+    if "_memdiag_hook.hook" in sys.modules:      # started by `memdiag run`
+        hook = sys.modules["_memdiag_hook.hook"]
+    else:
+        import memdiag
+        memdiag.install(dir=sys.argv[2])
+        from memdiag import hook
+    gc.disable()      # leftovers of one snapshot would stay for the next to see
+
+    def ours(name):
+        return isinstance(name, str) and (name == "memdiag" or name.startswith(("memdiag.", "_memdiag")))
+
+    class Marker:
+        pass
+
+    def main():
+        keep = Marker()
+        first = hook.dump(mode=mode)
+        # What the hook left behind in the target: frames of its own code.
+        left = [o for o in gc.get_objects() if isinstance(o, types.FrameType)
+                and os.path.dirname(o.f_code.co_filename) == hook._HERE]
+        own = set()
+        for name, mod in list(sys.modules.items()):
+            if ours(name):
+                own.update((id(mod), id(mod.__dict__)))
+        for o in gc.get_objects():
+            if isinstance(o, (types.FunctionType, type)) and ours(getattr(o, "__module__", None)):
+                own.add(id(o))
+                if isinstance(o, types.FunctionType):
+                    own.add(id(o.__code__))
+            elif ours(type(o).__module__):
+                own.add(id(o))          # instances of memdiag's classes (_State, ...)
+        own.update(id(f) for f in left)
+        second = hook.dump(mode=mode)
+        print("RESULT " + json.dumps({"snaps": [first, second], "own": sorted(own),
+                                      "left": [repr(f) for f in left]}))
+    main()
+"""
+
+
+def check_invisible(r):
+    own = set(r["own"])
+    assert len(own) > 100                  # the check below has something to find
+    assert r["left"] == []                 # the hook left none of its frames behind
+    for path in r["snaps"]:
+        s = load(path)
+        roots = s.roots_by_object()
+        modules = [d for k, d, _ in roots.values() if k == 1]
+        assert "__main__" in modules and "os" in modules
+        assert not [m for m in modules if m.startswith(("memdiag", "_memdiag"))]
+        assert not [t for t in s.type_names if t.startswith(("memdiag.", "_memdiag"))]
+        seen = own.intersection(s.addr.tolist())
+        assert not seen, f"{len(seen)} of the hook's objects are in {path}"
+        assert len(s.find_type("Marker")) == 1
+
+
+@pytest.mark.parametrize("walker", WALKERS)
+@pytest.mark.parametrize("mode", MODES)
+def test_hook_objects_never_in_snapshot(tmp_path, mode, walker):
+    r = run_program(OWN, mode, tmp_path / "snaps", env=walker_env(walker), tmp_path=tmp_path)
+    check_invisible(r)
+
+
+@pytest.mark.parametrize("walker", WALKERS)
+@pytest.mark.parametrize("mode", MODES)
+def test_hook_loaded_by_run_never_in_snapshot(tmp_path, mode, walker):
+    """`memdiag run` loads the hook as _memdiag_hook: that name must not show either."""
+    from memdiag.cli.run import hook_env
+    env = hook_env(walker_env(walker), str(tmp_path / "snaps"), "USR2", 0, False, mode)
+    r = run_program(OWN, mode, tmp_path / "unused", env=env, tmp_path=tmp_path)
+    check_invisible(r)
