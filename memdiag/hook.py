@@ -330,7 +330,11 @@ def _on_signal(signum, frame):
         _snapshot_from_signal()
     except Exception as e:  # never let the hook's failure reach the target
         try:
-            _report("handler", f"snapshot failed: {_one_line(e)}")
+            error = _one_line(e)
+            _report("handler", f"snapshot failed: {error}")
+            # `memdiag snapshot` is waiting: tell it now, not at its timeout.
+            _write_status({"seq": _state.seq, "state": "failed", "error": error,
+                           "time": time.time()})
         except Exception:
             pass
 

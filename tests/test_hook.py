@@ -182,3 +182,37 @@ def test_hook_loaded_by_run_never_in_snapshot(tmp_path, mode, walker):
     env = hook_env(walker_env(walker), str(tmp_path / "snaps"), "USR2", 0, False, mode)
     r = run_program(OWN, mode, tmp_path / "unused", env=env, tmp_path=tmp_path)
     check_invisible(r)
+
+
+# ------------------------------------------------ failures stay in the hook
+
+@pytest.mark.parametrize("mode", MODES)
+def test_failure_is_one_stderr_line_and_never_reaches_the_target(start, tmp_path, mode):
+    p = loop(start, tmp_path, mode)
+    # The snapshot directory becomes a file: every write fails (root ignores
+    # permission bits, so an unwritable directory would not fail here).
+    for name in os.listdir(p.dir):
+        os.unlink(os.path.join(p.dir, name))
+    os.rmdir(p.dir)
+    with open(p.dir, "w") as f:
+        f.write("not a directory\n")
+    n = p.count()
+    p.kill(signal.SIGUSR2)
+    deadline = time.monotonic() + 20
+    while not hook_lines(p.stderr()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    p.wait_count_above(n + 5)                 # the loop went on counting
+    lines = hook_lines(p.stderr())
+    assert len(lines) == 1 and "failed" in lines[0], p.stderr()
+    assert p.alive() and not p.lines("EXC")
+    assert "Traceback" not in p.stderr()
+
+    # `memdiag snapshot` hears about the failure instead of waiting out its timeout.
+    t0 = time.monotonic()
+    code, out, err = memdiag("snapshot", p.pid, "--timeout", 30)
+    assert code == 5 and "could not write the snapshot" in err, (code, out, err)
+    assert time.monotonic() - t0 < 10
+    assert len(hook_lines(p.stderr())) == 2
+    n = p.count()
+    p.wait_count_above(n + 5)
+    assert p.alive() and not p.lines("EXC")
