@@ -37,3 +37,12 @@ test-slow:
 
 clean:
 	rm -rf .venv .venv-* build *.egg-info memdiag/*.so demo-out .pytest_cache .hypothesis
+
+# make bench: memdiag against guppy3, objgraph and tracemalloc on heaps of
+# 100k, 1M and 3M objects (a few minutes); pick sizes with SIZES=100000,1000000.
+# Prints the ratios against the goals; raw JSON goes to bench/results/.
+SIZES      ?= 100000,1000000,3000000
+BENCH_ARGS ?=
+
+bench: venv
+	.venv/bin/python bench/run.py --sizes $(SIZES) $(BENCH_ARGS)

@@ -1,0 +1,121 @@
+"""The goals of issue 3 and how one benchmark run measures up to them.
+
+    >>> checks = evaluate(results)        # doctest: +SKIP  (a results dict from run.py)
+    >>> checks[0].goal, checks[0].size, checks[0].verdict()          # doctest: +SKIP
+    ('snapshot (fork) <= 0.25x guppy3 heap()', 1000000, 'met')
+
+`evaluate` returns one Check per goal and heap size; `Check.verdict()` says
+"met" or "MISSED" and by how much. Nothing here measures or prints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SNAPSHOT_VS_GUPPY = 0.25
+PAUSE_OVER_FORK = 0.005
+WALKER_BYTES_PER_OBJECT = 32
+UNSHARE_FRACTION = 0.10
+ANALYSIS_SECONDS = 1.0
+ANALYSIS_BYTES_PER_OBJECT = 100
+FILE_BYTES_PER_OBJECT = 16
+IDLE_TOLERANCE = 0.03
+
+
+@dataclass(frozen=True)
+class Check:
+    goal: str
+    size: int            # objects requested for the heap
+    value: float
+    limit: float
+    unit: str
+    applies: bool        # the goal is stated for this heap size
+    note: str = ""
+
+    @property
+    def met(self):
+        if self.unit == "ratio~1":
+            return abs(self.value - 1.0) <= self.limit
+        return self.value <= self.limit
+
+    def verdict(self):
+        if self.met:
+            return "met"
+        if self.unit == "ratio~1":
+            return f"MISSED: {abs(self.value - 1.0) * 100:.1f}% slower/faster (allowed {self.limit * 100:.0f}%)"
+        r = self.value / self.limit
+        by = f"{(r - 1) * 100:.0f}%" if r < 2 else f"{r:.1f}x"
+        return f"MISSED by {by} ({fmt(self.value, self.unit)}, goal {fmt(self.limit, self.unit)})"
+
+
+def fmt(v, unit):
+    if v is None:
+        return "n/a"
+    if unit == "s":
+        return f"{v * 1000:.0f} ms" if v < 1 else f"{v:.2f} s"
+    if unit == "x":
+        return f"{v:.2f}x"
+    if unit == "B/obj":
+        return f"{v:.1f} B/obj"
+    if unit == "%":
+        return f"{v * 100:.1f}%"
+    if unit == "ratio~1":
+        return f"{v:.3f}"
+    return f"{v}"
+
+
+def preferred_walker(size_result):
+    """'compiled' when the run had the compiled walker, else 'python'."""
+    return "compiled" if size_result.get("compiled_walker") else "python"
+
+
+def evaluate(results):
+    checks = []
+    for s in results["sizes"]:
+        n = s["objects_requested"]
+        big = n >= 1_000_000
+        d = s.get("derived")
+        if not d:
+            continue
+        w = preferred_walker(s)
+        note = "" if w == "compiled" else "compiled walker not built: pure-Python walker"
+        for mode in ("fork", "inline"):
+            v = d["snapshot_vs_guppy"].get(f"{w}-{mode}")
+            if v is not None:
+                checks.append(Check(f"snapshot ({mode}) <= 0.25x guppy3 heap()", n, v,
+                                    SNAPSHOT_VS_GUPPY, "x", big, note))
+        checks.append(Check("pause <= bare fork + 5 ms", n, d["pause_seconds"],
+                            d["bare_fork_seconds"] + PAUSE_OVER_FORK, "s", True,
+                            f"bare fork {fmt(d['bare_fork_seconds'], 's')}"))
+        v = d["walker_extra_bytes_per_object"].get(f"{w}-fork")
+        if v is not None:
+            checks.append(Check("walker extra memory (fork child) <= 32 B/obj", n, v,
+                                WALKER_BYTES_PER_OBJECT, "B/obj", big, note))
+        v = d["walker_extra_bytes_per_object"].get(f"{w}-inline")
+        if v is not None:
+            checks.append(Check("walker extra memory (inline) <= 32 B/obj", n, v,
+                                WALKER_BYTES_PER_OBJECT, "B/obj", big, note))
+        v = d["unshared_fraction"].get(f"{w}-fork")
+        if v is not None:
+            checks.append(Check("fork child un-shares <= 10% of RSS", n, v,
+                                UNSHARE_FRACTION, "%", big, note))
+        for name in ("diff", "retainers"):
+            a = s.get("analysis", {}).get(name)
+            if a:
+                checks.append(Check(f"{name} time <= 1 s", n, a["seconds"], ANALYSIS_SECONDS,
+                                    "s", n >= 3_000_000 or n == max_size(results),
+                                    f"CLI startup {fmt(s['analysis'].get('startup_seconds'), 's')}"))
+                checks.append(Check(f"{name} peak RSS <= 100 B/obj", n,
+                                    a["peak_rss_bytes"] / d["objects"], ANALYSIS_BYTES_PER_OBJECT,
+                                    "B/obj", big))
+        checks.append(Check("file size <= 16 B/obj", n, d["file_bytes_per_object"],
+                            FILE_BYTES_PER_OBJECT, "B/obj", True))
+    idle = results.get("idle")
+    if idle:
+        checks.append(Check("idle cost: same speed with the hook", idle["objects_requested"],
+                            idle["ratio_of_medians"], IDLE_TOLERANCE, "ratio~1", True))
+    return checks
+
+
+def max_size(results):
+    return max((s["objects_requested"] for s in results["sizes"]), default=0)

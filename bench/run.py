@@ -1,0 +1,389 @@
+"""memdiag's benchmark: snapshot cost and analysis speed against guppy3,
+objgraph and tracemalloc on the same heap, in one run. `make bench` runs it.
+
+    .venv/bin/python bench/run.py                          # 100k, 1M, 3M objects
+    .venv/bin/python bench/run.py --sizes 100000,1000000   # or: make bench SIZES=...
+
+Per heap size, one fresh target process (bench/target.py) builds the heap and
+measures memdiag (compiled and pure-Python walker, fork and inline mode), a
+bare fork, objgraph and guppy3 on it; a second one, identical but with
+tracemalloc started before the heap is built, measures tracemalloc. Then the
+`memdiag diff` and `retainers` commands run on the two snapshots (before and
+after the leak grew) as subprocesses. Everything runs one after the other;
+every process has a time limit and is killed by its pid (process group) when
+it runs over. The ratios against the goals are printed, and the raw numbers
+saved as JSON under bench/results/ (render them as Markdown with
+bench/report.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import selectors
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+import report  # noqa: E402
+
+DEFAULT_SIZES = (100_000, 1_000_000, 3_000_000)
+LEAK_TYPE = "shop.AuditEntry"
+
+
+class BenchError(Exception):
+    pass
+
+
+def say(text):
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+# ------------------------------------------------------------ processes
+
+def _kill_group(pid):
+    """SIGKILL the process group we created for `pid` (start_new_session)."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def run_target(args, timeout, on_event=None, env=None):
+    """Run bench/target.py with `args`; return its result event.
+
+    Lines on its stdout are JSON events; `on_event(event, pid)` sees each
+    one. The process (and anything it forked) is killed after `timeout`."""
+    cmd = [sys.executable, os.path.join(HERE, "target.py"), *map(str, args)]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                         start_new_session=True, env=env, cwd=ROOT)
+    deadline = time.monotonic() + timeout
+    result = None
+    buf = b""
+    sel = selectors.DefaultSelector()
+    sel.register(p.stdout, selectors.EVENT_READ)
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise BenchError(f"target {' '.join(map(str, args))} ran over {timeout:.0f}s")
+            if not sel.select(timeout=min(left, 1.0)):
+                continue
+            data = os.read(p.stdout.fileno(), 65536)
+            if not data:
+                break
+            buf += data
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                event = json.loads(line)
+                if event.get("event") == "result":
+                    result = event
+                elif on_event:
+                    on_event(event, p.pid)
+        p.wait(timeout=max(1.0, deadline - time.monotonic()))
+    except BaseException:
+        _kill_group(p.pid)
+        p.wait()
+        raise
+    finally:
+        sel.close()
+        p.stdout.close()
+    if p.returncode != 0 or result is None:
+        raise BenchError(f"target {' '.join(map(str, args))} failed (exit {p.returncode})")
+    return result
+
+
+def run_measured(cmd, timeout, env=None):
+    """Run cmd; return (wall seconds, peak RSS bytes, exit code, stdout)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t = time.perf_counter()
+        p = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                             start_new_session=True, env=env, cwd=ROOT)
+        timer = threading.Timer(timeout, _kill_group, (p.pid,))
+        timer.start()
+        reaped = False
+        try:
+            _, status, usage = os.wait4(p.pid, 0)
+            reaped = True
+        finally:
+            timer.cancel()
+            if not reaped:
+                _kill_group(p.pid)
+                p.wait()
+        wall = time.perf_counter() - t
+        p.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(), err.read().decode()
+    if p.returncode != 0:
+        raise BenchError(f"{' '.join(cmd[2:5])}... exit {p.returncode}: {stderr.strip()[:300]}")
+    return wall, usage.ru_maxrss * 1024, stdout
+
+
+# ------------------------------------------------------------ machine
+
+def machine():
+    model = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = 0
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    mem = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        commit = "?"
+    try:
+        with open("/proc/loadavg") as f:
+            load = " ".join(f.read().split()[:3])
+    except OSError:
+        load = "?"
+    import memdiag.hook as hook
+    import guppy
+    import objgraph
+    return {
+        "cpu": model, "nproc": os.cpu_count(), "ram_bytes": mem,
+        "kernel": platform.release(), "python": platform.python_version(),
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "memdiag_commit": commit, "compiled_walker": hook._cwalker is not None,
+        "guppy3": getattr(guppy, "__version__", "?"), "objgraph": objgraph.__version__,
+        "loadavg": load,
+    }
+
+
+# ------------------------------------------------------------ one size
+
+def snapshot_facts(path):
+    from memdiag import snapfile
+    with snapfile.Reader.open(path) as r:
+        t = r.trailer
+        meta = t.get("meta", {})
+        return {"objects": t["objects"], "edges": t["edges"], "bytes": os.path.getsize(path),
+                "walker": meta.get("walker"), "walk_seconds": meta.get("walk_seconds"),
+                "pause_seconds": meta.get("pause_seconds"),
+                "capture_seconds": meta.get("capture_seconds")}
+
+
+def writer_zlib(path):
+    """(seconds, raw bytes): the snapshot writer's zlib work for this file's
+    columns, redone here (level 1, as snapfile.Writer): the part of a
+    snapshot's time that is compression rather than the walk."""
+    import zlib
+
+    from memdiag import snapfile
+    with snapfile.Reader.open(path) as r:
+        raws = [raw for col in sorted(r.chunks) for _, _, _, raw in r.payloads(col)]
+    t = time.perf_counter()
+    for raw in raws:
+        zlib.compress(raw, 1)
+    return time.perf_counter() - t, sum(len(raw) for raw in raws)
+
+
+def measure_size(n, work, repeat, timeout, python_inline):
+    d = os.path.join(work, f"n{n}")
+    os.makedirs(d, mode=0o700)
+    say(f"== {n:,} objects: memdiag, bare fork, objgraph, guppy3 (one process)")
+
+    def on_event(event, pid):
+        if event.get("event") == "pause-ready":
+            time.sleep(0.3)
+            os.kill(pid, signal.SIGUSR2)
+
+    res = run_target(["main", n, d, "1" if python_inline else "0"], timeout, on_event)
+    res["snapshot_a"]["file"] = snapshot_facts(res["snapshot_a"]["path"])
+    res["snapshot_b"]["file"] = snapshot_facts(res["snapshot_b"]["path"])
+    for run in res["memdiag"].values():
+        run["file"] = snapshot_facts(run["path"])
+    res["writer_zlib_seconds"], res["raw_column_bytes"] = writer_zlib(res["snapshot_b"]["path"])
+
+    say(f"== {n:,} objects: tracemalloc (its own process, started before the heap)")
+    res["tracemalloc"] = run_target(["tracemalloc", n], timeout)
+
+    say(f"== {n:,} objects: memdiag diff / retainers (CLI subprocesses, x{repeat})")
+    env = dict(os.environ, MEMDIAG_PLAIN="1")
+    a, b = res["snapshot_a"]["path"], res["snapshot_b"]["path"]
+    memdiag_cli = [sys.executable, "-m", "memdiag.cli.main"]
+    commands = {
+        "diff": memdiag_cli + ["diff", a, b, "--json"],
+        "retainers": memdiag_cli + ["retainers", b, "--type", LEAK_TYPE, "--json"],
+    }
+    analysis = {}
+    for name, cmd in commands.items():
+        walls, peaks = [], []
+        for _ in range(repeat):
+            wall, peak, out = run_measured(cmd, timeout, env)
+            walls.append(wall)
+            peaks.append(peak)
+        analysis[name] = {"seconds": statistics.median(walls), "runs": walls,
+                          "peak_rss_bytes": max(peaks), "output_ok": _output_ok(name, out)}
+    startup = [run_measured([sys.executable, "-c", STARTUP], timeout, env) for _ in range(repeat)]
+    analysis["startup_seconds"] = statistics.median(w for w, _, _ in startup)
+    analysis["startup_peak_rss_bytes"] = max(p for _, p, _ in startup)
+    res["analysis"] = analysis
+    res["derived"] = derive(res)
+    return res
+
+
+# What every CLI run pays before it reads a snapshot: interpreter, numpy, typer, rich.
+STARTUP = ("import memdiag.cli.main, memdiag.cli.diff, memdiag.cli.retainers, "
+           "memdiag.analysis.diff, memdiag.analysis.retainers")
+
+
+def _output_ok(name, out):
+    """Whether the command found the leak (a benchmark of a wrong answer is worthless)."""
+    try:
+        data = json.loads(out)
+    except ValueError:
+        return False
+    text = json.dumps(data)
+    return "AUDIT_LOG" in text
+
+
+def derive(res):
+    """The numbers the goals are about, from one size's raw results."""
+    runs = res["memdiag"]
+    b = res["snapshot_b"]
+    objects = b["file"]["objects"]
+    snapshot_seconds, vs_guppy, extra, unshared, child_private, per_obj_file = {}, {}, {}, {}, {}, {}
+    for key, run in runs.items():
+        f = run["file"]
+        probe = run.get("probe") or {}
+        seconds = run["seconds"] - probe.get("probe_seconds", 0.0)
+        snapshot_seconds[key] = seconds
+        vs_guppy[key] = seconds / res["guppy_seconds"]
+        per_obj_file[key] = f["bytes"] / f["objects"]
+        if run["mode"] == "inline":
+            extra[key] = run["rss_peak_rise_kb"] * 1024 / f["objects"]
+        elif probe:
+            extra[key] = (probe["child_hwm_kb"] - probe["child_rss_start_kb"]) * 1024 / f["objects"]
+            unshared[key] = ((probe["parent_shared_start_kb"] - probe["parent_shared_end_kb"])
+                             / probe["parent_rss_kb"])
+            child_private[key] = probe["child_private_dirty_kb"] / probe["parent_rss_kb"]
+    return {
+        "objects": objects,
+        "edges": b["file"]["edges"],
+        "snapshot_seconds": snapshot_seconds,
+        "snapshot_vs_guppy": vs_guppy,
+        "walker_extra_bytes_per_object": extra,
+        "unshared_fraction": unshared,
+        "child_private_fraction": child_private,
+        "file_bytes_per_object": b["file"]["bytes"] / objects,
+        "file_bytes_per_object_by_run": per_obj_file,
+        "pause_seconds": b["pause_seconds"],
+        "pause_meta_seconds": b["file"]["pause_seconds"],
+        "bare_fork_seconds": statistics.median(res["bare_fork_seconds"]),
+        "ticker_noise_seconds": res["ticker_noise_seconds"],
+        "other_stall_max_seconds": b["other_stall_max_seconds"],
+        "signal_to_file_seconds": b["signal_to_file_seconds"],
+        "walk_seconds_b": b["file"]["walk_seconds"],
+        "writer_zlib_seconds": res["writer_zlib_seconds"],
+        "guppy_seconds": res["guppy_seconds"],
+        "guppy_rss_added_bytes_per_object": res["guppy_rss_added_kb"] * 1024 / objects,
+        "objgraph_seconds": res["objgraph_seconds"],
+        "tracemalloc_seconds": (res["tracemalloc"]["take_snapshot_2_seconds"]
+                                + res["tracemalloc"]["compare_to_seconds"]),
+    }
+
+
+# ------------------------------------------------------------ main
+
+def parse_size(text):
+    """'3000000', '3M' or '100k' -> int."""
+    mult = 1
+    if text[-1:] in ("k", "K", "m", "M"):
+        mult = 1_000 if text[-1] in "kK" else 1_000_000
+        text = text[:-1]
+    try:
+        return int(float(text) * mult)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r}") from None
+
+
+def parse_sizes(text):
+    sizes = [parse_size(part) for part in text.replace(" ", "").split(",") if part]
+    if not sizes or min(sizes) < 1000:
+        raise argparse.ArgumentTypeError("sizes are object counts >= 1000, e.g. 100000,1000000")
+    return sizes
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", type=parse_sizes, default=list(DEFAULT_SIZES),
+                    help="heap sizes in objects, comma-separated (100k and 1M work too)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each analysis command")
+    ap.add_argument("--timeout", type=float, default=900, help="seconds per process")
+    ap.add_argument("--out", default=os.path.join(HERE, "results"),
+                    help="directory for the JSON results")
+    ap.add_argument("--keep", metavar="DIR", help="keep the snapshot files in DIR")
+    ap.add_argument("--python-inline-max", type=parse_size, default=1_000_000, metavar="N",
+                    help="largest heap on which the pure-Python walker also runs in inline "
+                         "mode (fork mode runs at every size; each takes about a minute at 3M)")
+    args = ap.parse_args(argv)
+
+    started = time.monotonic()
+    results = {"machine": machine(), "sizes": []}
+    m = results["machine"]
+    say(f"memdiag bench: {m['cpu']}, {m['nproc']} CPUs, {m['ram_bytes'] / 2**30:.1f} GiB, "
+        f"Python {m['python']}, compiled walker: {'yes' if m['compiled_walker'] else 'NO'}")
+    work = tempfile.mkdtemp(prefix="memdiag-bench-")
+    os.chmod(work, 0o700)
+    try:
+        say("== idle cost: the request loop with and without the hook")
+        results["idle"] = run_target(["idle", 100_000], args.timeout,
+                                     env=dict(os.environ, MEMDIAG_DIR=work))
+        for n in sorted(args.sizes):
+            results["sizes"].append(measure_size(n, work, args.repeat, args.timeout,
+                                                 n <= args.python_inline_max))
+    finally:
+        if args.keep:
+            os.makedirs(args.keep, exist_ok=True)
+            for name in os.listdir(work):
+                shutil.move(os.path.join(work, name), os.path.join(args.keep, name))
+        shutil.rmtree(work, ignore_errors=True)
+    results["seconds"] = time.monotonic() - started
+
+    os.makedirs(args.out, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = os.path.join(args.out, f"bench-{stamp}.json")
+    with open(path, "w") as f:
+        json.dump(results, f, indent=1, sort_keys=True)
+        f.write("\n")
+    print(report.text(results))
+    print(f"\nraw results: {os.path.relpath(path, ROOT)}  "
+          f"(Markdown: .venv/bin/python bench/report.py {os.path.relpath(path, ROOT)})")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BenchError as e:
+        say(f"bench: {e}")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
