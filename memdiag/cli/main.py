@@ -16,7 +16,8 @@ try:  # typer >= 0.20 vendors click
 except ImportError:  # pragma: no cover - older typer depends on click
     from click import exceptions as click_exc
 
-from .errors import (EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, MemdiagError)
+from .errors import (EXIT_BAD_FILE, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE,
+                     MemdiagError)
 
 app = typer.Typer(
     name="memdiag", add_completion=False, no_args_is_help=True,
@@ -126,12 +127,23 @@ def main(argv=None) -> int:
         _quiet_stdout()
         return 0
     except Exception as e:  # the error boundary: one line, no traceback
+        if _bad_file(e):
+            # A column found damaged when first decoded, after loading succeeded.
+            _error(str(e))
+            return EXIT_BAD_FILE
         if os.environ.get("MEMDIAG_DEBUG"):
             raise
         text = str(e).strip().splitlines()
         _error(f"internal error: {type(e).__name__}: {text[0] if text else ''} "
                f"(set MEMDIAG_DEBUG=1 for a traceback)")
         return EXIT_INTERNAL
+
+
+def _bad_file(e):
+    """Whether e is a SnapshotError (memdiag.model is loaded if one was raised;
+    importing it here would load numpy for every command)."""
+    model = sys.modules.get("memdiag.model")
+    return model is not None and isinstance(e, model.SnapshotError)
 
 
 def _error(message):

@@ -1,0 +1,69 @@
+"""Regression tests for damaged files the fuzzer (tests/test_fuzz.py) found
+mishandled: each one a real snapshot, damaged one precise way, run through the
+real `memdiag` command. Each must end in exit code 3 with one line on stderr,
+quickly, and without a traceback."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import zlib
+
+import pytest
+
+import snapcraft
+from conftest import ROOT, memdiag
+from safety_helpers import one_line
+
+from memdiag import snapfile as sf
+
+PROGRAMS = os.path.join(ROOT, "tests", "programs")
+
+
+@pytest.fixture(scope="module")
+def real(tmp_path_factory):
+    """(a.snap, b.snap, parsed b) written by a real, traced process (the Python
+    walker cuts columns into 512-value chunks)."""
+    d = tmp_path_factory.mktemp("real")
+    subprocess.run([sys.executable, os.path.join(PROGRAMS, "dump_pair.py"), str(d),
+                    "--chunk", "512", "--trace", "3"], check=True, capture_output=True,
+                   timeout=120, cwd=ROOT, env={**os.environ, "MEMDIAG_PURE_PYTHON": "1"})
+    a, b = str(d / "a.snap"), str(d / "b.snap")
+    with open(b, "rb") as f:
+        return a, b, snapcraft.parse(f.read())
+
+
+def rejected(path, a, commands=("top", "diff", "retainers")):
+    """Every command refuses the file with exit code 3 and one line."""
+    for cmd in commands:
+        argv = {"top": ["top", path], "diff": ["diff", a, path],
+                "retainers": ["retainers", path, "--since", a, "--type", "Session"]}[cmd]
+        t0 = time.monotonic()
+        code, out, err = memdiag(*argv, timeout=60)
+        assert code == 3, (argv, code, err)
+        line = one_line(err)
+        assert line.startswith("memdiag: error: ") and "internal error" not in line, line
+        assert time.monotonic() - t0 < 30
+    return line
+
+
+def save(tmp_path, p, name="bad.snap"):
+    path = str(tmp_path / name)
+    with open(path, "wb") as f:
+        f.write(p.build() if hasattr(p, "build") else p)
+    return path
+
+
+def test_damaged_column_found_after_loading_is_exit_3(real, tmp_path):
+    """Columns are decoded lazily, after Snapshot.load: a value found wrong then
+    is still a bad file (exit 3), not an internal error (exit 1)."""
+    a, b, parsed = real
+    p = parsed.copy()
+    blk = p.column_blocks(sf.COL_PARENT)[-1]
+    vals = blk.values()
+    vals[-1] = p.trailer["objects"] + 5
+    blk.set_values(vals)
+    line = rejected(save(tmp_path, p), a)
+    assert "parent index out of order" in line, line
