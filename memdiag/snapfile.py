@@ -404,7 +404,7 @@ class Reader:
         raw = self._inflate(offset, stored_len, raw_len, crc)
         try:
             trailer = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep
             self._fail("corrupted snapshot (unreadable trailer)")
         if not isinstance(trailer, dict):
             self._fail("corrupted snapshot (unreadable trailer)")

@@ -67,3 +67,17 @@ def test_damaged_column_found_after_loading_is_exit_3(real, tmp_path):
     blk.set_values(vals)
     line = rejected(save(tmp_path, p), a)
     assert "parent index out of order" in line, line
+
+
+def test_deeply_nested_trailer(real, tmp_path):
+    """json.loads raises RecursionError, not ValueError, on deep nesting."""
+    a, b, parsed = real
+    p = parsed.copy()
+    p.set_trailer_raw(b"[" * 100_000)
+    assert "unreadable trailer" in rejected(save(tmp_path, p), a)
+
+
+BAD_META = [("python_heap", ""), ("python_heap", 1e309), ("python_heap", []),
+            ("python_heap", 10 ** 400), ("rss", []), ("rss", "12"), ("time", "x"),
+            ("time", 1e300), ("argv", [[1]]), ("argv", "app.py"), ("pid", {}),
+            ("seq", [1]), ("python", 3.11)]
