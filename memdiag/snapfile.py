@@ -144,6 +144,7 @@ WELL_KNOWN_LABELS = ("", "__dict__", "__class__", "__code__", "__globals__",
 CHUNK = 1 << 16                 # values per column chunk written
 MAX_CHUNK_BYTES = 64 << 20      # a reader refuses larger chunks
 MAX_TRAILER_BYTES = 256 << 20
+MAX_ZLIB_RATIO = 1032           # deflate never inflates one stored byte to more
 
 
 class SnapshotFormatError(Exception):
@@ -367,6 +368,9 @@ class Reader:
             data_at = offset + BLOCK.size
             if stored_len > self.size - data_at:
                 self._fail("truncated snapshot (a block runs past the end of the file)")
+            if count * (width if kind == KIND_COLUMN else 1) > MAX_ZLIB_RATIO * stored_len:
+                self._fail(f"corrupted snapshot (a block at byte {offset} claims more data "
+                           f"than it stores)")
             if kind == KIND_TRAILER:
                 if count > MAX_TRAILER_BYTES:
                     self._fail("corrupted snapshot (trailer too large)")

@@ -81,3 +81,36 @@ BAD_META = [("python_heap", ""), ("python_heap", 1e309), ("python_heap", []),
             ("python_heap", 10 ** 400), ("rss", []), ("rss", "12"), ("time", "x"),
             ("time", 1e300), ("argv", [[1]]), ("argv", "app.py"), ("pid", {}),
             ("seq", [1]), ("python", 3.11)]
+
+
+def test_chunk_claiming_more_than_it_stores(real, tmp_path):
+    """zlib inflates at most 1032 bytes per stored byte: a chunk header claiming
+    64 MiB from 11 bytes (counts in the trailer made to agree) is refused at
+    load by every command, also by those that never decode that column."""
+    a, b, parsed = real
+    p = parsed.copy()
+    t = p.trailer
+    tiny = zlib.compress(b"\0" * 8)
+    kept = [blk for blk in p.blocks if blk.column != sf.COL_ETARGET]
+    per = sf.MAX_CHUNK_BYTES // 4
+    for _ in range(4):
+        blk = snapcraft.Block(sf.KIND_COLUMN, sf.COL_ETARGET, 4, sf.T_SHUFFLE, per, b"")
+        blk.stored = tiny
+        kept.append(blk)
+    p.blocks = kept
+    t["edges"] = 4 * per
+    p.blocks = [blk for blk in p.blocks if blk.column != sf.COL_ELABEL]
+    for _ in range(4):
+        blk = snapcraft.Block(sf.KIND_COLUMN, sf.COL_ELABEL, 4, sf.T_SHUFFLE, per, b"")
+        blk.stored = tiny
+        p.blocks.append(blk)
+    p.set_trailer(t)
+    line = rejected(save(tmp_path, p), a)
+    assert "more data than it stores" in line, line
+
+
+def test_trailer_claiming_more_than_it_stores(real, tmp_path):
+    a, b, parsed = real
+    p = parsed.copy()
+    p.trailer_block.count = sf.MAX_TRAILER_BYTES
+    assert "more data than it stores" in rejected(save(tmp_path, p), a, commands=("top",))
