@@ -71,6 +71,9 @@ class Snapshot:
         path = os.fspath(path)
         if os.path.isdir(path):
             raise SnapshotError(f"{path} is a directory, not a snapshot file")
+        if os.path.exists(path) and not os.path.isfile(path):
+            # Opening a FIFO would wait for a writer forever; a device never ends.
+            raise SnapshotError(f"{path} is not a regular file, not a snapshot file")
         try:
             reader = sf.Reader.open(path)
         except FileNotFoundError:

@@ -77,6 +77,16 @@ def test_deeply_nested_trailer(real, tmp_path):
     assert "unreadable trailer" in rejected(save(tmp_path, p), a)
 
 
+def test_a_fifo_is_refused_not_waited_on(real, tmp_path):
+    """Opening a FIFO for reading blocks until a writer comes: never open one."""
+    a, b, parsed = real
+    path = str(tmp_path / "pipe.snap")
+    os.mkfifo(path)
+    line = rejected(path, a)
+    assert "not a regular file" in line, line
+    assert "not a regular file" in rejected("/dev/zero", a, commands=("top",))
+
+
 BAD_META = [("python_heap", ""), ("python_heap", 1e309), ("python_heap", []),
             ("python_heap", 10 ** 400), ("rss", []), ("rss", "12"), ("time", "x"),
             ("time", 1e300), ("argv", [[1]]), ("argv", "app.py"), ("pid", {}),
