@@ -25,6 +25,31 @@ class SnapshotError(Exception):
     """A snapshot that cannot be used; the message is one line for a human."""
 
 
+# Metadata the analyses and renderers compute with, and what each must be.
+_META_COUNTS = ("pid", "seq", "rss", "python_heap")     # int, 0 <= v < 2**63
+_META_TEXTS = ("python", "mode", "walker")
+_MAX_TIME = 253402300799                                # 9999-12-31, for localtime
+
+
+def _bad_meta(meta):
+    """The first metadata field of the wrong type or range, or None."""
+    for key in _META_COUNTS:
+        v = meta.get(key)
+        if v is not None and (type(v) is not int or not 0 <= v < 1 << 63):
+            return f"'{key}' in the metadata"
+    v = meta.get("time")
+    if v is not None and (type(v) not in (int, float) or not 0 <= v <= _MAX_TIME):
+        return "'time' in the metadata"
+    for key in _META_TEXTS:
+        v = meta.get(key)
+        if v is not None and not isinstance(v, str):
+            return f"'{key}' in the metadata"
+    v = meta.get("argv")
+    if v is not None and not (isinstance(v, list) and all(isinstance(a, str) for a in v)):
+        return "'argv' in the metadata"
+    return None
+
+
 def decode_chunk(width, transform, count, raw):
     """One encoded column chunk back to a numpy array."""
     dt = _DTYPES[width]
@@ -139,6 +164,11 @@ class Snapshot:
     def _validate_tables(self):
         if self.n_objects and not self.type_names:
             raise SnapshotError(f"{self.path}: corrupted snapshot (no type table)")
+        bad = _bad_meta(self.meta)
+        if bad is None and not isinstance(self.sites, list):
+            bad = "'sites' table"
+        if bad:
+            raise SnapshotError(f"{self.path}: corrupted snapshot (bad {bad})")
 
     @property
     def addr(self):

@@ -93,6 +93,28 @@ BAD_META = [("python_heap", ""), ("python_heap", 1e309), ("python_heap", []),
             ("seq", [1]), ("python", 3.11)]
 
 
+@pytest.mark.parametrize("key,value", BAD_META, ids=[f"{k}={v!r}"[:30] for k, v in BAD_META])
+def test_metadata_of_the_wrong_type(real, tmp_path, key, value):
+    """The analyses compute with these fields; a wrong type is a bad file."""
+    a, b, parsed = real
+    p = parsed.copy()
+    t = p.trailer
+    t["meta"][key] = value
+    p.set_trailer_raw(json.dumps(t).replace("Infinity", "1e999").encode())
+    line = rejected(save(tmp_path, p), a)
+    assert f"'{key}'" in line, line
+
+
+def test_sites_table_of_the_wrong_type(real, tmp_path):
+    a, b, parsed = real
+    p = parsed.copy()
+    t = p.trailer
+    assert t["sites"], "the real snapshot was traced"
+    t["sites"] = {"1": "x"}
+    p.set_trailer(t)
+    assert "'sites'" in rejected(save(tmp_path, p), a)
+
+
 def test_chunk_claiming_more_than_it_stores(real, tmp_path):
     """zlib inflates at most 1032 bytes per stored byte: a chunk header claiming
     64 MiB from 11 bytes (counts in the trailer made to agree) is refused at
