@@ -54,6 +54,8 @@ def rows(results):
         ("objects in snapshot (edges)", per(lambda s: f"{_count(d(s)['objects'])} "
                                                    f"({_count(d(s)['edges'])})")),
         ("target RSS after build", per(lambda s: _mib(s["rss_after_build_kb"] * 1024))),
+        ("load average (1 min) at start / end", per(lambda s: f"{s['loadavg_at_start'].split()[0]}"
+                                                           f" / {s['loadavg_at_end'].split()[0]}")),
     ]
     for w in WALKERS:
         for m in MODES:

@@ -135,6 +135,25 @@ def run_measured(cmd, timeout, env=None):
 
 # ------------------------------------------------------------ machine
 
+def loadavg():
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "?"
+
+
+def warn_if_busy():
+    load = loadavg()
+    try:
+        one = float(load.split()[0])
+    except ValueError:
+        return
+    if one > (os.cpu_count() or 1):
+        say(f"bench: warning: load average {load} on {os.cpu_count()} CPUs; "
+            f"other work is running and the timings will be noisy")
+
+
 def machine():
     model = "?"
     try:
@@ -158,11 +177,7 @@ def machine():
                                 capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         commit = "?"
-    try:
-        with open("/proc/loadavg") as f:
-            load = " ".join(f.read().split()[:3])
-    except OSError:
-        load = "?"
+    load = loadavg()
     import memdiag.hook as hook
     import guppy
     import objgraph
@@ -208,17 +223,20 @@ def measure_size(n, work, repeat, timeout, python_inline):
     d = os.path.join(work, f"n{n}")
     os.makedirs(d, mode=0o700)
     say(f"== {n:,} objects: memdiag, bare fork, objgraph, guppy3 (one process)")
+    warn_if_busy()
+    load = loadavg()
 
     def on_event(event, pid):
         if event.get("event") == "pause-ready":
             time.sleep(0.3)
             os.kill(pid, signal.SIGUSR2)
 
-    res = run_target(["main", n, d, "1" if python_inline else "0"], timeout, on_event)
+    res = run_target(["main", n, d, int(python_inline), repeat], timeout, on_event)
     res["snapshot_a"]["file"] = snapshot_facts(res["snapshot_a"]["path"])
     res["snapshot_b"]["file"] = snapshot_facts(res["snapshot_b"]["path"])
-    for run in res["memdiag"].values():
-        run["file"] = snapshot_facts(run["path"])
+    for runs in res["memdiag"].values():
+        for run in runs:
+            run["file"] = snapshot_facts(run["path"])
     res["writer_zlib_seconds"], res["raw_column_bytes"] = writer_zlib(res["snapshot_b"]["path"])
 
     say(f"== {n:,} objects: tracemalloc (its own process, started before the heap)")
@@ -245,6 +263,8 @@ def measure_size(n, work, repeat, timeout, python_inline):
     analysis["startup_seconds"] = statistics.median(w for w, _, _ in startup)
     analysis["startup_peak_rss_bytes"] = max(p for _, p, _ in startup)
     res["analysis"] = analysis
+    res["loadavg_at_start"] = load
+    res["loadavg_at_end"] = loadavg()
     res["derived"] = derive(res)
     return res
 
@@ -270,20 +290,24 @@ def derive(res):
     b = res["snapshot_b"]
     objects = b["file"]["objects"]
     snapshot_seconds, vs_guppy, extra, unshared, child_private, per_obj_file = {}, {}, {}, {}, {}, {}
-    for key, run in runs.items():
-        f = run["file"]
-        probe = run.get("probe") or {}
-        seconds = run["seconds"] - probe.get("probe_seconds", 0.0)
+    for key, reps in runs.items():
+        # Time: the median run. Memory: the worst run.
+        seconds = statistics.median(
+            r["seconds"] - (r.get("probe") or {}).get("probe_seconds", 0.0) for r in reps)
         snapshot_seconds[key] = seconds
         vs_guppy[key] = seconds / res["guppy_seconds"]
-        per_obj_file[key] = f["bytes"] / f["objects"]
-        if run["mode"] == "inline":
-            extra[key] = run["rss_peak_rise_kb"] * 1024 / f["objects"]
-        elif probe:
-            extra[key] = (probe["child_hwm_kb"] - probe["child_rss_start_kb"]) * 1024 / f["objects"]
-            unshared[key] = ((probe["parent_shared_start_kb"] - probe["parent_shared_end_kb"])
-                             / probe["parent_rss_kb"])
-            child_private[key] = probe["child_private_dirty_kb"] / probe["parent_rss_kb"]
+        per_obj_file[key] = max(r["file"]["bytes"] / r["file"]["objects"] for r in reps)
+        if reps[0]["mode"] == "inline":
+            extra[key] = max(r["rss_peak_rise_kb"] * 1024 / r["file"]["objects"] for r in reps)
+            continue
+        probes = [(r["probe"], r["file"]["objects"]) for r in reps if r.get("probe")]
+        if probes:
+            extra[key] = max((p["child_hwm_kb"] - p["child_rss_start_kb"]) * 1024 / n
+                             for p, n in probes)
+            unshared[key] = max((p["parent_shared_start_kb"] - p["parent_shared_end_kb"])
+                                / p["parent_rss_kb"] for p, _ in probes)
+            child_private[key] = max(p["child_private_dirty_kb"] / p["parent_rss_kb"]
+                                     for p, _ in probes)
     return {
         "objects": objects,
         "edges": b["file"]["edges"],
@@ -335,7 +359,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", type=parse_sizes, default=list(DEFAULT_SIZES),
                     help="heap sizes in objects, comma-separated (100k and 1M work too)")
-    ap.add_argument("--repeat", type=int, default=3, help="runs of each analysis command")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="runs of each analysis command, of compiled-walker snapshots and of "
+                         "guppy3 (the median counts)")
     ap.add_argument("--timeout", type=float, default=900, help="seconds per process")
     ap.add_argument("--out", default=os.path.join(HERE, "results"),
                     help="directory for the JSON results")

@@ -3,9 +3,10 @@
 Started by bench/run.py in a fresh process per heap size; not meant to be run
 by hand (it waits for run.py to send SIGUSR2). Three kinds:
 
-    target.py main N DIR [0|1]   memdiag (both walkers, fork and inline), a
-                                 bare fork, objgraph and guppy3, on one heap
-                                 (0: the pure-Python walker in fork mode only)
+    target.py main N DIR I R     memdiag (both walkers, fork and inline), a
+                                 bare fork, objgraph and guppy3, on one heap;
+                                 I=0: the pure-Python walker in fork mode only;
+                                 R: runs of the compiled walker and of guppy3
     target.py tracemalloc N      tracemalloc, started before the heap is built
     target.py idle N             the request loop with and without the hook
 
@@ -132,7 +133,7 @@ def objgraph_growth(stats):
     return clock() - t, buf.getvalue()
 
 
-def main_target(n, directory, python_inline=True):
+def main_target(n, directory, python_inline=True, repeat=3):
     import memdiag.hook as hook
     from memdiag import snapfile
     res = {"kind": "main", "objects_requested": n, "pid": os.getpid(),
@@ -196,6 +197,8 @@ def main_target(n, directory, python_inline=True):
     res["objgraph_saw_leak"] = "AuditEntry" in growth
 
     # Every memdiag configuration on the same heap (the one B saw).
+    # The compiled walker `repeat` times (the median counts), the pure-Python
+    # one once: it takes about a minute at 3M objects.
     walkers = [("compiled", False), ("python", True)] if res["compiled_walker"] \
         else [("python", True)]
     runs = {}
@@ -204,24 +207,31 @@ def main_target(n, directory, python_inline=True):
             if pure and mode == "inline" and not python_inline:
                 continue
             say(f"memdiag {mode} snapshot, {name} walker")
-            path = os.path.join(directory, f"{name}-{mode}.snap")
-            runs[f"{name}-{mode}"] = memdiag_dump(hook, path, mode, pure)
+            runs[f"{name}-{mode}"] = [
+                memdiag_dump(hook, os.path.join(directory, f"{name}-{mode}-{k}.snap"), mode, pure)
+                for k in range(1 if pure else repeat)]
     res["memdiag"] = runs
 
     # guppy3 last: what heap() allocates stays as long as its result lives.
+    # Memory from the first call (with its result alive), time from every call.
     say("guppy3 hpy().heap()")
     from guppy import hpy
-    gc.collect()
-    reset_peak()
-    before = rss_kb()
-    t = clock()
-    h = hpy().heap()
-    res["guppy_seconds"] = clock() - t
-    st = probe.status()
-    res["guppy_rss_added_kb"] = st["VmRSS"] - before
-    res["guppy_rss_peak_rise_kb"] = st["VmHWM"] - before
-    res["guppy_objects"] = h.count
-    del h
+    times = []
+    for k in range(repeat):
+        gc.collect()
+        reset_peak()
+        before = rss_kb()
+        t = clock()
+        h = hpy().heap()
+        times.append(clock() - t)
+        if k == 0:
+            st = probe.status()
+            res["guppy_rss_added_kb"] = st["VmRSS"] - before
+            res["guppy_rss_peak_rise_kb"] = st["VmHWM"] - before
+            res["guppy_objects"] = h.count
+        del h
+    res["guppy_runs"] = times
+    res["guppy_seconds"] = statistics.median(times)
     hook.uninstall()
     emit(event="result", **res)
 
@@ -311,7 +321,7 @@ def idle_target(n, rounds=31, count=10_000):
 def run():
     kind, n = sys.argv[1], int(sys.argv[2])
     if kind == "main":
-        main_target(n, sys.argv[3], sys.argv[4:5] != ["0"])
+        main_target(n, sys.argv[3], sys.argv[4] != "0", int(sys.argv[5]))
     elif kind == "tracemalloc":
         tracemalloc_target(n)
     elif kind == "idle":
