@@ -158,6 +158,8 @@ class Snapshot:
             bad = "edge counts do not add up"
         elif col in (sf.COL_ROOT_DESC, sf.COL_ROOT_NAME) and len(a) and int(a.max()) >= len(self.labels):
             bad = "label index out of range"
+        elif col == sf.COL_SITE and len(a) and int(a.max()) > len(self.sites):
+            bad = "site index out of range"   # 1-based; np.bincount sizes by the max
         if bad:
             raise SnapshotError(f"{self.path}: corrupted snapshot ({bad})")
 

@@ -115,6 +115,17 @@ def test_sites_table_of_the_wrong_type(real, tmp_path):
     assert "'sites'" in rejected(save(tmp_path, p), a)
 
 
+def test_site_index_past_the_sites_table(real, tmp_path):
+    """retainers counts sites with np.bincount, which allocates by the largest
+    value: 2^32-1 would be a 32 GiB array. Site indexes are checked first."""
+    a, b, parsed = real
+    p = parsed.copy()
+    for blk in p.column_blocks(sf.COL_SITE):
+        blk.set_values([2 ** 32 - 1] * blk.count)
+    line = rejected(save(tmp_path, p), a, commands=("retainers",))
+    assert "site index out of range" in line, line
+
+
 def test_chunk_claiming_more_than_it_stores(real, tmp_path):
     """zlib inflates at most 1032 bytes per stored byte: a chunk header claiming
     64 MiB from 11 bytes (counts in the trailer made to agree) is refused at
