@@ -499,15 +499,17 @@ def _describe_status(status):
 
 def _child_setup():
     gc.disable()
+    # SIGXFSZ ignored: past RLIMIT_FSIZE the write fails with EFBIG (reported)
+    # instead of killing the writer, also where the host left it at its default.
+    quiet = (_state.signum, _signal.SIGPIPE, getattr(_signal, "SIGXFSZ", None))
     for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2",
-                 "SIGCHLD", "SIGALRM", "SIGPIPE"):
+                 "SIGCHLD", "SIGALRM", "SIGPIPE", "SIGXFSZ"):
         sig = getattr(_signal, name, None)
         if sig is None:
             continue
         try:
             (_state.orig_signal or _signal.signal)(
-                sig, _signal.SIG_IGN if sig in (_state.signum, _signal.SIGPIPE)
-                else _signal.SIG_DFL)
+                sig, _signal.SIG_IGN if sig in quiet else _signal.SIG_DFL)
         except (ValueError, OSError):
             pass
     try:
@@ -525,6 +527,16 @@ def _take_inline(capture, opts):
             old = setter(signum, _signal.SIG_IGN)  # coalesce signals during the walk
         except (ValueError, OSError):
             old = None
+    # A host that embeds Python without its signal setup (Py_InitializeEx(0))
+    # leaves SIGXFSZ at its default action, which would kill the target when
+    # the file reaches RLIMIT_FSIZE; ignored, the write fails with EFBIG.
+    xfsz = getattr(_signal, "SIGXFSZ", None)
+    old_xfsz = None
+    try:
+        if xfsz is not None and _signal.getsignal(xfsz) == _signal.SIG_DFL:
+            old_xfsz = setter(xfsz, _signal.SIG_IGN)
+    except (ValueError, OSError):
+        old_xfsz = None
     was_enabled = gc.isenabled()
     gc.disable()
     interval = sys.getswitchinterval()
@@ -537,11 +549,12 @@ def _take_inline(capture, opts):
         sys.setswitchinterval(interval)
         if was_enabled:
             gc.enable()
-        if old is not None:
-            try:
-                setter(signum, old)
-            except (ValueError, OSError):
-                pass
+        for sig, prev in ((signum, old), (xfsz, old_xfsz)):
+            if prev is not None:
+                try:
+                    setter(sig, prev)
+                except (ValueError, OSError):
+                    pass
         _release(capture)
 
 

@@ -1,0 +1,181 @@
+"""Faults in the target's world: the disk is full, the file size limit is hit,
+the snapshot directory is read-only or gone, the snapshot writer is killed
+mid-write, fork is refused.
+
+In every case the target keeps running and answering HTTP, the user gets one
+clear line (on the target's stderr, and from `memdiag snapshot`, which exits
+5), and the next snapshot works once the condition is gone. Real processes,
+real mounts, real rlimits, real signals.
+"""
+
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import http.client
+
+import pytest
+
+from conftest import memdiag
+from safety_helpers import (NOBODY, NOGROUP, ROOT, as_user, children_of, nobody_python,  # noqa: F401
+                            one_line, remount, shared_tmpdir, snap_files, start_target,
+                            targets, temp_files, tmpfs, wait_writers_done)
+
+from memdiag.model import Snapshot
+
+PROGRAMS = os.path.join(ROOT, "tests", "programs")
+EXIT_SNAPSHOT_FAILED = 5
+
+
+def failed_snapshot(t, timeout=30):
+    """Ask for a snapshot that must fail: (one-line error, seconds it took)."""
+    t0 = time.monotonic()
+    code, out, err = memdiag("snapshot", t.pid, "--timeout", timeout)
+    took = time.monotonic() - t0
+    assert code == EXIT_SNAPSHOT_FAILED, (code, out, err, t.stderr())
+    assert out == ""
+    return one_line(err), took
+
+
+def good_snapshot(t):
+    path = t.snapshot(timeout=120)
+    snap = Snapshot.load(path)
+    assert snap.meta["pid"] == t.pid
+    assert len(snap.type) == snap.n_objects > 1000
+    snap.close()
+    return path
+
+
+def still_serving(t, path="/captcha"):
+    assert t.alive(), t.stderr()
+    conn = http.client.HTTPConnection("127.0.0.1", t.port, timeout=10)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        assert resp.status == 200
+        resp.read()
+    finally:
+        conn.close()
+
+
+def hook_lines(t):
+    return [ln for ln in t.stderr().splitlines() if ln.strip()]
+
+
+MODES = ["auto", "inline"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_disk_full(tmp_path, targets, mode):
+    with tmpfs(tmp_path / "full", size="128k") as mnt:
+        snapdir = os.path.join(mnt, "snaps")
+        t = start_target(tmp_path, snapdir=snapdir, mode=mode, started=targets)
+        t.load("/captcha", 50)
+
+        line, took = failed_snapshot(t)
+        assert "no space left on device" in line, line
+        assert took < 20, took            # a clear answer, not the timeout
+        still_serving(t)
+        lines = hook_lines(t)
+        assert len(lines) == 1 and "no space left on device" in lines[0], t.stderr()
+        wait_writers_done(t.pid)
+        assert snap_files(snapdir) == [] and temp_files(snapdir) == []
+
+        remount(mnt, "size=16m")                       # the condition is gone
+        path = good_snapshot(t)
+        assert os.path.dirname(path) == snapdir
+        still_serving(t)
+        assert temp_files(snapdir) == []
+        assert len(hook_lines(t)) == 1, t.stderr()
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("host", ["python", "sigxfsz-default"])
+def test_file_size_limit(tmp_path, targets, mode, host):
+    """RLIMIT_FSIZE: the write fails with EFBIG. CPython ignores SIGXFSZ, but a
+    host embedding Python with Py_InitializeEx(0) leaves it at its default
+    action, which would kill the writer (or, inline, the target itself)."""
+    limit = 64 << 10
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+
+    if host == "python":
+        script, args = "captcha_leak.py", ()
+    else:
+        script, args = os.path.join(PROGRAMS, "sigxfsz_default_host.py"), ("captcha_leak.py",)
+    t = start_target(tmp_path, script, *args, mode=mode, preexec_fn=small_files,
+                     started=targets)
+    t.load("/captcha", 50)
+
+    line, took = failed_snapshot(t)
+    assert "file size limit" in line, line
+    assert took < 20, took
+    still_serving(t)
+    lines = hook_lines(t)
+    assert len(lines) == 1 and "file size limit" in lines[0], t.stderr()
+    wait_writers_done(t.pid)
+    assert snap_files(t.dir) == [] and temp_files(t.dir) == []
+
+    # The same uid may raise its soft limit back up to the hard limit.
+    resource.prlimit(t.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY,) * 2)
+    good_snapshot(t)
+    still_serving(t)
+    assert len(hook_lines(t)) == 1, t.stderr()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_read_only_directory(tmp_path, targets, mode):
+    with tmpfs(tmp_path / "ro", size="16m") as mnt:
+        snapdir = os.path.join(mnt, "snaps")
+        t = start_target(tmp_path, snapdir=snapdir, mode=mode, started=targets)
+        remount(mnt, "ro")
+        line, took = failed_snapshot(t)
+        assert "Read-only file system" in line, line
+        assert took < 20, took
+        still_serving(t)
+        assert len(hook_lines(t)) == 1, t.stderr()
+        wait_writers_done(t.pid)
+
+        remount(mnt, "rw")
+        good_snapshot(t)
+        still_serving(t)
+        assert temp_files(snapdir) == []
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_directory_removed_or_replaced(tmp_path, targets, mode):
+    t = start_target(tmp_path, mode=mode, started=targets)
+    first = good_snapshot(t)
+
+    shutil.rmtree(t.dir)                      # removed: the hook recreates it, 0700
+    second = good_snapshot(t)
+    assert os.path.dirname(second) == os.path.dirname(first)
+    assert os.stat(t.dir).st_mode & 0o777 == 0o700
+
+    shutil.rmtree(t.dir)                      # replaced by a file: a clear refusal
+    with open(t.dir, "w") as f:
+        f.write("not a directory\n")
+    line, took = failed_snapshot(t)
+    assert t.dir in line and "exists" in line.lower(), line
+    assert took < 20
+    still_serving(t)
+    assert len(hook_lines(t)) == 1, t.stderr()
+    with open(t.dir) as f:
+        assert f.read() == "not a directory\n"   # left alone
+
+    os.unlink(t.dir)                          # gone again: works again
+    good_snapshot(t)
+    still_serving(t)
+
+
+def _set_nproc(pid, soft):
+    """Set the target's soft RLIMIT_NPROC from a helper running as its uid
+    (root here lacks CAP_SYS_RESOURCE for other users' processes)."""
+    code = ("import resource, sys; pid, soft = int(sys.argv[1]), int(sys.argv[2]); "
+            "hard = resource.prlimit(pid, resource.RLIMIT_NPROC)[1]; "
+            "resource.prlimit(pid, resource.RLIMIT_NPROC, (hard if soft < 0 else soft, hard))")
+    return code, [str(pid), str(soft)]
