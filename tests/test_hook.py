@@ -216,3 +216,40 @@ def test_failure_is_one_stderr_line_and_never_reaches_the_target(start, tmp_path
     n = p.count()
     p.wait_count_above(n + 5)
     assert p.alive() and not p.lines("EXC")
+
+
+# --------------------------------------------------------------- coalescing
+
+def _writing(directory, pid, seq):
+    prefix = f".memdiag-{pid}-{seq}."
+    try:
+        return any(n.startswith(prefix) and n.endswith(".tmp") for n in os.listdir(directory))
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize("walker", WALKERS)
+@pytest.mark.parametrize("mode", MODES)
+def test_signals_during_a_snapshot_are_coalesced(start, tmp_path, mode, walker):
+    # Enough objects that the walk lasts a good fraction of a second.
+    objects = 60_000 if walker == "python" else 1_500_000
+    p = loop(start, tmp_path, mode, objects, env=walker_env(walker))
+    p.kill(signal.SIGUSR2)
+    deadline = time.monotonic() + 30
+    while not _writing(p.dir, p.pid, 1):       # the snapshot's temp file exists
+        assert time.monotonic() < deadline and p.alive(), p.stderr()
+        time.sleep(0.001)
+    sent = 0
+    while _writing(p.dir, p.pid, 1) and sent < 10:   # signal it again while it writes
+        p.kill(signal.SIGUSR2)
+        sent += 1
+        time.sleep(0.01)
+    wait_file(os.path.join(p.dir, f"memdiag-{p.pid}-1.snap"), proc=p)
+    time.sleep(0.5)                            # a queued snapshot would start now
+    assert sent >= 3, "the walk was too short to signal during it"
+    assert not _writing(p.dir, p.pid, 2), "the signals started another snapshot"
+    assert snap_files(p.dir, p.pid) == [f"memdiag-{p.pid}-1.snap"], sent
+
+    p.kill(signal.SIGUSR2)                     # the next signal: the next snapshot
+    wait_file(os.path.join(p.dir, f"memdiag-{p.pid}-2.snap"), proc=p)
+    assert p.alive() and not p.lines("EXC") and hook_lines(p.stderr()) == []
