@@ -352,11 +352,14 @@ def _reap():
         try:
             done, status = os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
-            done = pid      # someone else reaped it
+            done, status = pid, 0      # someone else reaped it
         except OSError:
             continue
         if done:
-            _state.children.pop(pid, None)
+            seq = _state.children.pop(pid, None)
+            if os.WIFSIGNALED(status):  # it could not say so itself (the OOM killer?)
+                _report("writer", f"snapshot {seq} was not written: its writer (pid {pid}) "
+                        f"was {_describe_status(status)}")
 
 
 def _snapshot_from_signal():
@@ -445,6 +448,9 @@ def _take_forked(capture, opts, wait):
             os.close(w)
             os.close(back_r)
             _child_setup()
+            # `memdiag snapshot` watches this pid, in case the writer is killed.
+            _write_status({"seq": opts["seq"], "state": "writing", "writer": os.getpid(),
+                           "time": time.time()})
             opts["mode"] = "fork"
             opts["pause_fd"] = r
             final = _write_snapshot(capture, opts, may_materialize=True)

@@ -172,6 +172,47 @@ def test_directory_removed_or_replaced(tmp_path, targets, mode):
     still_serving(t)
 
 
+def test_writer_killed_mid_write(tmp_path, targets):
+    """SIGKILL (what the OOM killer sends) to the snapshot child while it writes:
+    no partial .snap is ever visible, `memdiag snapshot` says what happened, and
+    the next snapshot removes the stale temp file."""
+    t = start_target(tmp_path, os.path.join(PROGRAMS, "big_heap_server.py"),
+                     "--objects", "150000", started=targets)
+    cli = subprocess.Popen([sys.executable, "-m", "memdiag.cli.main", "snapshot", str(t.pid),
+                            "--timeout", "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, cwd=ROOT)
+    try:
+        victim = None
+        deadline = time.monotonic() + 60
+        while victim is None and time.monotonic() < deadline:
+            writers = [p for p, state in children_of(t.pid) if state != "Z"]
+            if writers and temp_files(t.dir):
+                victim = writers[0]
+                break
+            assert not snap_files(t.dir), "the writer finished before it could be killed"
+            time.sleep(0.002)
+        assert victim is not None, "no snapshot writer appeared"
+        os.kill(victim, signal.SIGKILL)
+        out, err = cli.communicate(timeout=90)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.wait()
+    assert cli.returncode == EXIT_SNAPSHOT_FAILED, (out, err)
+    line = one_line(err)
+    assert "killed by signal 9" in line, line
+    assert snap_files(t.dir) == []
+    stale = temp_files(t.dir)
+    assert len(stale) == 1 and stale[0].endswith(f".{victim}.tmp"), stale
+    still_serving(t, "/ping")
+
+    good_snapshot(t)
+    assert temp_files(t.dir) == []          # the stale temp file was cleaned
+    still_serving(t, "/ping")
+    lines = hook_lines(t)
+    assert len(lines) == 1 and "killed by signal 9" in lines[0], t.stderr()
+
+
 def _set_nproc(pid, soft):
     """Set the target's soft RLIMIT_NPROC from a helper running as its uid
     (root here lacks CAP_SYS_RESOURCE for other users' processes)."""

@@ -53,8 +53,19 @@ def take(pid, directory=None, timeout=60.0):
             name = sorted(new, key=lambda n: _seq(n))[-1]
             return os.path.join(directory, name), time.monotonic() - t0
         st = _read_status(status_path)
-        if (st and st != old_status and st.get("state") == "failed"
-                and st.get("time", 0) >= sent_at - 1):
+        fresh = st and st != old_status and st.get("time", 0) >= sent_at - 1
+        if fresh and st.get("state") == "writing":
+            death = _writer_death(pid, st.get("writer"))
+            # It may have finished or failed just now: it says so before exiting.
+            if death and not (_snap_files(directory, pid) - before):
+                st = _read_status(status_path)
+                if st and st.get("state") == "writing":
+                    raise MemdiagError(
+                        f"pid {pid}: its snapshot writer (pid {st.get('writer')}) {death} "
+                        f"before the file was complete; nothing was written"
+                        f"{' (SIGKILL: the OOM killer? see dmesg)' if 'signal 9' in death else ''}",
+                        EXIT_SNAPSHOT_FAILED)
+        if fresh and st.get("state") == "failed":
             raise MemdiagError(f"pid {pid} could not write the snapshot: {st.get('error')}",
                                EXIT_SNAPSHOT_FAILED)
         if not os.path.exists(f"/proc/{pid}"):
@@ -67,6 +78,30 @@ def take(pid, directory=None, timeout=60.0):
                 f"see the process's stderr)", EXIT_SNAPSHOT_FAILED)
         time.sleep(delay)
         delay = min(delay * 1.5, 0.2)
+
+
+def _writer_death(target, writer):
+    """How the snapshot writer (a forked child of target) ended, or None while it
+    runs. Until the target reaps it, a dead child is a zombie whose
+    /proc/<pid>/stat ends with its wait status (field 52, Linux 3.5+)."""
+    if not isinstance(writer, int) or isinstance(writer, bool) or writer <= 0:
+        return None
+    try:
+        with open(f"/proc/{writer}/stat", "rb") as f:
+            data = f.read().decode("ascii", "replace")
+        fields = data[data.rindex(")") + 2:].split()
+        if int(fields[1]) != target:
+            return "exited"            # reaped, and the pid reused
+        if fields[0] not in ("Z", "X"):
+            return None
+        status = int(fields[49])
+    except FileNotFoundError:
+        return "exited"                # reaped already
+    except (OSError, ValueError, IndexError):
+        return None
+    if os.WIFSIGNALED(status):
+        return f"was killed by signal {os.WTERMSIG(status)}"
+    return f"exited with status {os.WEXITSTATUS(status)}"
 
 
 def _seq(name):
