@@ -419,7 +419,9 @@ def _take(seq, wait, path=None, strings=None, mode=None):
         try:
             return _take_forked(capture, opts, wait)
         except OSError as e:
-            _report("fork", f"fork refused ({e.strerror}); walking in-process instead")
+            if "fork" not in _state.reported:   # once: the file's meta says "inline"
+                _report("fork", f"fork refused ({e.strerror}); walking in-process instead, "
+                        f"which pauses the program for the walk (said once)")
     return _take_inline(capture, opts)
 
 

@@ -220,3 +220,45 @@ def _set_nproc(pid, soft):
             "hard = resource.prlimit(pid, resource.RLIMIT_NPROC)[1]; "
             "resource.prlimit(pid, resource.RLIMIT_NPROC, (hard if soft < 0 else soft, hard))")
     return code, [str(pid), str(soft)]
+
+
+def test_fork_refused(tmp_path, targets, nobody_python):
+    """fork() fails with EAGAIN when the target's uid is at its RLIMIT_NPROC (which
+    root ignores, so the target runs as uid 65534). The hook walks in-process
+    instead and says so once; the snapshot is still written."""
+    with shared_tmpdir("memdiag-test-snaps-") as snapdir:
+        t = start_target(tmp_path, snapdir=snapdir, exe=nobody_python.exe, cwd="/",
+                         preexec_fn=as_user(NOBODY, NOGROUP), started=targets)
+        # Handler threads are tasks too: open the connection before the limit.
+        conn = http.client.HTTPConnection("127.0.0.1", t.port, timeout=10)
+
+        def ask():
+            conn.request("GET", "/captcha")
+            resp = conn.getresponse()
+            assert resp.status == 200
+            return resp.read()
+
+        ask()
+        code, args = _set_nproc(t.pid, 1)
+        subprocess.run([nobody_python.exe, "-c", code, *args], check=True, cwd="/",
+                       preexec_fn=as_user(NOBODY, NOGROUP), timeout=30)
+        try:
+            paths = [good_snapshot(t) for _ in range(2)]
+            ask()                                    # still answering
+        finally:
+            code, args = _set_nproc(t.pid, -1)
+            subprocess.run([nobody_python.exe, "-c", code, *args], check=True, cwd="/",
+                           preexec_fn=as_user(NOBODY, NOGROUP), timeout=30)
+        for p in paths:
+            snap = Snapshot.load(p)
+            assert snap.meta["mode"] == "inline"
+            assert os.stat(p).st_uid == NOBODY and os.stat(p).st_mode & 0o777 == 0o600
+        lines = hook_lines(t)
+        assert len(lines) == 1, t.stderr()          # said once, not per snapshot
+        assert "fork refused" in lines[0] and "in-process" in lines[0], lines
+
+        after = good_snapshot(t)                     # the condition is gone
+        assert Snapshot.load(after).meta["mode"] == "fork"
+        ask()
+        still_serving(t)
+        conn.close()
