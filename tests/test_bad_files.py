@@ -157,3 +157,19 @@ def test_trailer_claiming_more_than_it_stores(real, tmp_path):
     p = parsed.copy()
     p.trailer_block.count = sf.MAX_TRAILER_BYTES
     assert "more data than it stores" in rejected(save(tmp_path, p), a, commands=("top",))
+
+
+def test_empty_argv_in_the_metadata(real, tmp_path):
+    """An empty argv is well-typed (an embedded interpreter may have none):
+    diff must compare it, not crash on it."""
+    a, b, parsed = real
+    p = parsed.copy()
+    t = p.trailer
+    t["meta"]["argv"] = []
+    p.set_trailer(t)
+    path = save(tmp_path, p)
+    code, out, err = memdiag("diff", "--json", a, path)
+    assert code == 0 and err == "", (code, err)
+    result = json.loads(out)
+    assert result["matched"] is False      # another argv: not matched as one process
+    assert result["types"]

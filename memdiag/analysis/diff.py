@@ -32,7 +32,7 @@ class DiffResult:
 
 def same_process(snaps):
     """Whether all snapshots come from one process (objects can be matched)."""
-    keys = {(s.meta.get("pid"), s.meta.get("argv") and tuple(s.meta["argv"])) for s in snaps}
+    keys = {(s.meta.get("pid"), tuple(s.meta.get("argv") or ())) for s in snaps}
     return len(keys) == 1
 
 
