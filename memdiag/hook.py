@@ -68,6 +68,9 @@ class _State:
         self.fork_registered = False
         self.in_snapshot_fork = False
         self.stderr_fd = 2
+        self.rss_limit = None       # bytes: snapshot once when RSS crosses it
+        self.rss_interval = 1.0
+        self.watcher = None         # the thread that watches RSS (only with rss_limit)
 
 
 _state = _State()
@@ -183,7 +186,7 @@ def is_installed():
 
 
 def install(dir=None, signal="USR2", trace_frames=0, strings=False, mode="auto",
-            guard_signal=True):
+            guard_signal=True, rss_limit=None):
     """Install the snapshot handler in this process.
 
     dir: where snapshots go (default $MEMDIAG_DIR, else /tmp/memdiag-<uid>).
@@ -195,6 +198,11 @@ def install(dir=None, signal="USR2", trace_frames=0, strings=False, mode="auto",
     guard_signal: keep the handler when the program later resets the signal to
         its default (gunicorn workers do); a program that installs its own
         handler for it still wins, and the hook unregisters itself.
+    rss_limit: bytes, or a size like "1.5G": take one snapshot when the
+        process's RSS crosses it (the evidence, before a supervisor recycles
+        the process). A daemon thread checks RSS every second; it is the
+        hook's only thread and only exists with this option. It re-arms when
+        RSS falls below 80% of the limit.
 
     Must be called from the main thread. Calling it again reconfigures.
     Returns the snapshot directory.
@@ -226,6 +234,12 @@ def install(dir=None, signal="USR2", trace_frames=0, strings=False, mode="auto",
     if guard_signal and _state.orig_signal is None:
         _state.orig_signal = _signal.signal
         _signal.signal = _guarded_signal
+    _state.rss_limit = parse_size(rss_limit) if rss_limit else None
+    try:
+        _state.rss_interval = max(0.05, float(os.environ.get("MEMDIAG_RSS_INTERVAL") or 1.0))
+    except ValueError:
+        _state.rss_interval = 1.0
+    _start_watcher()
     if not _state.fork_registered and hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=_after_fork_in_child)
         _state.fork_registered = True
@@ -304,11 +318,71 @@ def _after_fork_in_child():
     _state.children = {}
     _state.busy = False
     _state.seq = 0
+    _state.watcher = None   # threads do not survive a fork
     if _state.installed:
         try:
             _register()
+            _start_watcher()
         except Exception:
             pass
+
+
+def parse_size(text):
+    """Bytes from 1073741824, "1G", "1.5GiB", "512M", "800k".
+
+    >>> parse_size("1.5G"), parse_size("512M"), parse_size(4096)
+    (1610612736, 536870912, 4096)
+    """
+    if isinstance(text, int):
+        value = text
+    else:
+        t = str(text).strip().upper().removesuffix("IB").removesuffix("B")
+        scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}.get(t[-1:], 1)
+        if scale > 1:
+            t = t[:-1]
+        try:
+            value = int(float(t) * scale)
+        except ValueError:
+            raise ValueError(f"not a size: {text!r} (e.g. 1.5G, 800M)") from None
+    if value <= 0:
+        raise ValueError(f"not a size: {text!r} (e.g. 1.5G, 800M)")
+    return value
+
+
+def _start_watcher():
+    if not _state.rss_limit or (_state.watcher is not None and _state.watcher.is_alive()):
+        return
+    import threading
+    t = threading.Thread(target=_watch_rss, name="memdiag-rss-watch", daemon=True)
+    _state.watcher = t
+    t.start()
+
+
+def _watch_rss():
+    """Send the hook's own signal once when RSS crosses the limit; the main
+    thread then takes the snapshot exactly as for `kill -USR2`."""
+    armed = True
+    me = threading_ident()
+    while _state.rss_limit and _state.watcher is not None and _state.watcher.ident == me:
+        try:
+            rss = _rss_bytes()
+            limit = _state.rss_limit
+            if rss is not None and limit:
+                if armed and rss >= limit and _state.installed and not _state.taken_over:
+                    armed = False
+                    _say(f"memdiag: RSS {rss >> 20} MiB crossed {limit >> 20} MiB in pid "
+                         f"{os.getpid()}; taking a snapshot")
+                    os.kill(os.getpid(), _state.signum)
+                elif not armed and rss < 0.8 * limit:
+                    armed = True
+        except Exception:
+            pass
+        time.sleep(_state.rss_interval)
+
+
+def threading_ident():
+    import _thread
+    return _thread.get_ident()
 
 
 def _say(line):
@@ -663,6 +737,8 @@ def _own_modules():
 
 def _ignore_seeds(extra):
     seeds = [_state, _state.__dict__]
+    if _state.watcher is not None:
+        seeds += [_state.watcher, _state.watcher.__dict__]
     for name, mod in _own_modules():
         seeds.append(mod)
         d = getattr(mod, "__dict__", None)

@@ -30,7 +30,8 @@ def _memdiag_boot():
             signal=os.environ.get("MEMDIAG_SIGNAL") or "USR2",
             trace_frames=int(os.environ.get("MEMDIAG_TRACE_FRAMES") or 0),
             strings=os.environ.get("MEMDIAG_STRINGS") == "1",
-            mode=os.environ.get("MEMDIAG_MODE") or "auto")
+            mode=os.environ.get("MEMDIAG_MODE") or "auto",
+            rss_limit=os.environ.get("MEMDIAG_RSS_LIMIT") or None)
         if not os.environ.get("MEMDIAG_QUIET"):
             pid = os.getpid()
             sig = os.environ.get("MEMDIAG_SIGNAL") or "USR2"

@@ -37,10 +37,11 @@ def run(
     trace_frames: Annotated[int, typer.Option("--trace-frames", min=0, help="Record tracemalloc allocation sites with this many frames (slows the program).")] = 0,
     strings: Annotated[bool, typer.Option("--strings", help="Write str contents into snapshots (off: lengths only).")] = False,
     mode: Annotated[str, typer.Option("--mode", help="auto, fork or inline.")] = "auto",
+    snapshot_at_rss: Annotated[Optional[str], typer.Option("--snapshot-at-rss", help="Take a snapshot when RSS crosses this size (e.g. 1.5G), before a supervisor recycles the process.")] = None,
 ):
     """Start a Python program with the snapshot hook installed."""
     from . import run as mod
-    return mod.command(list(command), dir, signal, trace_frames, strings, mode)
+    return mod.command(list(command), dir, signal, trace_frames, strings, mode, snapshot_at_rss)
 
 
 @app.command()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal as _signal
 
 from .. import hook
 from .errors import EXIT_USAGE, MemdiagError
@@ -20,13 +21,17 @@ BOOT_DIR = os.path.join(_PKG_DIR, "_boot")
 
 
 def hook_env(base=None, directory=None, signal="USR2", trace_frames=0, strings=False,
-             mode="auto"):
+             mode="auto", rss_limit=None):
     """The environment that makes a Python program install the hook at startup."""
     env = dict(os.environ if base is None else base)
     try:
-        hook._parse_signal(signal)
+        signum = hook._parse_signal(signal)
     except ValueError as e:
         raise MemdiagError(str(e), EXIT_USAGE) from None
+    if signum in (_signal.SIGKILL, _signal.SIGSTOP):
+        raise MemdiagError(f"--signal {signal}: {_signal.Signals(signum).name} cannot be "
+                           f"caught, so it cannot trigger a snapshot (use USR2, the default, "
+                           f"or USR1)", EXIT_USAGE)
     if mode not in ("auto", "fork", "inline"):
         raise MemdiagError("--mode must be auto, fork or inline", EXIT_USAGE)
     old = env.get("PYTHONPATH")
@@ -38,13 +43,19 @@ def hook_env(base=None, directory=None, signal="USR2", trace_frames=0, strings=F
     env["MEMDIAG_MODE"] = mode
     if directory:
         env["MEMDIAG_DIR"] = os.path.abspath(directory)
+    if rss_limit:
+        try:
+            env["MEMDIAG_RSS_LIMIT"] = str(hook.parse_size(rss_limit))
+        except ValueError as e:
+            raise MemdiagError(f"--snapshot-at-rss: {e}", EXIT_USAGE) from None
     return env
 
 
-def command(argv, directory=None, signal="USR2", trace_frames=0, strings=False, mode="auto"):
+def command(argv, directory=None, signal="USR2", trace_frames=0, strings=False, mode="auto",
+            rss_limit=None):
     if not argv:
         raise MemdiagError("nothing to run: memdiag run [options] -- python app.py", EXIT_USAGE)
-    env = hook_env(None, directory, signal, trace_frames, strings, mode)
+    env = hook_env(None, directory, signal, trace_frames, strings, mode, rss_limit)
     exe = argv[0]
     if os.sep not in exe and shutil.which(exe, path=env.get("PATH")) is None:
         raise MemdiagError(f"command not found: {exe}", EXIT_USAGE)
