@@ -1,0 +1,224 @@
+"""Bad command lines and wrong targets: each is refused with one line on
+stderr and its documented exit code (memdiag/cli/errors.py), never a
+traceback, and memdiag never sends its signal to a process without the hook.
+
+"Never sent" is checked on targets that would die of it: SIGUSR2's default
+action terminates a process, so a target without a handler still alive
+afterwards was not signaled.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT, memdiag
+from safety_helpers import (NOBODY, NOGROUP, as_user, kill_pid, nobody_python,  # noqa: F401
+                            one_line, shared_tmpdir, snap_files, start_target, targets)
+
+from memdiag import hook
+from memdiag.model import Snapshot
+
+EXIT_USAGE, EXIT_BAD_FILE, EXIT_TARGET, EXIT_SNAPSHOT_FAILED = 2, 3, 4, 5
+
+
+def refused(args, code, *, env=None, preexec_fn=None, cwd=ROOT, python=None):
+    """Run the CLI, expect `code` and exactly one line on stderr; return it."""
+    e = dict(os.environ if env is None else env)
+    e.setdefault("MEMDIAG_PLAIN", "1")
+    e.pop("MEMDIAG_DEBUG", None)
+    p = subprocess.run([python or sys.executable, "-m", "memdiag.cli.main", *map(str, args)],
+                       capture_output=True, text=True, timeout=120, env=e, cwd=cwd,
+                       preexec_fn=preexec_fn)
+    assert p.returncode == code, (args, p.returncode, p.stdout, p.stderr)
+    line = one_line(p.stderr)
+    assert line.startswith("memdiag: error: "), line
+    return line
+
+
+@pytest.fixture
+def procs():
+    started = []
+    yield started
+    for p in started:
+        kill_pid(p.pid)
+
+
+def spawn(procs, argv, **kw):
+    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
+    procs.append(p)
+    return p
+
+
+def wait_started(p, timeout=10):
+    """Wait until a just-started Python program runs its own code (its handlers
+    are installed), which a ready file shows."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if os.path.exists(f"/proc/{p.pid}/status"):
+            return
+        time.sleep(0.02)
+
+
+def alive(p):
+    return p.poll() is None
+
+
+# ------------------------------------------------------------ files
+
+def test_missing_file(tmp_path):
+    line = refused(["top", tmp_path / "nope.snap"], EXIT_BAD_FILE)
+    assert "no such file" in line
+
+
+def test_directory_as_file(tmp_path):
+    line = refused(["top", tmp_path], EXIT_BAD_FILE)
+    assert "is a directory" in line
+    line = refused(["diff", tmp_path, tmp_path], EXIT_BAD_FILE)
+    assert "is a directory" in line
+
+
+def test_unreadable_file(tmp_path, targets, nobody_python):
+    """Permission denied, for a user who may not read the file (root reads any)."""
+    t = start_target(tmp_path, started=targets)
+    path = t.snapshot()
+    line = refused(["top", path], EXIT_BAD_FILE, env=nobody_python.cli_env(),
+                   preexec_fn=as_user(NOBODY, NOGROUP), cwd="/", python=nobody_python.exe)
+    assert "permission denied" in line.lower(), line
+
+
+# ------------------------------------------------------------ usage
+
+@pytest.mark.parametrize("args,expect", [
+    (["frobnicate"], "No such command"),
+    (["top"], "Missing argument"),
+    (["snapshot", "abc"], "pid"),
+    (["diff", "only-one.snap"], "at least two"),
+    (["top", "x.snap", "--top", "0"], "--top"),
+    (["run"], "Missing argument"),
+], ids=["unknown command", "top without file", "pid not a number", "diff one file",
+        "top 0", "run without command"])
+def test_bad_usage(args, expect):
+    assert expect in refused(args, EXIT_USAGE)
+
+
+@pytest.mark.parametrize("value", ["FOO", "99", "0", "-5", "SIGKILL", "KILL", "STOP", "9"])
+def test_bad_signal_for_run(tmp_path, value):
+    """`memdiag run --signal X` must refuse what cannot trigger a snapshot,
+    before starting anything: the program would run without the hook."""
+    marker = tmp_path / "ran"
+    line = refused(["run", "--signal", value, "--", sys.executable, "-c",
+                    f"open({str(marker)!r}, 'w').close()"], EXIT_USAGE)
+    assert "signal" in line.lower(), line
+    assert not marker.exists(), "the program was started"
+
+
+def test_run_command_not_found():
+    assert "command not found" in refused(["run", "--", "no-such-program-xyz"], EXIT_USAGE)
+
+
+# ------------------------------------------------------------ pids
+
+def test_dead_pid():
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    line = refused(["snapshot", p.pid], EXIT_TARGET)
+    assert f"no process with pid {p.pid}" in line
+
+
+@pytest.mark.parametrize("pid", [0, -1])
+def test_invalid_pid(pid):
+    assert "not a valid pid" in refused(["snapshot", "--", pid], EXIT_TARGET)
+
+
+def test_not_python_is_never_signaled(procs):
+    sleeper = spawn(procs, ["sleep", "60"])
+    wait_started(sleeper)
+    line = refused(["snapshot", sleeper.pid, "--timeout", "2"], EXIT_TARGET)
+    assert "not a Python process" in line and "will not signal" in line
+    time.sleep(0.3)
+    assert alive(sleeper), "sleep was sent the signal (SIGUSR2 kills it)"
+
+
+def test_python_without_hook_is_never_signaled(procs, tmp_path):
+    ready = tmp_path / "ready"
+    p = spawn(procs, [sys.executable, "-c",
+                      f"import time; open({str(ready)!r}, 'w').close(); time.sleep(60)"])
+    while not ready.exists():
+        assert alive(p)
+        time.sleep(0.02)
+    line = refused(["snapshot", p.pid, "--timeout", "2"], EXIT_TARGET)
+    assert "has no memdiag hook" in line and "memdiag run" in line
+    time.sleep(0.3)
+    assert alive(p), "the unhooked Python process was sent SIGUSR2 and died"
+
+
+def test_hooked_process_whose_handler_was_replaced(procs, tmp_path):
+    """The registry says hooked, but the program since reset SIGUSR2 with a C
+    call memdiag cannot see: the signal mask says it is not caught."""
+    ready = tmp_path / "ready"
+    code = ("import ctypes, signal, sys, time; sys.path.insert(0, %r); import memdiag; "
+            "memdiag.install(dir=%r); "
+            "ctypes.CDLL(None).signal(int(signal.SIGUSR2), 0); "   # SIG_DFL behind its back
+            "open(%r, 'w').close(); time.sleep(60)") % (ROOT, str(tmp_path / "s"), str(ready))
+    p = spawn(procs, [sys.executable, "-c", code])
+    while not ready.exists():
+        assert alive(p)
+        time.sleep(0.02)
+    line = refused(["snapshot", p.pid, "--timeout", "2"], EXIT_TARGET)
+    assert "does not catch" in line
+    time.sleep(0.3)
+    assert alive(p)
+
+
+# ---------------------------------------------------- other users
+
+def test_other_users_process_is_refused(tmp_path, targets, nobody_python):
+    """uid 65534 may not signal root's hooked target: refused, nothing sent."""
+    t = start_target(tmp_path, started=targets)
+    line = refused(["snapshot", t.pid, "--timeout", "5"], EXIT_TARGET,
+                   env=nobody_python.cli_env(), preexec_fn=as_user(NOBODY, NOGROUP),
+                   cwd="/", python=nobody_python.exe)
+    assert "belongs to uid 0" in line and "run memdiag as that user" in line, line
+    assert t.alive()
+    assert snap_files(t.dir) == []
+
+
+def test_root_snapshots_another_users_process(tmp_path, targets, nobody_python):
+    """root may snapshot uid 65534's hooked target; the file is the target's:
+    owned by 65534, mode 0600, in the target's directory."""
+    with shared_tmpdir("memdiag-test-snaps-") as snapdir:
+        t = start_target(tmp_path, snapdir=snapdir, exe=nobody_python.exe, cwd="/",
+                         preexec_fn=as_user(NOBODY, NOGROUP), started=targets)
+        path = t.snapshot()
+        st = os.stat(path)
+        assert (st.st_uid, st.st_mode & 0o777) == (NOBODY, 0o600)
+        assert Snapshot.load(path).meta["pid"] == t.pid
+
+
+def test_other_non_root_users_process_is_refused(procs, tmp_path, nobody_python):
+    """uid 65534 against uid 65533's hooked target: refused, target alive."""
+    with shared_tmpdir("memdiag-test-snaps-", uid=65533, gid=65533) as snapdir:
+        ready = os.path.join(snapdir, "ready")
+        code = (f"import sys, time; sys.path.insert(0, {ROOT!r}); import memdiag; "
+                f"memdiag.install(dir={snapdir!r}); open({ready!r}, 'w').close(); "
+                "time.sleep(60)")
+        p = spawn(procs, [nobody_python.exe, "-c", code], cwd="/",
+                  preexec_fn=as_user(65533, 65533))
+        try:
+            while not os.path.exists(ready):
+                assert alive(p)
+                time.sleep(0.02)
+            line = refused(["snapshot", p.pid, "--timeout", "2"], EXIT_TARGET,
+                           env=nobody_python.cli_env(), preexec_fn=as_user(NOBODY, NOGROUP),
+                           cwd="/", python=nobody_python.exe)
+            assert "belongs to uid 65533" in line, line
+            assert alive(p)
+            assert snap_files(snapdir) == []
+        finally:
+            kill_pid(p.pid)
+            subprocess.run(["rm", "-rf", hook._base_dir(65533)])
