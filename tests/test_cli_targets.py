@@ -175,6 +175,67 @@ def test_hooked_process_whose_handler_was_replaced(procs, tmp_path):
     assert alive(p)
 
 
+def test_forged_registry_entry_is_not_trusted(procs, tmp_path):
+    """Another user writes a registry entry for a Python process without the
+    hook that catches SIGTERM (most servers do), naming SIGTERM as its
+    signal. memdiag must not believe it: the entry is not owned by the
+    process's user."""
+    ready = tmp_path / "ready"
+    code = ("import signal, sys, time; "
+            "signal.signal(signal.SIGTERM, lambda *a: sys.exit(7)); "
+            f"open({str(ready)!r}, 'w').close(); time.sleep(60)")
+    p = spawn(procs, [sys.executable, "-c", code])
+    while not ready.exists():
+        assert alive(p)
+        time.sleep(0.02)
+    reg = hook.registry_dir(os.getuid())
+    os.makedirs(reg, mode=0o700, exist_ok=True)
+    entry = os.path.join(reg, f"{p.pid}.json")
+    with open(entry, "w") as f:
+        json.dump({"pid": p.pid, "start_time": hook._proc_start_time(p.pid),
+                   "signal": int(signal.SIGTERM), "dir": str(tmp_path)}, f)
+    os.chown(entry, NOBODY, NOGROUP)
+    try:
+        line = refused(["snapshot", p.pid, "--timeout", "2"], EXIT_TARGET)
+        assert "registry" in line, line
+        time.sleep(0.3)
+        assert alive(p), "memdiag sent SIGTERM on a forged registry entry"
+    finally:
+        os.unlink(entry)
+
+
+def test_forged_registry_in_a_directory_another_user_made(procs, tmp_path, nobody_python):
+    """The registry of a user who never ran a hooked program does not exist,
+    so another user can create /tmp/memdiag-<uid>/hooks. Target: uid 65533;
+    forger: uid 65534; memdiag run by root must refuse."""
+    victim, forger = 65533, NOBODY
+    base = hook._base_dir(victim)
+    if os.path.exists(base):
+        pytest.skip(f"{base} exists already")
+    ready = f"/tmp/memdiag-test-ready-{os.getpid()}"
+    code = ("import signal, sys, time; "
+            "signal.signal(signal.SIGTERM, lambda *a: sys.exit(7)); "
+            f"open({ready!r}, 'w').close(); time.sleep(60)")
+    p = spawn(procs, [nobody_python.exe, "-c", code], cwd="/",
+              preexec_fn=as_user(victim, victim))
+    try:
+        while not os.path.exists(ready):
+            assert alive(p)
+            time.sleep(0.02)
+        forge = (f"import json, os; os.makedirs({hook.registry_dir(victim)!r}, 0o755); "
+                 f"f = open(os.path.join({hook.registry_dir(victim)!r}, '{p.pid}.json'), 'w'); "
+                 f"json.dump({{'pid': {p.pid}, 'start_time': {hook._proc_start_time(p.pid)}, "
+                 f"'signal': 15, 'dir': '/tmp'}}, f); f.close()")
+        subprocess.run([nobody_python.exe, "-c", forge], check=True, cwd="/",
+                       preexec_fn=as_user(forger, forger), timeout=30)
+        line = refused(["snapshot", p.pid, "--timeout", "2"], EXIT_TARGET)
+        assert "registry" in line, line
+        time.sleep(0.3)
+        assert alive(p), "memdiag sent SIGTERM on a forged registry entry"
+    finally:
+        subprocess.run(["rm", "-rf", base, ready])
+
+
 # ---------------------------------------------------- other users
 
 def test_other_users_process_is_refused(tmp_path, targets, nobody_python):
@@ -222,3 +283,23 @@ def test_other_non_root_users_process_is_refused(procs, tmp_path, nobody_python)
         finally:
             kill_pid(p.pid)
             subprocess.run(["rm", "-rf", hook._base_dir(65533)])
+
+
+def test_registry_entry_that_is_a_fifo_does_not_hang(procs, tmp_path):
+    """A FIFO at the entry's name would block open() forever."""
+    ready = tmp_path / "ready"
+    p = spawn(procs, [sys.executable, "-c",
+                      f"import time; open({str(ready)!r}, 'w').close(); time.sleep(60)"])
+    while not ready.exists():
+        assert alive(p)
+        time.sleep(0.02)
+    reg = hook.registry_dir(os.getuid())
+    os.makedirs(reg, mode=0o700, exist_ok=True)
+    entry = os.path.join(reg, f"{p.pid}.json")
+    os.mkfifo(entry, 0o600)
+    try:
+        line = refused(["snapshot", p.pid, "--timeout", "2"], EXIT_TARGET)
+        assert "registry" in line, line
+        assert alive(p)
+    finally:
+        os.unlink(entry)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 
 from .. import hook
 from .errors import EXIT_TARGET, MemdiagError
@@ -73,6 +74,19 @@ def looks_like_python(pid, status):
     return False
 
 
+def _owned_by(path, uid):
+    """Whether the registry directory, the one above it and the entry are
+    uid's, not symlinks, and writable by nobody else: anyone can create
+    /tmp/memdiag-<uid> for a user who has none yet, and write entries there
+    that name any pid and any signal."""
+    base = os.path.dirname(os.path.dirname(path))
+    for p in (base, os.path.dirname(path), path):
+        st = os.lstat(p)
+        if st.st_uid != uid or st.st_mode & 0o022 or stat.S_ISLNK(st.st_mode):
+            return False
+    return stat.S_ISREG(st.st_mode)
+
+
 def find_hook(pid):
     """The hook's registry entry for pid, checked; MemdiagError says why not."""
     if pid <= 0:
@@ -91,8 +105,12 @@ def find_hook(pid):
     path = os.path.join(hook.registry_dir(uid), f"{pid}.json")
     info = None
     try:
+        if not _owned_by(path, uid):   # before open(): a planted FIFO would block it
+            raise MemdiagError(f"pid {pid} ({name}): its hook registry entry {path} or "
+                               f"its directory is not uid {uid}'s alone; not trusting it "
+                               f"(another user may have planted it)", EXIT_TARGET)
         with open(path, "rb") as f:
-            info = json.loads(f.read())
+            info = json.loads(f.read(1 << 20))
     except FileNotFoundError:
         info = None
     except PermissionError:
