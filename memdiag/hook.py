@@ -293,6 +293,19 @@ def _parse_signal(sig):
 def _guarded_signal(signalnum, handler):
     """signal.signal as the program sees it while the hook is installed."""
     orig = _state.orig_signal
+    if (_state.taken_over and signalnum == _state.signum
+            and handler in (_signal.SIG_DFL, _signal.SIG_IGN)):
+        # The program lets go of the signal it took: a gunicorn worker resets
+        # what its arbiter took before forking it. The hook takes it back.
+        result = orig(signalnum, _on_signal)
+        _state.taken_over = False
+        _state.installed = True
+        _state.app_handler = _state.prev_handler = handler
+        try:
+            _register()
+        except Exception:
+            pass
+        return result
     if not _state.installed or signalnum != _state.signum or _state.taken_over:
         return orig(signalnum, handler)
     previous = _state.app_handler

@@ -151,12 +151,36 @@ def start(tmp_path):
 
     _start.pids = []
     yield _start
-    for pid in _start.pids:
-        kill_pid(pid)
     for proc in started:
         kill_pid(proc.pid)
         if proc.stdin:
             proc.stdin.close()
+    for pid in _start.pids:
+        kill_other(pid)
+
+
+def _gone(pid):
+    """No such process, or a zombie waiting for a parent that is not us."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return True
+    return data[data.rindex(b")") + 2:][:1] in (b"Z", b"X")
+
+
+def kill_other(pid):
+    """Kill a process we did not start (a target's child) by pid."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            if _gone(pid):
+                return
+            time.sleep(0.02)
 
 
 def run_program(code, *args, env=None, python=None, timeout=120, cwd=None, tmp_path=None):

@@ -602,3 +602,82 @@ def test_inline_attribute_and_frame_local_are_labeled(tmp_path, mode, walker):
     paths = labels(tmp_path, mode, walker)
     assert paths["MInline"] == ["__main__.inline.inline_attr"]
     assert paths["MFrame"] == ["__main__.saved→traceback→traceback→frame.frame_local"]
+
+
+# ------------------------------------------------------- forked worker processes
+
+WORKER = """
+    import os, signal, sys, time
+    import memdiag
+    memdiag.install(dir=sys.argv[1])
+
+    def own_handler(signum, frame):
+        print(f"GOT-USR2 {os.getpid()}", flush=True)
+
+    if sys.argv[2] == "takeover":
+        signal.signal(signal.SIGUSR2, own_handler)      # as gunicorn's arbiter does
+    pid = os.fork()
+    if pid == 0:
+        signal.signal(signal.SIGUSR2, signal.SIG_DFL)   # as gunicorn's workers do
+        WORKER_LEAK = []
+        print(f"CHILD pid={os.getpid()}", flush=True)
+        while True:
+            WORKER_LEAK.append(object())
+            time.sleep(0.02)
+    print(f"READY pid={os.getpid()} child={pid}", flush=True)
+    while True:
+        time.sleep(0.02)
+"""
+
+
+def start_worker(start, tmp_path, how):
+    d = tmp_path / "snaps"
+    p = start(code=WORKER, args=(d, how))
+    info = p.ready()
+    child = int(info["child"])
+    start.pids.append(child)
+    assert p.wait_line("CHILD") == f"CHILD pid={child}"
+    return p, child, str(d)
+
+
+def snapshot_of(pid, directory):
+    code, out, err = memdiag("snapshot", pid, "--timeout", 30)
+    assert code == 0, (code, out, err)
+    path = out.strip()
+    assert os.path.basename(path) == f"memdiag-{pid}-1.snap"
+    assert os.path.dirname(path) == directory
+    s = load(path)
+    assert s.meta["pid"] == pid
+    return s
+
+
+def test_forked_worker_that_resets_the_signal_keeps_snapshots(start, tmp_path):
+    p, child, d = start_worker(start, tmp_path, "plain")
+    s = snapshot_of(child, d)                  # registered under its own pid
+    assert s.meta["mode"] == "fork"
+    assert len(s.find_type("object")) > 0
+    assert snapshot_of(p.pid, d).meta["pid"] == p.pid
+    assert p.alive() and os.path.exists(f"/proc/{child}")
+    assert hook_lines(p.stderr()) == []
+
+
+def test_program_that_takes_the_signal_wins_and_snapshot_refuses(start, tmp_path):
+    p, child, d = start_worker(start, tmp_path, "takeover")
+    lines = hook_lines(p.stderr())
+    assert len(lines) == 1 and "taken over" in lines[0] and str(p.pid) in lines[0], lines
+    code, out, err = memdiag("snapshot", p.pid, "--timeout", 5)
+    assert code == 4 and "no memdiag hook" in err, (code, out, err)
+    time.sleep(0.3)
+    assert p.lines("GOT-USR2") == []           # the signal was not sent
+    assert snap_files(d, p.pid) == []
+    os.kill(p.pid, signal.SIGUSR2)             # the program's own handler has it
+    p.wait_line("GOT-USR2")
+    assert snap_files(d, p.pid) == [] and p.alive()
+
+
+def test_worker_of_a_parent_that_took_the_signal_gets_the_hook_back(start, tmp_path):
+    """gunicorn's shape: the arbiter takes SIGUSR2, its workers reset it."""
+    p, child, d = start_worker(start, tmp_path, "takeover")
+    s = snapshot_of(child, d)
+    assert len(s.find_type("object")) > 0
+    assert p.lines("GOT-USR2") == [] and os.path.exists(f"/proc/{child}")
