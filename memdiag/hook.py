@@ -553,6 +553,8 @@ def _take_forked(capture, opts, wait):
                 _report("write", f"snapshot {opts['seq']} failed: {_one_line(e)}")
                 _write_status({"seq": opts["seq"], "state": "failed",
                                "error": _one_line(e), "time": time.time()})
+                # dump() waits on this pipe: give it the reason (no path starts with NUL)
+                os.write(back_w, b"\0" + _one_line(e).encode("utf-8", "replace"))
             except BaseException:
                 pass
         finally:
@@ -578,8 +580,11 @@ def _take_forked(capture, opts, wait):
         finally:
             os.close(back_r)
         _, status = os.waitpid(pid, 0)
-        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and chunks:
-            return b"".join(chunks).decode("utf-8", "surrogateescape")
+        data = b"".join(chunks)
+        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and data[:1] not in (b"", b"\0"):
+            return data.decode("utf-8", "surrogateescape")
+        if data[:1] == b"\0":
+            raise HookError(data[1:].decode("utf-8", "replace"))
         raise HookError(f"snapshot child failed ({_describe_status(status)}); see stderr")
     os.close(back_r)
     _state.children[pid] = opts["seq"]
