@@ -4,7 +4,7 @@
     .venv/bin/python bench/profile_analysis.py /tmp/snaps/n3000000
 
 Loads the two snapshots the benchmark kept (a.snap, before the leak grew,
-and the SIGUSR2 one, after), runs what the two commands run under cProfile,
+and the first SIGUSR2 one, after), runs what the two commands run under cProfile,
 and prints the functions with the most time of their own, plus the time and
 peak RSS of each step. A third section times the snapshot writer's zlib
 compression of the same columns, the part of a snapshot that is not the walk.
@@ -89,9 +89,11 @@ def main(argv):
         sys.exit("usage: profile_analysis.py DIR   (a directory kept by bench/run.py --keep)")
     d = argv[0]
     a = os.path.join(d, "a.snap")
-    bs = glob.glob(os.path.join(d, "memdiag-*.snap"))
-    if not os.path.exists(a) or len(bs) != 1:
-        sys.exit(f"{d}: expected a.snap and one memdiag-<pid>-<seq>.snap (from run.py --keep)")
+    # B is the first snapshot taken on SIGUSR2: the lowest seq.
+    bs = sorted(glob.glob(os.path.join(d, "memdiag-*.snap")),
+                key=lambda p: int(p.rsplit("-", 1)[1].split(".")[0]))
+    if not os.path.exists(a) or not bs:
+        sys.exit(f"{d}: expected a.snap and memdiag-<pid>-<seq>.snap files (from run.py --keep)")
     b = bs[0]
     steps(a, b)
     from memdiag.analysis.diff import diff

@@ -73,7 +73,8 @@ def rows(results):
         ("objgraph show_growth()", per(lambda s: fmt(s["objgraph_seconds"], "s"))),
         ("tracemalloc take_snapshot()+compare_to()",
          per(lambda s: fmt(d(s)["tracemalloc_seconds"], "s"))),
-        ("pause, fork mode (main-thread ticker)", per(lambda s: fmt(d(s)["pause_seconds"], "s"))),
+        ("pause, fork mode (main-thread ticker, median)",
+         per(lambda s: fmt(d(s)["pause_seconds"], "s"))),
         ("pause, as the snapshot records it", per(lambda s: fmt(d(s)["pause_meta_seconds"], "s"))),
         ("longest other main-thread stall while the child ran",
          per(lambda s: fmt(d(s)["other_stall_max_seconds"], "s"))),
@@ -115,11 +116,11 @@ def _analysis(s, name):
 
 
 def idle_sentence(idle):
-    return (f"request loop time with the hook installed / without = "
-            f"{idle['ratio_of_medians']:.3f} (medians), {idle['ratio_of_minimums']:.3f} (minimums) "
-            f"over {len(idle['seconds_on'])} rotated runs of {idle['requests_per_run']:,} requests; "
-            f"a second run without the hook, as a control: {idle['control_ratio_of_medians']:.3f} / "
-            f"{idle['control_ratio_of_minimums']:.3f}")
+    return (f"request loop time with the hook installed / without = {idle['ratio']:.3f} "
+            f"(median of {len(idle['seconds_on'])} rounds of {idle['requests_per_run']:,} "
+            f"requests each way; ratio of minimums {idle['ratio_of_minimums']:.3f}); a second "
+            f"arm without the hook, as a control: {idle['control_ratio']:.3f} "
+            f"({idle['control_ratio_of_minimums']:.3f})")
 
 
 def machine_line(m):

@@ -233,7 +233,9 @@ def measure_size(n, work, repeat, timeout, python_inline):
 
     res = run_target(["main", n, d, int(python_inline), repeat], timeout, on_event)
     res["snapshot_a"]["file"] = snapshot_facts(res["snapshot_a"]["path"])
-    res["snapshot_b"]["file"] = snapshot_facts(res["snapshot_b"]["path"])
+    for snap in res["signal_snapshots"]:
+        snap["file"] = snapshot_facts(snap["path"])
+    res["snapshot_b"] = res["signal_snapshots"][0]
     for runs in res["memdiag"].values():
         for run in runs:
             run["file"] = snapshot_facts(run["path"])
@@ -288,6 +290,7 @@ def derive(res):
     """The numbers the goals are about, from one size's raw results."""
     runs = res["memdiag"]
     b = res["snapshot_b"]
+    signals = res["signal_snapshots"]
     objects = b["file"]["objects"]
     snapshot_seconds, vs_guppy, extra, unshared, child_private, per_obj_file = {}, {}, {}, {}, {}, {}
     for key, reps in runs.items():
@@ -318,12 +321,13 @@ def derive(res):
         "child_private_fraction": child_private,
         "file_bytes_per_object": b["file"]["bytes"] / objects,
         "file_bytes_per_object_by_run": per_obj_file,
-        "pause_seconds": b["pause_seconds"],
-        "pause_meta_seconds": b["file"]["pause_seconds"],
+        "pause_seconds": statistics.median(x["pause_seconds"] for x in signals),
+        "pause_meta_seconds": statistics.median(x["file"]["pause_seconds"] for x in signals),
+        "pause_runs": [x["pause_seconds"] for x in signals],
         "bare_fork_seconds": statistics.median(res["bare_fork_seconds"]),
         "ticker_noise_seconds": res["ticker_noise_seconds"],
-        "other_stall_max_seconds": b["other_stall_max_seconds"],
-        "signal_to_file_seconds": b["signal_to_file_seconds"],
+        "other_stall_max_seconds": max(x["other_stall_max_seconds"] for x in signals),
+        "signal_to_file_seconds": statistics.median(x["signal_to_file_seconds"] for x in signals),
         "walk_seconds_b": b["file"]["walk_seconds"],
         "writer_zlib_seconds": res["writer_zlib_seconds"],
         "guppy_seconds": res["guppy_seconds"],

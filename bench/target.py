@@ -99,6 +99,38 @@ def bare_fork_seconds(repeat=5):
     return times
 
 
+def signal_snapshot(hook, directory):
+    """Ask run.py for SIGUSR2, spin until the snapshot file appears, and
+    return the pause: the gap in the main thread's clock readings that holds
+    the moment the snapshot records as its start (the handler ran in it).
+    Other gaps happen while the child walks (page faults, scheduling) and are
+    reported apart."""
+    from memdiag import snapfile
+    gc.collect()
+    before = snap_names(directory)
+    emit(event="pause-ready")
+    gaps, (_, done_at) = ticker(lambda: bool(snap_names(directory) - before), 600.0)
+    new = sorted(snap_names(directory) - before)
+    if not new:
+        raise SystemExit("no snapshot after SIGUSR2 within 600 s")
+    path = os.path.join(directory, new[0])
+    with snapfile.Reader.open(path) as r:
+        started = r.trailer["meta"]["time"]
+    handler = [g for g in gaps if g[0] <= started <= g[1]]
+    others = [g for g in gaps if g not in handler]
+    deadline = time.monotonic() + 600
+    while hook._state.children and time.monotonic() < deadline:  # reap the child
+        hook._reap()
+        time.sleep(0.01)
+    return {"path": path,
+            # no gap over the ticker's threshold: the pause was shorter
+            "pause_seconds": longest(handler) if handler else 0.0002,
+            "other_stall_max_seconds": longest(others),
+            "other_stalls_over_1ms": sum(1 for a, b in others if b - a > 0.001),
+            "signal_to_file_seconds": done_at - started,
+            "probe": probe.read(path)}
+
+
 def memdiag_dump(hook, path, mode, pure):
     """One memdiag.dump; returns the measurements for it."""
     if pure:
@@ -135,7 +167,6 @@ def objgraph_growth(stats):
 
 def main_target(n, directory, python_inline=True, repeat=3):
     import memdiag.hook as hook
-    from memdiag import snapfile
     res = {"kind": "main", "objects_requested": n, "pid": os.getpid(),
            "compiled_walker": hook._cwalker is not None}
     hook.install(dir=directory, mode="fork")
@@ -164,34 +195,9 @@ def main_target(n, directory, python_inline=True, repeat=3):
     res["leak_objects_added"] = shop.grow_leak(leak)
 
     # Snapshot B: on SIGUSR2 from run.py, as in production, while the main
-    # thread spins; the longest gap in its clock readings is the pause.
-    say("snapshot B (SIGUSR2 from run.py, ticker on the main thread)")
-    gc.collect()
-    before = snap_names(directory)
-    emit(event="pause-ready")
-    gaps, (_, done_at) = ticker(lambda: bool(snap_names(directory) - before), 600.0)
-    new = sorted(snap_names(directory) - before)
-    if not new:
-        raise SystemExit("no snapshot B: the signal did not arrive within 600 s")
-    path_b = os.path.join(directory, new[0])
-    # The pause is the gap during which the handler ran: the one holding the
-    # time the snapshot records as its start. Other gaps happen while the
-    # child walks (page faults, scheduling): reported apart.
-    with snapfile.Reader.open(path_b) as r:
-        started = r.trailer["meta"]["time"]
-    handler = [g for g in gaps if g[0] <= started <= g[1]]
-    others = [g for g in gaps if g not in handler]
-    res["snapshot_b"] = {"path": path_b,
-                         # no gap over the threshold: the pause was shorter
-                         "pause_seconds": longest(handler) if handler else 0.0002,
-                         "other_stall_max_seconds": longest(others),
-                         "other_stalls_over_1ms": sum(1 for a, b in others if b - a > 0.001),
-                         "signal_to_file_seconds": done_at - started,
-                         "probe": probe.read(path_b)}
-    deadline = time.monotonic() + 60
-    while hook._state.children and time.monotonic() < deadline:  # let the child be reaped
-        hook._reap()
-        time.sleep(0.01)
+    # thread spins; `repeat` times for the pause, the first one is B.
+    say(f"snapshot B (SIGUSR2 from run.py, ticker on the main thread) x{repeat}")
+    res["signal_snapshots"] = [signal_snapshot(hook, directory) for _ in range(repeat)]
 
     res["objgraph_seconds"], growth = objgraph_growth(stats)
     res["objgraph_saw_leak"] = "AuditEntry" in growth
@@ -311,8 +317,12 @@ def idle_target(n, rounds=31, count=10_000):
                 arms[arm].append(request_loop(count))
     off, on, control = arms["off"], arms["on"], arms["control"]
     med = statistics.median
+    # Headline: the median of per-round ratios (runs of one round are
+    # seconds apart, so slow drift in the machine's speed cancels out).
     emit(event="result", kind="idle", objects_requested=n, requests_per_run=count,
          seconds_off=off, seconds_on=on, seconds_control=control,
+         ratio=med(b / a for a, b in zip(off, on)),
+         control_ratio=med(c / a for a, c in zip(off, control)),
          ratio_of_medians=med(on) / med(off), ratio_of_minimums=min(on) / min(off),
          control_ratio_of_medians=med(control) / med(off),
          control_ratio_of_minimums=min(control) / min(off))
