@@ -11,14 +11,19 @@ starts or mounts, it stops or unmounts (by pid, by path) when the test ends.
 - `nobody_python` (fixture): an interpreter uid 65534 can execute (the pyenv
   ones live under /root, which is 0700): the base prefix bind-mounted
   read-only under /tmp.
+- `real_seed(name)`: two real snapshots of a real process, written once per
+  test session; `run_cli(argv)`: the CLI's main() in this process, time-bounded.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import glob
+import io
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import sysconfig
@@ -220,3 +225,64 @@ def signal_mask_catches(pid, signum):
             if line.startswith("SigCgt:"):
                 return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
     return False
+
+
+# ------------------------------------------------------ real snapshot seeds
+
+DUMP_PAIR = os.path.join(ROOT, "tests", "programs", "dump_pair.py")
+# name -> (dump_pair.py arguments, force the Python walker). The Python walker
+# goes through snapfile.Writer.add, which cuts columns at --chunk values; the
+# compiled walker chunks on its own.
+SEEDS = {
+    "plain": ([], False),
+    "chunked": (["--chunk", "512"], True),
+    "strings": (["--strings", "--chunk", "2048"], True),
+    "traced": (["--trace", "1", "--chunk", "1024"], True),
+}
+_seeds = {}
+
+
+def real_seed(name):
+    """(a.snap, b.snap): a real process (python -S, small heap) dumped twice with
+    memdiag.dump, 200 Session objects leaked in between. Written once per test
+    session, removed at exit."""
+    if name not in _seeds:
+        args, pure = SEEDS[name]
+        d = tempfile.mkdtemp(prefix=f"memdiag-seed-{name}-")
+        atexit.register(shutil.rmtree, d, True)
+        env = dict(os.environ)
+        if pure:
+            env["MEMDIAG_PURE_PYTHON"] = "1"
+        subprocess.run([sys.executable, "-S", DUMP_PAIR, d, *args], check=True,
+                       capture_output=True, timeout=120, cwd=ROOT, env=env)
+        _seeds[name] = (os.path.join(d, "a.snap"), os.path.join(d, "b.snap"))
+    return _seeds[name]
+
+
+# ------------------------------------------------------- the CLI in-process
+
+class CaseTimeout(BaseException):
+    """Raised by run_cli's alarm; a BaseException so no handler in memdiag eats it."""
+
+
+def run_cli(argv, seconds=20.0):
+    """memdiag.cli.main.main(argv) in this process: (exit code, stderr).
+
+    Far cheaper than a subprocess (no interpreter, numpy and typer start-up);
+    an alarm bounds the time. With MEMDIAG_DEBUG=1 in the environment an
+    unexpected exception propagates with its traceback."""
+    from memdiag.cli.main import main
+
+    def alarm(signum, frame):
+        raise CaseTimeout(f"memdiag {' '.join(map(str, argv))} took more than {seconds}s")
+
+    err = io.StringIO()
+    old = signal.signal(signal.SIGALRM, alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+            rc = main([str(a) for a in argv])
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    return rc, err.getvalue()

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, memdiag
+from conftest import ROOT
 from safety_helpers import (NOBODY, NOGROUP, as_user, kill_pid, nobody_python,  # noqa: F401
                             one_line, shared_tmpdir, snap_files, start_target, targets)
 
