@@ -35,6 +35,13 @@ test-slow:
 	  .venv-$$v/bin/python -m pytest -q -m slow $(PYTEST_ARGS); \
 	done
 
+# make fuzz: damaged and hostile snapshot files through the whole CLI pipeline
+# (tests/test_fuzz.py), FUZZ_EXAMPLES hypothesis cases in all (CI runs 300).
+FUZZ_EXAMPLES ?= 10000
+
+fuzz: venv
+	MEMDIAG_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) .venv/bin/python -m pytest -q tests/test_fuzz.py $(PYTEST_ARGS)
+
 clean:
 	rm -rf .venv .venv-* build *.egg-info memdiag/*.so demo-out .pytest_cache .hypothesis
 
