@@ -1,0 +1,3445 @@
+/* memdiag._walker: the compiled heap walker.
+ *
+ * It produces the same snapshot as memdiag/walker.py (PyWalker, the
+ * specification) while keeping the target's memory untouched as far as
+ * possible:
+ *
+ * - it never increments or decrements the reference count of an object it
+ *   walks: referents come from tp_traverse with a visit callback, dict items
+ *   from PyDict_Next, fields from direct struct reads; every pointer it keeps
+ *   is borrowed.  The exceptions are tiny: the label table (a dict holding the
+ *   label strings), the type table (type objects), tracemalloc calls in trace
+ *   mode, and the C __sizeof__ methods it calls (they return small ints);
+ * - its own memory is an address array (8 bytes per object) plus an
+ *   open-addressing table of uint32 indexes into it (4-16 bytes per object),
+ *   and one chunk buffer per column.  PARENT/PLABEL/ADDR are written when an
+ *   object is discovered (discovery order == index order), the other columns
+ *   when it is processed, so no per-object array besides the addresses;
+ * - in a throwaway fork child (may_materialize=True) full chunks go to
+ *   writer.write_chunk as they fill; in the live target every encoded chunk
+ *   stays in memory until the walk is over, because the writer compresses
+ *   with zlib, which releases the GIL: other threads could then free objects
+ *   the walker holds raw pointers to.
+ *
+ * Nothing here calls Python code written by the user: no attribute lookup on
+ * walked objects, no __len__/__sizeof__/__eq__ written in Python.  Garbage
+ * collection is disabled during capture() and walk().
+ */
+
+#define PY_SSIZE_T_CLEAN
+#define Py_BUILD_CORE_MODULE 1
+#include <Python.h>
+#include <structmember.h>
+#include <stdint.h>
+#include <string.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <sys/mman.h>
+#include <dlfcn.h>
+#include <time.h>
+#include <pthread.h>
+
+#if PY_VERSION_HEX < 0x030A0000 || PY_VERSION_HEX >= 0x030E0000
+#error "memdiag._walker supports CPython 3.10 to 3.13; the pure-Python walker is used elsewhere"
+#endif
+
+#include "internal/pycore_gc.h"
+#include "internal/pycore_interp.h"
+#include "internal/pycore_object.h"
+#include "internal/pycore_pystate.h"
+#include "internal/pycore_moduleobject.h"
+
+#if PY_VERSION_HEX >= 0x030B0000
+#  include "internal/pycore_frame.h"
+#  include "internal/pycore_dict.h"
+#  include "internal/pycore_code.h"
+#else
+#  include "frameobject.h"
+#endif
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030D0000
+#  include "opcode.h"
+#endif
+
+#define PY310 (PY_VERSION_HEX < 0x030B0000)
+#define PY311 (PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000)
+#define PY312 (PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030D0000)
+#define PY313 (PY_VERSION_HEX >= 0x030D0000)
+
+#ifndef CO_OPTIMIZED
+#define CO_OPTIMIZED 0x0001
+#endif
+#define MD_T_OBJECT 6
+#define MD_T_OBJECT_EX 16
+#define TPF_HEAPTYPE (1UL << 9)
+#define TPF_HAVE_GC (1UL << 14)
+#define TPF_MANAGED_DICT (1UL << 4)
+#define TPF_MANAGED_WEAKREF (1UL << 3)
+
+/* ------------------------------------------------------------ snapfile */
+
+enum {
+    COL_ADDR = 1, COL_TYPE, COL_SIZE, COL_LENGTH, COL_NEDGES, COL_PARENT,
+    COL_PLABEL, COL_SITE, COL_ETARGET, COL_ELABEL, COL_ROOT_OBJ, COL_ROOT_KIND,
+    COL_ROOT_DESC, COL_ROOT_NAME, COL_STR_OBJ, COL_STR_LEN, COL_STR_DATA,
+    NCOLS
+};
+#define T_DELTA 1
+#define T_ZIGZAG 2
+#define T_SHUFFLE 4
+#define CHUNK 65536
+
+static const struct { uint8_t width, transform; } CODING[NCOLS] = {
+    {0, 0},
+    {8, T_DELTA | T_ZIGZAG | T_SHUFFLE},   /* addr */
+    {4, T_SHUFFLE},                        /* type */
+    {8, T_SHUFFLE},                        /* size */
+    {8, T_SHUFFLE},                        /* length */
+    {4, T_SHUFFLE},                        /* nedges */
+    {4, T_DELTA | T_ZIGZAG | T_SHUFFLE},   /* parent */
+    {4, T_SHUFFLE},                        /* plabel */
+    {4, T_SHUFFLE},                        /* site */
+    {4, T_DELTA | T_ZIGZAG | T_SHUFFLE},   /* etarget */
+    {4, T_SHUFFLE},                        /* elabel */
+    {4, T_SHUFFLE},                        /* root_obj */
+    {1, 0},                                /* root_kind */
+    {4, T_SHUFFLE},                        /* root_desc */
+    {4, T_SHUFFLE},                        /* root_name */
+    {4, T_SHUFFLE},                        /* str_obj */
+    {4, T_SHUFFLE},                        /* str_len */
+    {1, 0},                                /* str_data */
+};
+
+#define ROOT_MODULE 1
+#define ROOT_LOCAL 2
+#define ROOT_THREAD 3
+#define ROOT_UNREACHED 4
+
+#define L_NONE 0
+#define L_INDEX 1
+#define L_KEY 2
+#define L_ITEM 3
+#define L_ITEM_OPAQUE 4
+#define L_ATTR 5
+#define L_LOCAL 6
+
+static const char *const WELL_KNOWN_LABELS[] = {
+    "", "__dict__", "__class__", "__code__", "__globals__", "__defaults__",
+    "__kwdefaults__", "__closure__", "cell_contents", "f_back", "__mro__",
+    "__bases__", "__cache__", NULL
+};
+enum {
+    LBL_EMPTY = 0, LBL_DICT = 1, LBL_CLASS = 2, LBL_CODE, LBL_GLOBALS,
+    LBL_DEFAULTS, LBL_KWDEFAULTS, LBL_CLOSURE, LBL_CELL_CONTENTS, LBL_F_BACK,
+    LBL_MRO, LBL_BASES, LBL_CACHE
+};
+
+/* ----------------------------------------------------------------- kinds */
+
+enum {
+    K_DICT, K_LIST, K_TUPLE, K_SET, K_DEQUE, K_STR, K_BYTES, K_INT, K_FLOAT,
+    K_MODULE, K_TYPE, K_FUNCTION, K_FRAME, K_CELL, K_LRU, K_INSTANCE, K_OTHER,
+    NKINDS
+};
+static const char *const KIND_NAMES[NKINDS] = {
+    "dict", "list", "tuple", "set", "deque", "str", "bytes", "int", "float",
+    "module", "type", "function", "frame", "cell", "lru_cache", "instance",
+    "other"
+};
+
+/* --------------------------------------------------------- memory stats */
+
+static size_t mem_cur, mem_peak;
+
+static void *xrealloc(void *p, size_t old, size_t new_size)
+{
+    void *q = realloc(p, new_size ? new_size : 1);
+    if (q == NULL) {
+        return NULL;
+    }
+    mem_cur = mem_cur - old + new_size;
+    if (mem_cur > mem_peak) {
+        mem_peak = mem_cur;
+    }
+    return q;
+}
+
+static void *xcalloc(size_t n)
+{
+    void *q = calloc(1, n ? n : 1);
+    if (q == NULL) {
+        return NULL;
+    }
+    mem_cur += n;
+    if (mem_cur > mem_peak) {
+        mem_peak = mem_cur;
+    }
+    return q;
+}
+
+static void xfree(void *p, size_t size)
+{
+    if (p != NULL) {
+        free(p);
+        mem_cur -= size;
+    }
+}
+
+/* A growable vector of borrowed object pointers. */
+typedef struct {
+    PyObject **v;
+    size_t n, cap;
+} PtrVec;
+
+static int vec_push(PtrVec *vec, PyObject *o)
+{
+    if (vec->n == vec->cap) {
+        size_t ncap = vec->cap ? vec->cap * 2 : 64;
+        PyObject **nv = xrealloc(vec->v, vec->cap * sizeof(PyObject *),
+                                 ncap * sizeof(PyObject *));
+        if (nv == NULL) {
+            return -1;
+        }
+        vec->v = nv;
+        vec->cap = ncap;
+    }
+    vec->v[vec->n++] = o;
+    return 0;
+}
+
+static void vec_free(PtrVec *vec)
+{
+    xfree(vec->v, vec->cap * sizeof(PyObject *));
+    vec->v = NULL;
+    vec->n = vec->cap = 0;
+}
+
+static inline size_t hash_ptr(const void *p, int bits)
+{
+    uint64_t h = ((uint64_t)(uintptr_t)p >> 4) * 0x9E3779B97F4A7C15ULL;
+    return (size_t)(h >> (64 - bits));
+}
+
+/* A set of pointers that is emptied in O(1) by bumping a stamp: the set of
+ * objects labeled by the current object's edges. */
+typedef struct {
+    struct { PyObject *p; uint32_t stamp; } *e;
+    size_t cap, n;
+    int bits;
+    uint32_t stamp;
+} StampSet;
+
+static int stamp_init(StampSet *s)
+{
+    s->bits = 6;
+    s->cap = (size_t)1 << s->bits;
+    s->n = 0;
+    s->stamp = 1;
+    s->e = xcalloc(s->cap * sizeof(*s->e));
+    return s->e ? 0 : -1;
+}
+
+static void stamp_free(StampSet *s)
+{
+    xfree(s->e, s->cap * sizeof(*s->e));
+    s->e = NULL;
+}
+
+static void stamp_reset(StampSet *s)
+{
+    s->n = 0;
+    if (++s->stamp == 0) {
+        memset(s->e, 0, s->cap * sizeof(*s->e));
+        s->stamp = 1;
+    }
+}
+
+static int stamp_has(StampSet *s, PyObject *p)
+{
+    size_t mask = s->cap - 1, i = hash_ptr(p, s->bits);
+    for (;;) {
+        if (s->e[i].stamp != s->stamp) {
+            return 0;
+        }
+        if (s->e[i].p == p) {
+            return 1;
+        }
+        i = (i + 1) & mask;
+    }
+}
+
+static int stamp_add(StampSet *s, PyObject *p);
+
+static int stamp_grow(StampSet *s)
+{
+    StampSet old = *s;
+    s->bits += 1;
+    s->cap = (size_t)1 << s->bits;
+    s->e = xcalloc(s->cap * sizeof(*s->e));
+    if (s->e == NULL) {
+        *s = old;
+        return -1;
+    }
+    s->n = 0;
+    s->stamp = 1;
+    for (size_t i = 0; i < old.cap; i++) {
+        if (old.e[i].stamp == old.stamp) {
+            stamp_add(s, old.e[i].p);
+        }
+    }
+    xfree(old.e, old.cap * sizeof(*old.e));
+    return 0;
+}
+
+static int stamp_add(StampSet *s, PyObject *p)
+{
+    if ((s->n + 1) * 2 > s->cap && stamp_grow(s) < 0) {
+        return -1;
+    }
+    size_t mask = s->cap - 1, i = hash_ptr(p, s->bits);
+    for (;;) {
+        if (s->e[i].stamp != s->stamp) {
+            s->e[i].p = p;
+            s->e[i].stamp = s->stamp;
+            s->n++;
+            return 0;
+        }
+        if (s->e[i].p == p) {
+            return 0;
+        }
+        i = (i + 1) & mask;
+    }
+}
+
+/* A map from pointers to uint32 values (types, label strings). */
+typedef struct {
+    struct { const void *p; uint32_t v; } *e;
+    size_t cap, n;
+    int bits;
+} PtrMap;
+
+static int map_init(PtrMap *m, int bits)
+{
+    m->bits = bits;
+    m->cap = (size_t)1 << bits;
+    m->n = 0;
+    m->e = xcalloc(m->cap * sizeof(*m->e));
+    return m->e ? 0 : -1;
+}
+
+static void map_free(PtrMap *m)
+{
+    xfree(m->e, m->cap * sizeof(*m->e));
+    m->e = NULL;
+}
+
+static int map_get(PtrMap *m, const void *p, uint32_t *v)
+{
+    size_t mask = m->cap - 1, i = hash_ptr(p, m->bits);
+    for (;;) {
+        if (m->e[i].p == NULL) {
+            return 0;
+        }
+        if (m->e[i].p == p) {
+            *v = m->e[i].v;
+            return 1;
+        }
+        i = (i + 1) & mask;
+    }
+}
+
+static int map_put(PtrMap *m, const void *p, uint32_t v)
+{
+    if ((m->n + 1) * 2 > m->cap) {
+        PtrMap old = *m;
+        if (map_init(m, old.bits + 1) < 0) {
+            *m = old;
+            return -1;
+        }
+        for (size_t i = 0; i < old.cap; i++) {
+            if (old.e[i].p != NULL) {
+                map_put(m, old.e[i].p, old.e[i].v);
+            }
+        }
+        map_free(&old);
+    }
+    size_t mask = m->cap - 1, i = hash_ptr(p, m->bits);
+    while (m->e[i].p != NULL && m->e[i].p != p) {
+        i = (i + 1) & mask;
+    }
+    if (m->e[i].p == NULL) {
+        m->n++;
+    }
+    m->e[i].p = p;
+    m->e[i].v = v;
+    return 0;
+}
+
+/* ------------------------------------------------------------ type info */
+
+typedef enum { SZ_OBJECT, SZ_LIST, SZ_CMETH, SZ_PYFUNC } SizeMode;
+
+typedef struct {
+    Py_ssize_t offset;
+    PyObject *name;         /* str, the key in the type's dict */
+} Slot;
+
+typedef struct {
+    PyTypeObject *tp;
+    uint32_t index;
+    int kind;
+    SizeMode size_mode;
+    PyObject *sizeof_descr; /* borrowed from the type's MRO dicts */
+    Py_ssize_t py_preheader;
+    int managed;
+    int has_dict_getset;    /* a heap type in the MRO has a __dict__ getset */
+    int type_known;         /* the type object is indexed or ignored */
+    Py_ssize_t dictoffset;
+    Slot *slots;
+    size_t nslots;
+} TypeInfo;
+
+/* --------------------------------------------------------------- walker */
+
+typedef struct {
+    uint64_t *vals;         /* CHUNK values (STR_DATA: CHUNK bytes) */
+    uint32_t n;
+} Col;
+
+/* An encoded chunk kept in memory until the walk is over (live target). */
+typedef struct {
+    int column;
+    uint32_t count;
+    size_t raw_len;
+    uint8_t *data;          /* zlib-compressed if stored_len < raw_len */
+    size_t stored_len;
+} Pending;
+
+/* An edge waiting to be discovered (see q_flush), or an object's end. */
+typedef struct {
+    PyObject *obj;
+    uint32_t label;
+    uint32_t src;           /* index of the source object | kind << 30 */
+} QE;
+#define Q_EDGE 0u
+#define Q_OPAQUE 1u         /* L_ITEM_OPAQUE with the previous edge's index */
+#define Q_TYPE 2u           /* obj is a TypeInfo: __class__ edge if needed */
+#define Q_END 3u            /* the source's edges are all out: NEDGES */
+#define Q_SRC_MASK 0x3FFFFFFFu
+#define Q_OPAQUE_PREV 0xFFFFFFFFu
+#define QMAX 8192
+#define BATCH 256
+#define WT_DEPTH 6
+
+typedef struct {
+    /* objects: index i <-> addrs[i]; tab maps addresses to indexes */
+    PyObject **addrs;
+    size_t n, cap;
+    uint32_t *tab;          /* 0 empty, else tag << 28 | (index + 1) */
+    size_t tcap;
+    PtrMap ignored;
+    size_t done;
+
+    Col cols[NCOLS];
+    uint8_t *raw;           /* one encoded chunk */
+    Pending *pending;
+    size_t npending, pendcap;
+    size_t pending_bytes, pending_peak;
+
+    PyObject *writer;
+    int stream;             /* fork child: write chunks as they fill */
+    int strings, trace;
+
+    /* tables (Python objects, ignored by the walk) */
+    PyObject *labels;       /* dict str -> int */
+    PyObject *label_list;
+    PtrMap lcache;          /* str pointer -> label index */
+    PyObject *type_list;
+    PyObject *kind_list;
+    PtrMap tmap;            /* type pointer -> TypeInfo index */
+    TypeInfo **types;
+    size_t ntypes, typecap;
+    TypeInfo *last_ti;
+    PyObject *keep;         /* strs the walker made or must keep alive */
+    PyObject *tb_func;
+    PyObject *sites;        /* dict traceback tuple -> int */
+    PyObject *site_list;
+
+    PtrVec refs;            /* referents of the current object */
+    PtrVec label_origs;     /* the str each label was first made from */
+    PtrVec stack;           /* mark-ignored work list */
+    StampSet labeled;
+    PtrMap executing;       /* running frames: never traversed */
+    PtrMap expanded;        /* mark-ignored: objects already expanded */
+    QE *q;
+    size_t qn;
+    int64_t q_last;
+    PtrMap nlcache;         /* name-like dict key pointer -> label index */
+
+    PyTypeObject *deque_type;
+    PyTypeObject *lru_type;
+    PyObject *str_sizeof;
+    PyObject *str_dict;
+    PyObject *str_module;
+
+    /* fork child: a thread hands full chunks to the writer (whose zlib runs
+     * without the GIL) while the walk goes on; see wt_* */
+    int wt_on;
+    pthread_t wt;
+    pthread_mutex_t wt_mu;
+    pthread_cond_t wt_cv;
+    struct { int column; uint32_t count; size_t len; uint8_t *buf; } wt_q[WT_DEPTH];
+    int wt_head, wt_n, wt_busy, wt_stop, wt_err;
+    uint8_t *wt_free[WT_DEPTH];
+    int wt_nfree;
+    PyObject *wt_exc[3];
+    double wt_old_interval;
+
+    uint64_t nedges, roots, nstrings, string_bytes, heap;
+    double write_seconds;
+    uint32_t cur_edges;
+    int err;
+    long pagesize;
+} W;
+
+static PyCFunction object_sizeof_meth, list_sizeof_meth;
+
+static void set_nomem(W *w)
+{
+    if (!w->err) {
+        w->err = 1;
+        if (!PyErr_Occurred()) {
+            PyErr_NoMemory();
+        }
+    }
+}
+
+/* ------------------------------------------------------------ encoding */
+
+/* zlib, found at import in the process (Python's zlib module loads it): the
+ * live-target walk keeps its chunks compressed until it may write them. */
+typedef int (*compress2_fn)(uint8_t *, unsigned long *, const uint8_t *, unsigned long, int);
+typedef int (*uncompress_fn)(uint8_t *, unsigned long *, const uint8_t *, unsigned long);
+typedef unsigned long (*bound_fn)(unsigned long);
+static compress2_fn z_compress2;
+static uncompress_fn z_uncompress;
+static bound_fn z_bound;
+
+static void load_zlib(void)
+{
+    const char *names[] = {"libz.so.1", "libz.so", NULL};
+    for (int i = 0; names[i] != NULL && z_compress2 == NULL; i++) {
+        void *h = dlopen(names[i], RTLD_LAZY | RTLD_LOCAL | RTLD_NOLOAD);
+        if (h == NULL) {
+            h = dlopen(names[i], RTLD_LAZY | RTLD_LOCAL);
+        }
+        if (h == NULL) {
+            continue;
+        }
+        z_compress2 = (compress2_fn)dlsym(h, "compress2");
+        z_uncompress = (uncompress_fn)dlsym(h, "uncompress");
+        z_bound = (bound_fn)dlsym(h, "compressBound");
+        if (!z_compress2 || !z_uncompress || !z_bound) {
+            z_compress2 = NULL;
+        }
+    }
+}
+
+/* 8x8 byte transpose: in[j] byte k -> out[k] byte j. */
+static inline void transpose8(uint64_t a[8])
+{
+    uint64_t t;
+    for (int i = 0; i < 4; i++) {
+        t = ((a[i] >> 32) ^ a[i + 4]) & 0x00000000FFFFFFFFULL;
+        a[i] ^= t << 32;
+        a[i + 4] ^= t;
+    }
+    static const int p2[4] = {0, 1, 4, 5};
+    for (int k = 0; k < 4; k++) {
+        int i = p2[k];
+        t = ((a[i] >> 16) ^ a[i + 2]) & 0x0000FFFF0000FFFFULL;
+        a[i] ^= t << 16;
+        a[i + 2] ^= t;
+    }
+    for (int i = 0; i < 8; i += 2) {
+        t = ((a[i] >> 8) ^ a[i + 1]) & 0x00FF00FF00FF00FFULL;
+        a[i] ^= t << 8;
+        a[i + 1] ^= t;
+    }
+}
+
+/* The column transform of snapfile.encode, into out (count * width bytes). */
+static size_t encode_into(Col *c, int column, uint8_t *out)
+{
+    size_t n = c->n;
+    int width = CODING[column].width, tr = CODING[column].transform;
+    uint64_t *v = c->vals;
+    if (column == COL_STR_DATA) {
+        memcpy(out, v, n);
+        return n;
+    }
+    if (width == 1) {
+        for (size_t i = 0; i < n; i++) {
+            out[i] = (uint8_t)v[i];
+        }
+        return n;
+    }
+    int bits = 8 * width;
+    uint64_t mask = bits == 64 ? ~(uint64_t)0 : (((uint64_t)1 << bits) - 1);
+    if (tr & T_DELTA) {
+        uint64_t prev = 0;
+        for (size_t i = 0; i < n; i++) {
+            uint64_t cur = v[i];
+            uint64_t d = (cur - prev) & mask;
+            prev = cur;
+            if (tr & T_ZIGZAG) {
+                int64_t sd = (int64_t)(d << (64 - bits)) >> (64 - bits);
+                d = (((uint64_t)sd << 1) ^ (uint64_t)(sd >> 63)) & mask;
+            }
+            v[i] = d;
+        }
+    }
+    if ((tr & T_SHUFFLE) && (width == 8 || width == 4)) {
+        /* byte planes, 8 values at a time (little-endian: plane k holds
+         * byte k of every value) */
+        size_t i = 0;
+        for (; i + 8 <= n; i += 8) {
+            uint64_t a[8];
+            for (int j = 0; j < 8; j++) {
+                a[j] = v[i + j] & mask;
+            }
+            transpose8(a);
+            for (int k = 0; k < width; k++) {
+                uint64_t le = a[k];
+#if PY_BIG_ENDIAN
+                le = __builtin_bswap64(le);
+#endif
+                memcpy(out + (size_t)k * n + i, &le, 8);
+            }
+        }
+        for (; i < n; i++) {
+            for (int k = 0; k < width; k++) {
+                out[(size_t)k * n + i] = (uint8_t)(v[i] >> (8 * k));
+            }
+        }
+    }
+    else if (tr & T_SHUFFLE) {
+        for (int k = 0; k < width; k++) {
+            uint8_t *plane = out + (size_t)k * n;
+            for (size_t i = 0; i < n; i++) {
+                plane[i] = (uint8_t)(v[i] >> (8 * k));
+            }
+        }
+    }
+    else {
+        for (size_t i = 0; i < n; i++) {
+            for (int k = 0; k < width; k++) {
+                out[i * width + k] = (uint8_t)(v[i] >> (8 * k));
+            }
+        }
+    }
+    return n * (size_t)width;
+}
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* writer.write_chunk(column, width, transform, count, payload): the payload
+ * is a memoryview of the walker's buffer, released after the call. */
+/* 0, or 1 when the payload buffer is still exported (never reuse it), or
+ * -1 with an exception. */
+static int write_chunk(W *w, int column, uint32_t count, uint8_t *data, size_t len)
+{
+    PyObject *mv = PyMemoryView_FromMemory((char *)data, (Py_ssize_t)len, PyBUF_READ);
+    if (mv == NULL) {
+        return -1;
+    }
+    double t0 = now_seconds();
+    PyObject *r = PyObject_CallMethod(w->writer, "write_chunk", "iiiIO", column,
+                                      (int)CODING[column].width,
+                                      (int)CODING[column].transform,
+                                      (unsigned int)count, mv);
+    int kept = 0;
+    if (r == NULL) {
+        PyObject *t, *v, *tb;
+        PyErr_Fetch(&t, &v, &tb);
+        PyObject *rel = PyObject_CallMethod(mv, "release", NULL);
+        kept = rel == NULL;
+        Py_XDECREF(rel);
+        PyErr_Clear();
+        PyErr_Restore(t, v, tb);
+    }
+    else {
+        PyObject *rel = PyObject_CallMethod(mv, "release", NULL);
+        kept = rel == NULL;   /* someone kept an export of the buffer */
+        Py_XDECREF(rel);
+        PyErr_Clear();
+    }
+    Py_DECREF(mv);
+    w->write_seconds += now_seconds() - t0;
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return kept;
+}
+
+/* ------------------------------------------------------- writer thread */
+
+static void *wt_main(void *arg)
+{
+    W *w = arg;
+    PyGILState_STATE st = PyGILState_Ensure();
+    PyThreadState *ts = PyEval_SaveThread();
+    for (;;) {
+        pthread_mutex_lock(&w->wt_mu);
+        while (w->wt_n == 0 && !w->wt_stop) {
+            pthread_cond_wait(&w->wt_cv, &w->wt_mu);
+        }
+        if (w->wt_n == 0) {
+            pthread_mutex_unlock(&w->wt_mu);
+            break;
+        }
+        int column = w->wt_q[w->wt_head].column;
+        uint32_t count = w->wt_q[w->wt_head].count;
+        size_t len = w->wt_q[w->wt_head].len;
+        uint8_t *buf = w->wt_q[w->wt_head].buf;
+        int failed = w->wt_err;
+        w->wt_busy = 1;
+        pthread_mutex_unlock(&w->wt_mu);
+        int r = 0;
+        if (!failed) {
+            PyEval_RestoreThread(ts);
+            r = write_chunk(w, column, count, buf, len);
+            if (r < 0) {
+                PyErr_Fetch(&w->wt_exc[0], &w->wt_exc[1], &w->wt_exc[2]);
+            }
+            ts = PyEval_SaveThread();
+        }
+        pthread_mutex_lock(&w->wt_mu);
+        w->wt_head = (w->wt_head + 1) % WT_DEPTH;
+        w->wt_n--;
+        w->wt_busy = 0;
+        if (r < 0) {
+            w->wt_err = 1;
+        }
+        if (r == 0) {
+            w->wt_free[w->wt_nfree++] = buf;    /* else: leaked on purpose */
+        }
+        pthread_cond_broadcast(&w->wt_cv);
+        pthread_mutex_unlock(&w->wt_mu);
+    }
+    PyEval_RestoreThread(ts);
+    PyGILState_Release(st);
+    return NULL;
+}
+
+static void set_switch_interval(double *old, double value)
+{
+    PyObject *get = PySys_GetObject("getswitchinterval");    /* borrowed */
+    PyObject *set = PySys_GetObject("setswitchinterval");
+    if (get == NULL || set == NULL) {
+        PyErr_Clear();
+        return;
+    }
+    if (old != NULL) {
+        PyObject *r = PyObject_CallNoArgs(get);
+        *old = r ? PyFloat_AsDouble(r) : 0.005;
+        Py_XDECREF(r);
+    }
+    PyObject *v = PyFloat_FromDouble(value);
+    PyObject *r = v ? PyObject_CallOneArg(set, v) : NULL;
+    Py_XDECREF(v);
+    Py_XDECREF(r);
+    PyErr_Clear();
+}
+
+/* Start the writer thread (fork child only). 0 = not started: write inline. */
+static int wt_start(W *w)
+{
+    if (pthread_mutex_init(&w->wt_mu, NULL) != 0) {
+        return 0;
+    }
+    if (pthread_cond_init(&w->wt_cv, NULL) != 0) {
+        pthread_mutex_destroy(&w->wt_mu);
+        return 0;
+    }
+    for (int i = 0; i < WT_DEPTH; i++) {
+        w->wt_free[i] = xcalloc((size_t)CHUNK * 8);
+        if (w->wt_free[i] == NULL) {
+            for (int j = 0; j < i; j++) {
+                xfree(w->wt_free[j], (size_t)CHUNK * 8);
+            }
+            pthread_cond_destroy(&w->wt_cv);
+            pthread_mutex_destroy(&w->wt_mu);
+            return 0;
+        }
+    }
+    w->wt_nfree = WT_DEPTH;
+    /* A thread waiting for the GIL asks for it after the switch interval;
+     * the walk offers it after every batch. */
+    set_switch_interval(&w->wt_old_interval, 0.00005);
+    if (pthread_create(&w->wt, NULL, wt_main, w) != 0) {
+        set_switch_interval(NULL, w->wt_old_interval);
+        for (int i = 0; i < WT_DEPTH; i++) {
+            xfree(w->wt_free[i], (size_t)CHUNK * 8);
+        }
+        w->wt_nfree = 0;
+        pthread_cond_destroy(&w->wt_cv);
+        pthread_mutex_destroy(&w->wt_mu);
+        return 0;
+    }
+    w->wt_on = 1;
+    return 1;
+}
+
+static inline void wt_yield(W *w)
+{
+    if (w->wt_on) {
+        Py_BEGIN_ALLOW_THREADS
+        Py_END_ALLOW_THREADS
+    }
+}
+
+/* Wait (without the GIL) until cond holds; the caller holds no lock. */
+#define WT_WAIT_UNTIL(w, cond)                                  \
+    do {                                                        \
+        Py_BEGIN_ALLOW_THREADS                                  \
+        pthread_mutex_lock(&(w)->wt_mu);                        \
+        while (!(cond)) {                                       \
+            pthread_cond_wait(&(w)->wt_cv, &(w)->wt_mu);        \
+        }                                                       \
+        pthread_mutex_unlock(&(w)->wt_mu);                      \
+        Py_END_ALLOW_THREADS                                    \
+    } while (0)
+
+static int wt_check(W *w)
+{
+    if (w->wt_err) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_RuntimeError, "memdiag walker: writing a chunk failed");
+        }
+        return -1;
+    }
+    return 0;
+}
+
+/* Encode a full column into a free buffer and queue it for the writer. */
+static int wt_submit(W *w, Col *c, int column)
+{
+    WT_WAIT_UNTIL(w, w->wt_nfree > 0 || w->wt_err);
+    if (w->wt_err) {
+        return wt_check(w);
+    }
+    pthread_mutex_lock(&w->wt_mu);
+    uint8_t *buf = w->wt_free[--w->wt_nfree];
+    pthread_mutex_unlock(&w->wt_mu);
+    uint32_t count = c->n;
+    size_t len = encode_into(c, column, buf);
+    c->n = 0;
+    pthread_mutex_lock(&w->wt_mu);
+    int k = (w->wt_head + w->wt_n) % WT_DEPTH;
+    w->wt_q[k].column = column;
+    w->wt_q[k].count = count;
+    w->wt_q[k].len = len;
+    w->wt_q[k].buf = buf;
+    w->wt_n++;
+    pthread_cond_broadcast(&w->wt_cv);
+    pthread_mutex_unlock(&w->wt_mu);
+    wt_yield(w);
+    return 0;
+}
+
+/* Until the writer has written everything queued (it then holds no object). */
+static int wt_drain(W *w)
+{
+    if (!w->wt_on) {
+        return 0;
+    }
+    WT_WAIT_UNTIL(w, (w->wt_n == 0 && !w->wt_busy) || w->wt_err);
+    return wt_check(w);
+}
+
+/* Stop the thread; restore its exception if a write failed. */
+static int wt_finish(W *w)
+{
+    if (!w->wt_on) {
+        return 0;
+    }
+    pthread_mutex_lock(&w->wt_mu);
+    w->wt_stop = 1;
+    pthread_cond_broadcast(&w->wt_cv);
+    pthread_mutex_unlock(&w->wt_mu);
+    Py_BEGIN_ALLOW_THREADS
+    pthread_join(w->wt, NULL);
+    Py_END_ALLOW_THREADS
+    w->wt_on = 0;
+    set_switch_interval(NULL, w->wt_old_interval);
+    for (int i = 0; i < w->wt_nfree; i++) {
+        xfree(w->wt_free[i], (size_t)CHUNK * 8);
+    }
+    w->wt_nfree = 0;
+    pthread_cond_destroy(&w->wt_cv);
+    pthread_mutex_destroy(&w->wt_mu);
+    if (w->wt_exc[0] != NULL) {
+        if (PyErr_Occurred()) {
+            Py_CLEAR(w->wt_exc[0]);
+            Py_CLEAR(w->wt_exc[1]);
+            Py_CLEAR(w->wt_exc[2]);
+        }
+        else {
+            PyErr_Restore(w->wt_exc[0], w->wt_exc[1], w->wt_exc[2]);
+            w->wt_exc[0] = w->wt_exc[1] = w->wt_exc[2] = NULL;
+        }
+        return -1;
+    }
+    return w->wt_err ? wt_check(w) : 0;
+}
+
+static int ensure_raw(W *w)
+{
+    if (w->raw == NULL) {
+        w->raw = xcalloc((size_t)CHUNK * 8);
+        if (w->raw == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int col_flush(W *w, int column)
+{
+    Col *c = &w->cols[column];
+    if (c->n == 0) {
+        return 0;
+    }
+    if (w->wt_on) {
+        return wt_submit(w, c, column);
+    }
+    if (ensure_raw(w) < 0) {
+        return -1;
+    }
+    uint32_t count = c->n;
+    size_t len = encode_into(c, column, w->raw);
+    c->n = 0;
+    if (w->stream) {
+        int r = write_chunk(w, column, count, w->raw, len);
+        if (r == 1) {
+            w->raw = NULL;      /* still exported: never written into again */
+            r = 0;
+        }
+        return r;
+    }
+    if (w->npending == w->pendcap) {
+        size_t ncap = w->pendcap ? w->pendcap * 2 : 64;
+        Pending *np = xrealloc(w->pending, w->pendcap * sizeof(Pending),
+                               ncap * sizeof(Pending));
+        if (np == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        w->pending = np;
+        w->pendcap = ncap;
+    }
+    Pending *pd = &w->pending[w->npending];
+    uint8_t *data = NULL;
+    size_t stored = len;
+    if (z_compress2 != NULL) {
+        unsigned long bound = z_bound((unsigned long)len);
+        data = xcalloc(bound);
+        unsigned long dlen = bound;
+        if (data != NULL && z_compress2(data, &dlen, w->raw, (unsigned long)len, 1) == 0
+                && dlen < len) {
+            uint8_t *shrunk = xrealloc(data, bound, dlen);
+            if (shrunk != NULL) {
+                data = shrunk;
+                bound = dlen;
+            }
+            stored = dlen;
+        }
+        else {
+            xfree(data, bound);
+            data = NULL;
+        }
+    }
+    if (data == NULL) {
+        data = xcalloc(len);
+        if (data == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        memcpy(data, w->raw, len);
+        stored = len;
+    }
+    pd->column = column;
+    pd->count = count;
+    pd->raw_len = len;
+    pd->data = data;
+    pd->stored_len = stored;
+    w->npending++;
+    w->pending_bytes += stored;
+    return 0;
+}
+
+/* The chunks kept in memory, to the writer, once the walk is over. */
+static int write_pending(W *w)
+{
+    for (size_t i = 0; i < w->npending; i++) {
+        Pending *pd = &w->pending[i];
+        uint8_t *data = pd->data;
+        if (pd->stored_len < pd->raw_len) {
+            if (ensure_raw(w) < 0) {
+                return -1;
+            }
+            unsigned long dlen = (unsigned long)pd->raw_len;
+            if (z_uncompress(w->raw, &dlen, pd->data, (unsigned long)pd->stored_len) != 0
+                    || dlen != pd->raw_len) {
+                PyErr_SetString(PyExc_RuntimeError, "memdiag walker: chunk does not inflate");
+                return -1;
+            }
+            data = w->raw;
+        }
+        int r = write_chunk(w, pd->column, pd->count, data, pd->raw_len);
+        if (r < 0) {
+            return -1;
+        }
+        if (r == 1 && data == w->raw) {
+            w->raw = NULL;
+        }
+        xfree(pd->data, pd->stored_len);
+        pd->data = NULL;
+        w->pending_bytes -= pd->stored_len;
+    }
+    w->npending = 0;
+    return 0;
+}
+
+static inline void push(W *w, int column, uint64_t v)
+{
+    Col *c = &w->cols[column];
+    c->vals[c->n++] = v;
+    if (c->n == CHUNK && col_flush(w, column) < 0) {
+        w->err = 1;
+    }
+}
+
+static void push_bytes(W *w, int column, const uint8_t *p, size_t len)
+{
+    Col *c = &w->cols[column];
+    uint8_t *buf = (uint8_t *)c->vals;
+    while (len) {
+        size_t room = CHUNK - c->n;
+        size_t k = len < room ? len : room;
+        memcpy(buf + c->n, p, k);
+        c->n += (uint32_t)k;
+        p += k;
+        len -= k;
+        if (c->n == CHUNK && col_flush(w, column) < 0) {
+            w->err = 1;
+            return;
+        }
+    }
+}
+
+/* --------------------------------------------------------- object index */
+
+#define TAG_SHIFT 28
+#define IDX_MASK 0x0FFFFFFFu
+#define MAX_OBJECTS 0x0FFFFFF0u
+
+static inline uint64_t hmix(const void *p)
+{
+    return ((uint64_t)(uintptr_t)p >> 4) * 0x9E3779B97F4A7C15ULL;
+}
+
+static inline size_t slot_of(uint64_t h, size_t cap)
+{
+    return (size_t)(((__uint128_t)h * cap) >> 64);
+}
+
+static inline uint32_t tag_of(uint64_t h)
+{
+    return ((uint32_t)(h >> 20) & 0xF) << TAG_SHIFT;
+}
+
+/* The table is touched at random: huge pages spare most TLB misses. */
+static uint32_t *table_alloc(size_t cap)
+{
+    size_t bytes = cap * sizeof(uint32_t);
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        return NULL;
+    }
+#ifdef MADV_HUGEPAGE
+    if (bytes >= (4u << 20)) {
+        madvise(p, bytes, MADV_HUGEPAGE);
+    }
+#endif
+    mem_cur += bytes;
+    if (mem_cur > mem_peak) {
+        mem_peak = mem_cur;
+    }
+    return p;
+}
+
+static void table_free(uint32_t *tab, size_t cap)
+{
+    if (tab != NULL) {
+        munmap(tab, cap * sizeof(uint32_t));
+        mem_cur -= cap * sizeof(uint32_t);
+    }
+}
+
+static int table_rebuild(W *w, size_t cap)
+{
+    table_free(w->tab, w->tcap);
+    w->tab = NULL;
+    w->tcap = 0;
+    uint32_t *tab = table_alloc(cap);
+    if (tab == NULL) {
+        return -1;
+    }
+    for (size_t i = 0; i < w->n; i++) {
+        uint64_t h = hmix(w->addrs[i]);
+        size_t s = slot_of(h, cap);
+        while (tab[s]) {
+            if (++s == cap) {
+                s = 0;
+            }
+        }
+        tab[s] = tag_of(h) | (uint32_t)(i + 1);
+    }
+    w->tab = tab;
+    w->tcap = cap;
+    return 0;
+}
+
+/* index+1 of p, or 0 with *slot where it would go. */
+static inline uint32_t tab_lookup(W *w, PyObject *p, uint64_t h, size_t *slot)
+{
+    size_t cap = w->tcap, s = slot_of(h, cap);
+    uint32_t tag = tag_of(h);
+    uint32_t *tab = w->tab;
+    for (;;) {
+        uint32_t e = tab[s];
+        if (e == 0) {
+            *slot = s;
+            return 0;
+        }
+        if ((e & ~IDX_MASK) == tag && w->addrs[(e & IDX_MASK) - 1] == p) {
+            *slot = s;
+            return e & IDX_MASK;
+        }
+        if (++s == cap) {
+            s = 0;
+        }
+    }
+}
+
+static inline void tab_prefetch(W *w, PyObject *p)
+{
+    __builtin_prefetch(&w->tab[slot_of(hmix(p), w->tcap)]);
+}
+
+static inline int is_ignored(W *w, PyObject *p)
+{
+    uint32_t dummy;
+    return w->ignored.n != 0 && map_get(&w->ignored, p, &dummy);
+}
+
+static inline int is_visited(W *w, PyObject *p)
+{
+    size_t slot;
+    return tab_lookup(w, p, hmix(p), &slot) != 0;
+}
+
+static inline int is_known(W *w, PyObject *p)
+{
+    return is_visited(w, p) || is_ignored(w, p);
+}
+
+/* Mark an unvisited object ignored; 1 if it was not ignored yet. */
+static int ignore_obj(W *w, PyObject *p)
+{
+    if (is_visited(w, p) || is_ignored(w, p)) {
+        return 0;
+    }
+    if (map_put(&w->ignored, p, 1) < 0) {
+        set_nomem(w);
+        return -1;
+    }
+    return 1;
+}
+
+#define IDX_IGNORED (-1)
+#define IDX_ERROR (-2)
+
+/* The index of obj, assigning the next one if new. */
+static inline int64_t discover(W *w, PyObject *obj, uint32_t parent, uint32_t label)
+{
+    uint64_t h = hmix(obj);
+    size_t slot;
+    uint32_t v = tab_lookup(w, obj, h, &slot);
+    if (v) {
+        return (int64_t)(v - 1);
+    }
+    if (is_ignored(w, obj)) {
+        return IDX_IGNORED;
+    }
+    if (w->n >= MAX_OBJECTS) {
+        if (!w->err) {
+            w->err = 1;
+            PyErr_SetString(PyExc_OverflowError, "memdiag walker: too many objects");
+        }
+        return IDX_ERROR;
+    }
+    if (w->n == w->cap) {
+        size_t ncap = w->cap + w->cap / 2 + 1024;
+        /* not counted in mem_peak: only the pages written become resident */
+        PyObject **na = realloc(w->addrs, ncap * sizeof(PyObject *));
+        if (na == NULL) {
+            set_nomem(w);
+            return IDX_ERROR;
+        }
+        w->addrs = na;
+        w->cap = ncap;
+    }
+    if ((w->n + 1) * 20 > w->tcap * 11) {       /* load > 0.55: grow to 0.33 */
+        size_t ncap = (w->n + 1) * 3;
+        if (ncap < w->tcap * 2) {
+            ncap = w->tcap * 2;
+        }
+        if (table_rebuild(w, ncap) < 0) {
+            set_nomem(w);
+            return IDX_ERROR;
+        }
+        tab_lookup(w, obj, h, &slot);
+    }
+    size_t idx = w->n++;
+    w->addrs[idx] = obj;
+    w->tab[slot] = tag_of(h) | (uint32_t)(idx + 1);
+    push(w, COL_ADDR, (uint64_t)(uintptr_t)obj);
+    push(w, COL_PARENT, parent);
+    push(w, COL_PLABEL, label);
+    return (int64_t)idx;
+}
+
+/* ---------------------------------------------------------------- labels */
+
+static int64_t label_of(W *w, PyObject *s)
+{
+    uint32_t v;
+    if (map_get(&w->lcache, s, &v)) {
+        return v;
+    }
+    if (!PyUnicode_Check(s)) {
+        return LBL_EMPTY;
+    }
+    /* The table holds an exact copy: the target's string is neither
+     * increfed nor hashed (no write to its page), and a str subclass never
+     * runs a __hash__ or __eq__ of its own. */
+    PyObject *copy;
+#if PY310 || PY311
+    if (!PyUnicode_IS_READY(s)) {
+        copy = PyUnicode_FromObject(s);
+    }
+    else
+#endif
+    copy = PyUnicode_FromKindAndData(PyUnicode_KIND(s), PyUnicode_DATA(s),
+                                     PyUnicode_GET_LENGTH(s));
+    if (copy == NULL) {
+        w->err = 1;
+        return -1;
+    }
+    PyObject *iv = PyDict_GetItemWithError(w->labels, copy);
+    if (iv != NULL) {
+        v = (uint32_t)PyLong_AsUnsignedLong(iv);
+        Py_DECREF(copy);
+    }
+    else {
+        if (PyErr_Occurred()) {
+            Py_DECREF(copy);
+            w->err = 1;
+            return -1;
+        }
+        v = (uint32_t)PyList_GET_SIZE(w->label_list);
+        PyObject *num = PyLong_FromUnsignedLong(v);
+        if (num == NULL || PyDict_SetItem(w->labels, copy, num) < 0
+                || PyList_Append(w->label_list, copy) < 0) {
+            Py_XDECREF(num);
+            Py_DECREF(copy);
+            w->err = 1;
+            return -1;
+        }
+        Py_DECREF(num);
+        Py_DECREF(copy);
+        /* PyWalker's label list holds this very object: it ignores it in
+         * phase 4 if no root reached it; so will we. */
+        if (vec_push(&w->label_origs, s) < 0) {
+            set_nomem(w);
+            return -1;
+        }
+    }
+    if (map_put(&w->lcache, s, v) < 0) {
+        set_nomem(w);
+        return -1;
+    }
+    return v;
+}
+
+static int64_t label_cstr(W *w, const char *s)
+{
+    PyObject *o = PyUnicode_FromString(s);
+    if (o == NULL || PyList_Append(w->keep, o) < 0) {
+        Py_XDECREF(o);
+        w->err = 1;
+        return -1;
+    }
+    Py_DECREF(o);
+    return label_of(w, o);
+}
+
+/* memdiag.walker.name_like for an exact str. */
+static int name_like(PyObject *s)
+{
+#if PY310 || PY311
+    if (!PyUnicode_IS_READY(s)) {
+        return 0;
+    }
+#endif
+    Py_ssize_t n = PyUnicode_GET_LENGTH(s);
+    if (n == 0 || n > 64 || !PyUnicode_IS_ASCII(s)) {
+        return 0;
+    }
+    const unsigned char *c = PyUnicode_1BYTE_DATA(s);
+    unsigned char c0 = c[0];
+    if (!((c0 >= 'a' && c0 <= 'z') || (c0 >= 'A' && c0 <= 'Z') || c0 == '_')) {
+        return 0;
+    }
+    int digits = 0, under = 0, lower = 0, upper = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char ch = c[i];
+        if (ch >= '0' && ch <= '9') {
+            digits++;
+        }
+        else if (ch >= 'a' && ch <= 'z') {
+            lower = 1;
+        }
+        else if (ch >= 'A' && ch <= 'Z') {
+            upper = 1;
+        }
+        else if (ch == '_') {
+            under = 1;
+        }
+        else {
+            return 0;
+        }
+    }
+    if (digits > 3) {
+        return 0;
+    }
+    int islower = lower && !upper, isupper = upper && !lower;
+    if (n >= 20 && !under && !(islower || isupper)) {
+        return 0;
+    }
+    return 1;
+}
+
+/* ------------------------------------------------------------ traversal */
+
+static int visit_collect(PyObject *o, void *arg)
+{
+    return vec_push((PtrVec *)arg, o) < 0 ? -1 : 0;
+}
+
+#if !PY310
+/* Whether the memory [p, p+len) is mapped (a frame of a thread that is gone
+ * in a fork child points into a freed data stack). */
+static int mapped(W *w, const void *p, size_t len)
+{
+    uintptr_t start = (uintptr_t)p & ~((uintptr_t)w->pagesize - 1);
+    uintptr_t end = (uintptr_t)p + len;
+    size_t npages = (end - start + (size_t)w->pagesize - 1) / (size_t)w->pagesize;
+    unsigned char vec[8];
+    if (npages > sizeof(vec)) {
+        return 0;
+    }
+    return mincore((void *)start, end - start, vec) == 0;
+}
+
+/* The interpreter frame of a frame object if reading it is safe, else NULL. */
+static _PyInterpreterFrame *frame_data(W *w, PyFrameObject *f)
+{
+    _PyInterpreterFrame *fr = f->f_frame;
+    if (fr == NULL) {
+        return NULL;
+    }
+    if ((void *)fr == (void *)f->_f_frame_data) {
+        return fr;      /* owned by the frame object itself */
+    }
+    if (!mapped(w, fr, sizeof(_PyInterpreterFrame))) {
+        return NULL;
+    }
+    if (fr->owner == FRAME_OWNED_BY_GENERATOR) {
+        char *gen = (char *)fr - offsetof(PyGenObject, gi_iframe);
+        if (!mapped(w, gen, offsetof(PyGenObject, gi_iframe))) {
+            return NULL;
+        }
+        PyTypeObject *gt = Py_TYPE((PyObject *)gen);
+        if ((gt == &PyGen_Type || gt == &PyCoro_Type || gt == &PyAsyncGen_Type)
+                && fr->frame_obj == f) {
+            return fr;
+        }
+        return NULL;
+    }
+    if (fr->owner == FRAME_OWNED_BY_THREAD && !w->stream && fr->frame_obj == f) {
+        return fr;      /* running in a live thread of this process */
+    }
+    return NULL;
+}
+#endif
+
+/* Referents of o into vec, as gc.get_referents(o). */
+static int referents(W *w, PyObject *o, PtrVec *vec)
+{
+    vec->n = 0;
+    PyTypeObject *tp = Py_TYPE(o);
+    if (!_PyObject_IS_GC(o) || tp->tp_traverse == NULL) {
+        return 0;
+    }
+    if (tp == &PyFrame_Type) {
+        uint32_t dummy;
+        if (map_get(&w->executing, o, &dummy)) {
+            return 0;
+        }
+#if !PY310
+        if (frame_data(w, (PyFrameObject *)o) == NULL) {
+            return 0;
+        }
+#endif
+    }
+    if (tp->tp_traverse(o, visit_collect, vec) != 0) {
+        set_nomem(w);
+        return -1;
+    }
+    return 0;
+}
+
+static inline int in_vec(PtrVec *vec, PyObject *p)
+{
+    for (size_t i = 0; i < vec->n; i++) {
+        if (vec->v[i] == p) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- sizes */
+
+static Py_ssize_t object_formula(PyObject *o, PyTypeObject *tp)
+{
+    Py_ssize_t res = 0;
+    if (tp->tp_itemsize > 0) {
+        res = ((PyVarObject *)o)->ob_size * tp->tp_itemsize;
+    }
+    return res + tp->tp_basicsize;
+}
+
+static inline Py_ssize_t preheader(PyObject *o, PyTypeObject *tp)
+{
+#if PY310
+    return _PyObject_IS_GC(o) ? (Py_ssize_t)sizeof(PyGC_Head) : 0;
+#elif PY311 || PY312
+    (void)o;
+    return (Py_ssize_t)_PyType_PreHeaderSize(tp);
+#else
+    if (tp == &PyType_Type && !(((PyTypeObject *)o)->tp_flags & Py_TPFLAGS_HEAPTYPE)) {
+        return 0;
+    }
+    return (Py_ssize_t)_PyType_PreHeaderSize(tp);
+#endif
+}
+
+static Py_ssize_t size_of(W *w, PyObject *o, TypeInfo *ti)
+{
+    PyTypeObject *tp = ti->tp;
+    Py_ssize_t res;
+    switch (ti->size_mode) {
+    case SZ_PYFUNC:
+        return object_formula(o, tp) + ti->py_preheader;
+    case SZ_OBJECT:
+        res = object_formula(o, tp);
+        break;
+    case SZ_LIST:
+        res = tp->tp_basicsize + ((PyListObject *)o)->allocated * (Py_ssize_t)sizeof(void *);
+        break;
+    default: {
+        PyObject *r = PyObject_Vectorcall(ti->sizeof_descr, &o, 1, NULL);
+        res = -1;
+        if (r != NULL) {
+            res = PyLong_AsSsize_t(r);
+            Py_DECREF(r);
+        }
+        if (res < 0) {
+            /* sys.getsizeof would raise; keep walking with the base size */
+            PyErr_Clear();
+            res = object_formula(o, tp);
+        }
+    }
+    }
+    return res + preheader(o, tp);
+}
+
+static uint64_t length_of(PyObject *o, int kind)
+{
+    switch (kind) {
+    case K_DICT:
+        return (uint64_t)((PyDictObject *)o)->ma_used;
+    case K_LIST:
+    case K_TUPLE:
+    case K_DEQUE:
+    case K_BYTES:
+        return (uint64_t)Py_SIZE(o);
+    case K_SET:
+        return (uint64_t)((PySetObject *)o)->used;
+    case K_STR:
+#if PY310 || PY311
+        if (!PyUnicode_IS_READY(o)) {
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+            return (uint64_t)PyUnicode_WSTR_LENGTH(o);
+#pragma GCC diagnostic pop
+        }
+#endif
+        return (uint64_t)PyUnicode_GET_LENGTH(o);
+    default:
+        return 0;
+    }
+}
+
+/* ------------------------------------------------------------ type info */
+
+static int compute_kind(W *w, PyTypeObject *tp)
+{
+    if (PyType_IsSubtype(tp, &PyDict_Type)) return K_DICT;
+    if (PyType_IsSubtype(tp, &PyList_Type)) return K_LIST;
+    if (PyType_IsSubtype(tp, &PyTuple_Type)) return K_TUPLE;
+    if (PyType_IsSubtype(tp, &PySet_Type) || PyType_IsSubtype(tp, &PyFrozenSet_Type))
+        return K_SET;
+    if (w->deque_type && PyType_IsSubtype(tp, w->deque_type)) return K_DEQUE;
+    if (PyType_IsSubtype(tp, &PyUnicode_Type)) return K_STR;
+    if (PyType_IsSubtype(tp, &PyBytes_Type) || PyType_IsSubtype(tp, &PyByteArray_Type))
+        return K_BYTES;
+    if (PyType_IsSubtype(tp, &PyLong_Type)) return K_INT;
+    if (PyType_IsSubtype(tp, &PyFloat_Type)) return K_FLOAT;
+    if (PyType_IsSubtype(tp, &PyModule_Type)) return K_MODULE;
+    if (PyType_IsSubtype(tp, &PyType_Type)) return K_TYPE;
+    if (tp == &PyFunction_Type) return K_FUNCTION;
+    if (tp == &PyFrame_Type) return K_FRAME;
+    if (tp == &PyCell_Type) return K_CELL;
+    if (w->lru_type && tp == w->lru_type) return K_LRU;
+    if (tp->tp_flags & TPF_HEAPTYPE) return K_INSTANCE;
+    return K_OTHER;
+}
+
+static TypeInfo *new_type_info(W *w, PyTypeObject *tp)
+{
+    TypeInfo *ti = xcalloc(sizeof(TypeInfo));
+    if (ti == NULL) {
+        set_nomem(w);
+        return NULL;
+    }
+    if (w->ntypes == w->typecap) {
+        size_t ncap = w->typecap ? w->typecap * 2 : 256;
+        TypeInfo **nt = xrealloc(w->types, w->typecap * sizeof(TypeInfo *),
+                                 ncap * sizeof(TypeInfo *));
+        if (nt == NULL) {
+            xfree(ti, sizeof(TypeInfo));
+            set_nomem(w);
+            return NULL;
+        }
+        w->types = nt;
+        w->typecap = ncap;
+    }
+    w->types[w->ntypes] = ti;
+    ti->tp = tp;
+    ti->index = (uint32_t)w->ntypes++;
+    ti->kind = compute_kind(w, tp);
+    if (map_put(&w->tmap, tp, ti->index) < 0) {
+        set_nomem(w);
+        return NULL;
+    }
+    /* Interned: the same objects as walker.py's constants, which PyWalker's
+     * type_kinds list holds (and so ignores when it expands that list). */
+    PyObject *kname = PyUnicode_InternFromString(KIND_NAMES[ti->kind]);
+    if (kname == NULL || PyList_Append(w->type_list, (PyObject *)tp) < 0
+            || PyList_Append(w->kind_list, kname) < 0) {
+        Py_XDECREF(kname);
+        w->err = 1;
+        return NULL;
+    }
+    Py_DECREF(kname);
+
+    unsigned long flags = tp->tp_flags;
+#if PY310
+    ti->managed = 0;
+#else
+    ti->managed = (flags & Py_TPFLAGS_MANAGED_DICT) != 0;
+#endif
+    ti->dictoffset = tp->tp_dictoffset;
+
+    /* __sizeof__: a Python function -> object.__sizeof__ + the pre-header as
+     * PyWalker computes it; a C method -> call it (fast paths for the
+     * common ones) and add what sys.getsizeof adds. */
+    /* _PyType_Lookup would PyType_Ready a type that never was (creating its
+     * dict, mro and bases): such a type gets object.__sizeof__'s formula. */
+    PyObject *descr = (flags & Py_TPFLAGS_READY) ? _PyType_Lookup(tp, w->str_sizeof) : NULL;
+    ti->size_mode = SZ_OBJECT;
+    if (descr != NULL && PyFunction_Check(descr)) {
+        ti->size_mode = SZ_PYFUNC;
+        ti->py_preheader = (flags & TPF_HAVE_GC) ? 16 : 0;
+#if !PY310 && !PY311
+        if (flags & (TPF_MANAGED_DICT | TPF_MANAGED_WEAKREF)) {
+            ti->py_preheader += 16;
+        }
+#endif
+    }
+    else if (descr != NULL && Py_IS_TYPE(descr, &PyMethodDescr_Type)) {
+        PyCFunction meth = ((PyMethodDescrObject *)descr)->d_method->ml_meth;
+        if (meth == object_sizeof_meth) {
+            ti->size_mode = SZ_OBJECT;
+        }
+        else if (meth == list_sizeof_meth && tp == &PyList_Type) {
+            ti->size_mode = SZ_LIST;
+        }
+        else {
+            ti->size_mode = SZ_CMETH;
+            ti->sizeof_descr = descr;
+        }
+    }
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+    }
+
+    if (ti->kind == K_INSTANCE) {
+        PyObject *mro = tp->tp_mro;
+        size_t cap = 0;
+        /* PyWalker.info: the first heap type in the MRO whose own dict has a
+         * "__dict__" getset descriptor. */
+        if (mro != NULL && PyTuple_Check(mro)) {
+            for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(mro) && !ti->has_dict_getset; i++) {
+                PyObject *t = PyTuple_GET_ITEM(mro, i);
+                if (t == NULL || !PyType_Check(t)
+                        || !(((PyTypeObject *)t)->tp_flags & TPF_HEAPTYPE)) {
+                    continue;
+                }
+                PyObject *td = ((PyTypeObject *)t)->tp_dict;
+                PyObject *g = td != NULL && PyDict_Check(td)
+                              ? PyDict_GetItemWithError(td, w->str_dict) : NULL;
+                if (g != NULL && Py_IS_TYPE(g, &PyGetSetDescr_Type)) {
+                    ti->has_dict_getset = 1;
+                }
+                PyErr_Clear();
+            }
+        }
+        /* __slots__ and other members: PyWalker.info takes the member
+         * descriptors each heap type of the MRO has in its own dict, in
+         * dict order, labeled by their key.  Only object members are
+         * references (PyWalker also reads int/bool members as values). */
+        if (mro != NULL && PyTuple_Check(mro)) {
+            for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(mro); i++) {
+                PyObject *t = PyTuple_GET_ITEM(mro, i);
+                if (t == NULL || !PyType_Check(t)
+                        || !(((PyTypeObject *)t)->tp_flags & TPF_HEAPTYPE)) {
+                    continue;
+                }
+                PyObject *td = ((PyTypeObject *)t)->tp_dict;
+                if (td == NULL || !PyDict_Check(td)) {
+                    continue;
+                }
+                Py_ssize_t pos = 0;
+                PyObject *key, *val;
+                while (PyDict_Next(td, &pos, &key, &val)) {
+                    if (!Py_IS_TYPE(val, &PyMemberDescr_Type)
+                            || PyDescr_TYPE(val) != (PyTypeObject *)t) {
+                        continue;
+                    }
+                    PyMemberDef *m = ((PyMemberDescrObject *)val)->d_member;
+                    if (m == NULL || (m->type != MD_T_OBJECT_EX && m->type != MD_T_OBJECT)
+                            || !PyUnicode_Check(key)) {
+                        continue;
+                    }
+                    if (ti->nslots == cap) {
+                        size_t ncap = cap ? cap * 2 : 4;
+                        Slot *ns = xrealloc(ti->slots, cap * sizeof(Slot), ncap * sizeof(Slot));
+                        if (ns == NULL) {
+                            set_nomem(w);
+                            return NULL;
+                        }
+                        ti->slots = ns;
+                        cap = ncap;
+                    }
+                    /* the key is kept alive by the type's dict */
+                    ti->slots[ti->nslots].offset = m->offset;
+                    ti->slots[ti->nslots].name = key;
+                    ti->nslots++;
+                }
+            }
+        }
+    }
+    return ti;
+}
+
+static inline TypeInfo *type_info(W *w, PyTypeObject *tp)
+{
+    if (w->last_ti != NULL && w->last_ti->tp == tp) {
+        return w->last_ti;
+    }
+    uint32_t v;
+    TypeInfo *ti;
+    if (map_get(&w->tmap, tp, &v)) {
+        ti = w->types[v];
+    }
+    else {
+        ti = new_type_info(w, tp);
+        if (ti == NULL) {
+            return NULL;
+        }
+    }
+    w->last_ti = ti;
+    return ti;
+}
+
+/* ---------------------------------------------------------------- edges */
+
+/* Edges wait in a queue, in order, and are discovered in batches spanning
+ * many objects: looking an address up costs one or two cache misses, which
+ * the batch hides by prefetching table slots and addresses ahead.  The
+ * discovery order is exactly the one of discovering each edge when it is
+ * made, since making edges never depends on what was discovered. */
+static int q_flush(W *w)
+{
+    QE *q = w->q;
+    size_t n = w->qn;
+    for (size_t i = 0; i < n; i++) {
+        if (i + 32 < n && (q[i + 32].src >> 30) <= Q_OPAQUE) {
+            tab_prefetch(w, q[i + 32].obj);
+        }
+        if (i + 16 < n && (q[i + 16].src >> 30) <= Q_OPAQUE) {
+            uint32_t e = w->tab[slot_of(hmix(q[i + 16].obj), w->tcap)];
+            if (e) {
+                __builtin_prefetch(&w->addrs[(e & IDX_MASK) - 1]);
+            }
+        }
+        uint32_t kind = q[i].src >> 30, src = q[i].src & Q_SRC_MASK;
+        PyObject *obj = q[i].obj;
+        uint32_t label = q[i].label;
+        if (kind == Q_END) {
+            push(w, COL_NEDGES, w->cur_edges);
+            w->nedges += w->cur_edges;
+            w->cur_edges = 0;
+            continue;
+        }
+        if (kind == Q_TYPE) {
+            TypeInfo *ti = (TypeInfo *)obj;
+            if (ti->type_known) {
+                continue;
+            }
+            ti->type_known = 1;
+            obj = (PyObject *)ti->tp;
+            if (is_known(w, obj)) {
+                continue;
+            }
+            label = L_ATTR | (LBL_CLASS << 3);
+        }
+        else if (kind == Q_OPAQUE) {
+            label = L_ITEM_OPAQUE | ((uint32_t)(w->q_last >= 0 ? w->q_last : 0) << 3);
+        }
+        int64_t idx = discover(w, obj, src + 1, label);
+        if (idx == IDX_ERROR) {
+            return -1;
+        }
+        if (idx >= 0) {
+            push(w, COL_ETARGET, (uint64_t)idx);
+            push(w, COL_ELABEL, label);
+            w->cur_edges++;
+        }
+        w->q_last = idx;
+    }
+    w->qn = 0;
+    return w->err ? -1 : 0;
+}
+
+static inline int q_push(W *w, PyObject *obj, uint32_t label, uint32_t src, uint32_t kind)
+{
+    if (w->qn == QMAX && q_flush(w) < 0) {
+        return -1;
+    }
+    QE *e = &w->q[w->qn++];
+    e->obj = obj;
+    e->label = label;
+    e->src = src | (kind << 30);
+    return 0;
+}
+
+static inline int emit(W *w, uint32_t src, PyObject *obj, uint32_t label)
+{
+    if (label == Q_OPAQUE_PREV) {
+        return q_push(w, obj, 0, src, Q_OPAQUE);
+    }
+    return q_push(w, obj, label, src, Q_EDGE);
+}
+
+static inline int emit_labeled(W *w, uint32_t src, PyObject *obj, int kind, int64_t lbl)
+{
+    if (lbl < 0) {
+        return -1;
+    }
+    if (stamp_add(&w->labeled, obj) < 0) {
+        set_nomem(w);
+        return -1;
+    }
+    return emit(w, src, obj, (uint32_t)kind | ((uint32_t)lbl << 3));
+}
+
+/* Frame locals in the order f.f_locals lists them (3.10-3.12: the dict
+ * PyFrame_FastToLocals builds from scratch; 3.13: FrameLocalsProxy), read
+ * without materializing anything.  cb(name, value) for each bound one. */
+typedef int (*locals_cb)(W *w, void *ctx, PyObject *name, PyObject *value);
+
+#if PY311 || PY312
+static int make_cell_ran(_PyInterpreterFrame *fr, PyCodeObject *co, int i)
+{
+    /* MAKE_CELL only appears in the prologue, before the first traceable
+     * instruction, where no instruction is specialized or has caches. */
+    _Py_CODEUNIT *code = _PyCode_CODE(co);
+    _Py_CODEUNIT *end = fr->prev_instr;
+    _Py_CODEUNIT *lim = code + co->_co_firsttraceable;
+    if (end > lim) {
+        end = lim;
+    }
+    int oparg = 0;
+    for (_Py_CODEUNIT *ins = code; ins < end; ins++) {
+#if PY311
+        int op = _Py_OPCODE(*ins);
+        oparg |= _Py_OPARG(*ins);
+        int ext = (op == EXTENDED_ARG || op == EXTENDED_ARG_QUICK);
+#else
+        int op = ins->op.code;
+        oparg |= ins->op.arg;
+        int ext = (op == EXTENDED_ARG);
+#endif
+        if (op == MAKE_CELL && oparg == i) {
+            return 1;
+        }
+        oparg = ext ? oparg << 8 : 0;
+    }
+    return 0;
+}
+#endif
+
+#if PY310
+static int iter_locals(W *w, PyFrameObject *f, locals_cb cb, void *ctx)
+{
+    PyCodeObject *co = f->f_code;
+    if (co == NULL || !PyCode_Check(co)) {
+        return 0;
+    }
+    PyObject **fast = f->f_localsplus;
+    PyObject *map = co->co_varnames;
+    if (map == NULL || !PyTuple_Check(map)) {
+        return 0;
+    }
+    Py_ssize_t j = PyTuple_GET_SIZE(map);
+    if (j > co->co_nlocals) {
+        j = co->co_nlocals;
+    }
+    for (Py_ssize_t i = 0; i < j; i++) {
+        if (fast[i] != NULL && cb(w, ctx, PyTuple_GET_ITEM(map, i), fast[i]) < 0) {
+            return -1;
+        }
+    }
+    PyObject *cells = co->co_cellvars, *frees = co->co_freevars;
+    Py_ssize_t ncells = cells ? PyTuple_GET_SIZE(cells) : 0;
+    Py_ssize_t nfrees = frees ? PyTuple_GET_SIZE(frees) : 0;
+    for (Py_ssize_t i = 0; i < ncells; i++) {
+        PyObject *c = fast[co->co_nlocals + i];
+        if (c != NULL && PyCell_Check(c)) {
+            PyObject *v = PyCell_GET(c);
+            if (v != NULL && cb(w, ctx, PyTuple_GET_ITEM(cells, i), v) < 0) {
+                return -1;
+            }
+        }
+    }
+    if (co->co_flags & CO_OPTIMIZED) {
+        for (Py_ssize_t i = 0; i < nfrees; i++) {
+            PyObject *c = fast[co->co_nlocals + ncells + i];
+            if (c != NULL && PyCell_Check(c)) {
+                PyObject *v = PyCell_GET(c);
+                if (v != NULL && cb(w, ctx, PyTuple_GET_ITEM(frees, i), v) < 0) {
+                    return -1;
+                }
+            }
+        }
+    }
+    return 0;
+}
+#else
+static PyCodeObject *frame_code(_PyInterpreterFrame *fr)
+{
+#if PY313
+    PyObject *ex = fr->f_executable;
+    return (ex != NULL && PyCode_Check(ex)) ? (PyCodeObject *)ex : NULL;
+#else
+    return fr->f_code;
+#endif
+}
+
+static int iter_locals(W *w, _PyInterpreterFrame *fr, PyFrameObject *f,
+                       locals_cb cb, void *ctx)
+{
+    PyCodeObject *co = frame_code(fr);
+    if (co == NULL) {
+        return 0;
+    }
+    PyObject *names = co->co_localsplusnames;
+    PyObject *kinds = co->co_localspluskinds;
+    if (names == NULL || kinds == NULL || !PyTuple_Check(names) || !PyBytes_Check(kinds)) {
+        return 0;
+    }
+    int n = co->co_nlocalsplus;
+    if (n > PyTuple_GET_SIZE(names) || n > PyBytes_GET_SIZE(kinds)) {
+        return 0;
+    }
+#if PY313
+    for (int i = 0; i < n; i++) {
+        _PyLocals_Kind kind = _PyLocals_GetKind(kinds, i);
+        PyObject *value = fr->localsplus[i];
+        if (value == NULL) {
+            continue;
+        }
+        if ((kind == CO_FAST_FREE || (kind & CO_FAST_CELL)) && PyCell_Check(value)) {
+            value = PyCell_GET(value);
+        }
+        if (value != NULL && cb(w, ctx, PyTuple_GET_ITEM(names, i), value) < 0) {
+            return -1;
+        }
+    }
+    if (f != NULL && f->f_extra_locals != NULL && PyDict_Check(f->f_extra_locals)) {
+        Py_ssize_t pos = 0;
+        PyObject *k, *v;
+        while (PyDict_Next(f->f_extra_locals, &pos, &k, &v)) {
+            if (cb(w, ctx, k, v) < 0) {
+                return -1;
+            }
+        }
+    }
+    return 0;
+#else
+    (void)f;
+    if (fr->stacktop == 0) {
+        return 0;
+    }
+    /* Free variables of a frame that has not run COPY_FREE_VARS yet are
+     * still in the function's closure. */
+    PyObject *closure = NULL;
+    int first_free = co->co_nlocalsplus - co->co_nfreevars;
+    int lasti = _PyInterpreterFrame_LASTI(fr);
+#if PY311
+    PyObject *func = (PyObject *)fr->f_func;
+#else
+    PyObject *func = fr->f_funcobj;
+#endif
+    if (lasti < 0 && co->co_nfreevars > 0 && func != NULL && PyFunction_Check(func)) {
+#if PY311
+        int first_op = _Py_OPCODE(_PyCode_CODE(co)[0]);
+#else
+        int first_op = _PyCode_CODE(co)[0].op.code;
+#endif
+        if (first_op == COPY_FREE_VARS) {
+            closure = ((PyFunctionObject *)func)->func_closure;
+            if (closure != NULL && (!PyTuple_Check(closure)
+                                    || PyTuple_GET_SIZE(closure) < co->co_nfreevars)) {
+                closure = NULL;
+            }
+        }
+    }
+#if PY312
+    for (int pass = 0; pass < 2; pass++) {
+#else
+    for (int pass = 0; pass < 1; pass++) {
+#endif
+        for (int i = 0; i < n; i++) {
+            _PyLocals_Kind kind = _PyLocals_GetKind(kinds, i);
+#if PY312
+            if (((kind & CO_FAST_HIDDEN) != 0) != (pass == 1)) {
+                continue;
+            }
+#endif
+            if ((kind & CO_FAST_FREE) && !(co->co_flags & CO_OPTIMIZED)) {
+                continue;
+            }
+            PyObject *value = fr->localsplus[i];
+            if (closure != NULL && i >= first_free) {
+                value = PyTuple_GET_ITEM(closure, i - first_free);
+            }
+            if (kind & CO_FAST_FREE) {
+                if (value == NULL || !PyCell_Check(value)) {
+                    continue;
+                }
+                value = PyCell_GET(value);
+            }
+            else if ((kind & CO_FAST_CELL) && value != NULL) {
+                if (PyCell_Check(value) && make_cell_ran(fr, co, i)) {
+                    value = PyCell_GET(value);
+                }
+            }
+            if (value != NULL && cb(w, ctx, PyTuple_GET_ITEM(names, i), value) < 0) {
+                return -1;
+            }
+        }
+    }
+    return 0;
+#endif
+}
+#endif
+
+static int frame_local_edge(W *w, void *ctx, PyObject *name, PyObject *value)
+{
+    uint32_t src = *(uint32_t *)ctx;
+    if (!PyUnicode_Check(name)) {
+        if (stamp_add(&w->labeled, value) < 0) {
+            set_nomem(w);
+            return -1;
+        }
+        return emit(w, src, value, L_NONE);
+    }
+    return emit_labeled(w, src, value, L_LOCAL, label_of(w, name));
+}
+
+static int frame_edges(W *w, PyObject *o, uint32_t src)
+{
+    PyFrameObject *f = (PyFrameObject *)o;
+    PyObject *back = NULL;
+#if PY310
+    PyCodeObject *co = f->f_code;
+    if (co != NULL && (co->co_flags & CO_OPTIMIZED)) {
+        if (iter_locals(w, f, frame_local_edge, &src) < 0) {
+            return -1;
+        }
+    }
+    back = (PyObject *)f->f_back;
+#else
+    _PyInterpreterFrame *fr = frame_data(w, f);
+    if (fr != NULL) {
+        PyCodeObject *co = frame_code(fr);
+        if (co != NULL && (co->co_flags & CO_OPTIMIZED)) {
+            if (iter_locals(w, fr, f, frame_local_edge, &src) < 0) {
+                return -1;
+            }
+        }
+    }
+    back = (PyObject *)f->f_back;
+    if (back == NULL && fr != NULL && fr->owner == FRAME_OWNED_BY_THREAD) {
+        _PyInterpreterFrame *prev = fr->previous;
+        while (prev != NULL && (
+#if !PY311
+                   prev->owner == FRAME_OWNED_BY_CSTACK ||
+#endif
+                   _PyFrame_IsIncomplete(prev))) {
+            prev = prev->previous;
+        }
+        if (prev != NULL) {
+            back = (PyObject *)prev->frame_obj;  /* never created here */
+        }
+    }
+#endif
+    if (back != NULL && back != Py_None) {
+        return emit_labeled(w, src, back, L_ATTR, LBL_F_BACK);
+    }
+    return 0;
+}
+
+static int instance_edges(W *w, PyObject *o, uint32_t src, TypeInfo *ti, PtrVec *refs)
+{
+    for (size_t k = 0; k < ti->nslots; k++) {
+        PyObject *v = *(PyObject **)((char *)o + ti->slots[k].offset);
+        if (v != NULL && emit_labeled(w, src, v, L_ATTR, label_of(w, ti->slots[k].name)) < 0) {
+            return -1;
+        }
+    }
+    if (!ti->has_dict_getset) {
+        return 0;
+    }
+#if !PY310
+    if (ti->managed) {
+        PyTypeObject *tp = ti->tp;
+        PyDictKeysObject *keys = ((PyHeapTypeObject *)tp)->ht_cached_keys;
+#if PY311
+        PyObject *d = *_PyObject_ManagedDictPointer(o);
+        PyDictValues *values = d == NULL ? *_PyObject_ValuesPointer(o) : NULL;
+#elif PY312
+        PyDictOrValues dorv = *_PyObject_DictOrValuesPointer(o);
+        PyObject *d = NULL;
+        PyDictValues *values = NULL;
+        if (_PyDictOrValues_IsValues(dorv)) {
+            values = _PyDictOrValues_GetValues(dorv);
+        }
+        else {
+            d = _PyDictOrValues_GetDict(dorv);
+        }
+#else
+        PyObject *d = (PyObject *)_PyObject_ManagedDictPointer(o)->dict;
+        PyDictValues *values = NULL;
+        if (tp->tp_flags & Py_TPFLAGS_INLINE_VALUES) {
+            values = _PyObject_InlineValues(o);
+            if (!values->valid) {
+                values = NULL;
+            }
+        }
+#endif
+        if (d != NULL && Py_IS_TYPE(d, &PyDict_Type) && in_vec(refs, d)) {
+            return emit_labeled(w, src, d, L_ATTR, LBL_DICT);
+        }
+        if (values != NULL && keys != NULL && DK_IS_UNICODE(keys)) {
+            /* The attribute names of inline values, in insertion order (the
+             * order of the dict the __dict__ getter would make), read from
+             * the type's shared keys: no dict is created. */
+            PyDictUnicodeEntry *entries = DK_UNICODE_ENTRIES(keys);
+            Py_ssize_t nentries = keys->dk_nentries;
+#if PY313
+            int size = values->size;
+            uint8_t *order = get_insertion_order_array(values);
+            if (size > values->capacity) {
+                size = 0;
+            }
+#else
+            int size = ((uint8_t *)values)[-2];
+#endif
+            for (int i = 0; i < size; i++) {
+#if PY313
+                int ix = order[i];
+#else
+                int ix = ((uint8_t *)values)[-3 - i];
+#endif
+                if (ix >= nentries) {
+                    continue;
+                }
+                PyObject *v = values->values[ix];
+                PyObject *name = entries[ix].me_key;
+                if (v == NULL || name == NULL) {
+                    continue;
+                }
+                int r = PyUnicode_Check(name)
+                        ? emit_labeled(w, src, v, L_ATTR, label_of(w, name))
+                        : emit_labeled(w, src, v, L_NONE, 0);
+                if (r < 0) {
+                    return -1;
+                }
+            }
+        }
+        if (d != NULL) {
+            /* 3.13: a __dict__ made while the inline values stay valid; the
+             * object holds it although tp_traverse shows the values instead. */
+            return emit_labeled(w, src, d, L_ATTR, LBL_DICT);
+        }
+        return 0;
+    }
+#endif
+    PyObject **dp = ti->dictoffset != 0 ? _PyObject_GetDictPtr(o) : NULL;
+    PyObject *d = dp != NULL ? *dp : NULL;
+    if (d != NULL && Py_IS_TYPE(d, &PyDict_Type) && in_vec(refs, d)) {
+        return emit_labeled(w, src, d, L_ATTR, LBL_DICT);
+    }
+    return 0;
+}
+
+static int do_edges(W *w, PyObject *o, uint32_t src, TypeInfo *ti)
+{
+    PyTypeObject *tp = Py_TYPE(o);
+    int kind = ti->kind;
+    int use_labeled = 0;
+    int have_refs = 0;
+    stamp_reset(&w->labeled);
+
+    switch (kind) {
+    case K_DICT: {
+        Py_ssize_t pos = 0;
+        PyObject *k, *v;
+        int exact = tp == &PyDict_Type;
+        while (PyDict_Next(o, &pos, &k, &v)) {
+            if (!exact && (stamp_add(&w->labeled, k) < 0 || stamp_add(&w->labeled, v) < 0)) {
+                set_nomem(w);
+                return -1;
+            }
+            if (emit(w, src, k, L_KEY) < 0) {
+                return -1;
+            }
+            uint32_t lbl, cached;
+            if (map_get(&w->nlcache, k, &cached)) {
+                lbl = L_ITEM | (cached << 3);
+            }
+            else if (PyUnicode_CheckExact(k) && name_like(k)) {
+                int64_t l = label_of(w, k);
+                if (l < 0 || map_put(&w->nlcache, k, (uint32_t)l) < 0) {
+                    set_nomem(w);
+                    return -1;
+                }
+                lbl = L_ITEM | ((uint32_t)l << 3);
+            }
+            else {
+                lbl = Q_OPAQUE_PREV;    /* the key's index, once discovered */
+            }
+            if (emit(w, src, v, lbl) < 0) {
+                return -1;
+            }
+        }
+        if (exact) {
+            return 0;
+        }
+        use_labeled = 1;
+        break;
+    }
+    case K_LIST:
+    case K_TUPLE: {
+        int exact = (tp == &PyList_Type || tp == &PyTuple_Type);
+        Py_ssize_t n = Py_SIZE(o);
+        PyObject **items = kind == K_LIST ? ((PyListObject *)o)->ob_item
+                                          : ((PyTupleObject *)o)->ob_item;
+        for (Py_ssize_t i = 0; i < n && items != NULL; i++) {
+            PyObject *v = items[i];
+            if (v == NULL) {
+                continue;
+            }
+            if (!exact && stamp_add(&w->labeled, v) < 0) {
+                set_nomem(w);
+                return -1;
+            }
+            if (emit(w, src, v, L_INDEX | ((uint32_t)i << 3)) < 0) {
+                return -1;
+            }
+        }
+        if (exact) {
+            return 0;
+        }
+        use_labeled = 1;
+        break;
+    }
+    case K_MODULE: {
+        if (referents(w, o, &w->refs) < 0) {
+            return -1;
+        }
+        have_refs = 1;
+        PyObject *md = ((PyModuleObject *)o)->md_dict;
+        if (md != NULL && in_vec(&w->refs, md)) {
+            use_labeled = 1;
+            if (emit_labeled(w, src, md, L_ATTR, LBL_DICT) < 0) {
+                return -1;
+            }
+        }
+        break;
+    }
+    case K_TYPE: {
+        /* Static types too: tp_traverse never shows their dict, mro, bases. */
+        PyTypeObject *t = (PyTypeObject *)o;
+        use_labeled = 1;
+#if PY310 || PY311
+        PyObject *tdict = t->tp_dict;
+#else
+        PyObject *tdict = _PyType_GetDict(t);   /* per-interpreter for static builtins */
+#endif
+        PyObject *fields[3] = {tdict, t->tp_mro, t->tp_bases};
+        int lbls[3] = {LBL_DICT, LBL_MRO, LBL_BASES};
+        for (int i = 0; i < 3; i++) {
+            if (fields[i] != NULL && fields[i] != Py_None
+                    && emit_labeled(w, src, fields[i], L_ATTR, lbls[i]) < 0) {
+                return -1;
+            }
+        }
+        break;
+    }
+    case K_FUNCTION: {
+        PyFunctionObject *fn = (PyFunctionObject *)o;
+        PyObject *fields[5] = {fn->func_code, fn->func_globals, fn->func_defaults,
+                               fn->func_kwdefaults, fn->func_closure};
+        int lbls[5] = {LBL_CODE, LBL_GLOBALS, LBL_DEFAULTS, LBL_KWDEFAULTS, LBL_CLOSURE};
+        use_labeled = 1;
+        for (int i = 0; i < 5; i++) {
+            if (fields[i] != NULL && fields[i] != Py_None
+                    && emit_labeled(w, src, fields[i], L_ATTR, lbls[i]) < 0) {
+                return -1;
+            }
+        }
+        break;
+    }
+    case K_CELL: {
+        use_labeled = 1;
+        PyObject *v = PyCell_GET(o);
+        if (v != NULL && emit_labeled(w, src, v, L_ATTR, LBL_CELL_CONTENTS) < 0) {
+            return -1;
+        }
+        break;
+    }
+    case K_FRAME: {
+        uint32_t dummy;
+        if (map_get(&w->executing, o, &dummy)) {
+            return 0;
+        }
+        use_labeled = 1;
+        if (frame_edges(w, o, src) < 0) {
+            return -1;
+        }
+        break;
+    }
+    case K_LRU: {
+        if (referents(w, o, &w->refs) < 0) {
+            return -1;
+        }
+        have_refs = 1;
+        /* tp_traverse visits (cached keys and results...), cache, func,
+         * kwd_mark (a plain object()), two types, __dict__: the last dict
+         * followed two places later by an object() is the cache. */
+        for (Py_ssize_t k = (Py_ssize_t)w->refs.n - 3; k >= 0; k--) {
+            PyObject *r = w->refs.v[k];
+            if (Py_IS_TYPE(r, &PyDict_Type) && Py_IS_TYPE(w->refs.v[k + 2], &PyBaseObject_Type)) {
+                use_labeled = 1;
+                if (emit_labeled(w, src, r, L_ATTR, LBL_CACHE) < 0) {
+                    return -1;
+                }
+                break;
+            }
+        }
+        break;
+    }
+    case K_INSTANCE:
+        use_labeled = 1;
+        if (referents(w, o, &w->refs) < 0) {
+            return -1;
+        }
+        have_refs = 1;
+        if (instance_edges(w, o, src, ti, &w->refs) < 0) {
+            return -1;
+        }
+        break;
+    default:
+        break;
+    }
+    if (w->err) {
+        return -1;
+    }
+    if (!have_refs && referents(w, o, &w->refs) < 0) {
+        return -1;
+    }
+    PtrVec *refs = &w->refs;
+    for (size_t i = 0; i < refs->n; i++) {
+        PyObject *r = refs->v[i];
+        if (use_labeled && stamp_has(&w->labeled, r)) {
+            continue;
+        }
+        uint32_t lbl = (kind == K_INSTANCE && r == (PyObject *)tp) ? (L_ATTR | (LBL_CLASS << 3)) : L_NONE;
+        if (emit(w, src, r, lbl) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* ----------------------------------------------------------- processing */
+
+static void push_utf8(W *w, PyObject *s, uint32_t idx)
+{
+    /* str.encode(s, "utf-8", "surrogatepass") without making a bytes. */
+#if PY310 || PY311
+    if (!PyUnicode_IS_READY(s)) {
+        PyObject *b = PyUnicode_AsEncodedString(s, "utf-8", "surrogatepass");
+        if (b == NULL) {
+            w->err = 1;
+            return;
+        }
+        push(w, COL_STR_OBJ, idx);
+        push(w, COL_STR_LEN, (uint64_t)PyBytes_GET_SIZE(b));
+        push_bytes(w, COL_STR_DATA, (const uint8_t *)PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b));
+        w->nstrings++;
+        w->string_bytes += (uint64_t)PyBytes_GET_SIZE(b);
+        Py_DECREF(b);
+        return;
+    }
+#endif
+    Py_ssize_t n = PyUnicode_GET_LENGTH(s);
+    int kind = PyUnicode_KIND(s);
+    const void *data = PyUnicode_DATA(s);
+    uint64_t total = 0;
+    if (PyUnicode_IS_ASCII(s)) {
+        total = (uint64_t)n;
+    }
+    else {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            Py_UCS4 ch = PyUnicode_READ(kind, data, i);
+            total += ch < 0x80 ? 1 : ch < 0x800 ? 2 : ch < 0x10000 ? 3 : 4;
+        }
+    }
+    push(w, COL_STR_OBJ, idx);
+    push(w, COL_STR_LEN, total);
+    w->nstrings++;
+    w->string_bytes += total;
+    if (PyUnicode_IS_ASCII(s)) {
+        push_bytes(w, COL_STR_DATA, (const uint8_t *)data, (size_t)n);
+        return;
+    }
+    uint8_t buf[256];
+    size_t k = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_UCS4 ch = PyUnicode_READ(kind, data, i);
+        if (k > sizeof(buf) - 4) {
+            push_bytes(w, COL_STR_DATA, buf, k);
+            k = 0;
+        }
+        if (ch < 0x80) {
+            buf[k++] = (uint8_t)ch;
+        }
+        else if (ch < 0x800) {
+            buf[k++] = (uint8_t)(0xc0 | (ch >> 6));
+            buf[k++] = (uint8_t)(0x80 | (ch & 0x3f));
+        }
+        else if (ch < 0x10000) {
+            buf[k++] = (uint8_t)(0xe0 | (ch >> 12));
+            buf[k++] = (uint8_t)(0x80 | ((ch >> 6) & 0x3f));
+            buf[k++] = (uint8_t)(0x80 | (ch & 0x3f));
+        }
+        else {
+            buf[k++] = (uint8_t)(0xf0 | (ch >> 18));
+            buf[k++] = (uint8_t)(0x80 | ((ch >> 12) & 0x3f));
+            buf[k++] = (uint8_t)(0x80 | ((ch >> 6) & 0x3f));
+            buf[k++] = (uint8_t)(0x80 | (ch & 0x3f));
+        }
+    }
+    push_bytes(w, COL_STR_DATA, buf, k);
+}
+
+static uint32_t site_of(W *w, PyObject *o)
+{
+    PyObject *tb = PyObject_CallOneArg(w->tb_func, o);
+    if (tb == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (tb == Py_None) {
+        Py_DECREF(tb);
+        return 0;
+    }
+    uint32_t r = 0;
+    PyObject *iv = PyDict_GetItemWithError(w->sites, tb);
+    if (iv != NULL) {
+        r = (uint32_t)PyLong_AsUnsignedLong(iv);
+        Py_DECREF(tb);
+        return r;
+    }
+    if (PyErr_Occurred()) {
+        PyErr_Clear();    /* an unhashable traceback: unknown site */
+        Py_DECREF(tb);
+        return 0;
+    }
+    r = (uint32_t)PyList_GET_SIZE(w->site_list) + 1;
+    PyObject *frames = PySequence_List(tb);
+    PyObject *num = PyLong_FromUnsignedLong(r);
+    if (frames == NULL || num == NULL) {
+        goto fail;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(frames); i++) {
+        PyObject *fl = PySequence_List(PyList_GET_ITEM(frames, i));
+        if (fl == NULL) {
+            goto fail;
+        }
+        PyList_SetItem(frames, i, fl);
+    }
+    if (PyDict_SetItem(w->sites, tb, num) < 0 || PyList_Append(w->site_list, frames) < 0) {
+        goto fail;
+    }
+    Py_DECREF(frames);
+    Py_DECREF(num);
+    Py_DECREF(tb);
+    return r;
+fail:
+    Py_XDECREF(frames);
+    Py_XDECREF(num);
+    Py_DECREF(tb);
+    w->err = 1;
+    return 0;
+}
+
+static int process_one(W *w, uint32_t i)
+{
+    PyObject *o = w->addrs[i];
+    TypeInfo *ti = type_info(w, Py_TYPE(o));
+    if (ti == NULL) {
+        return -1;
+    }
+    if (do_edges(w, o, i, ti) < 0 || w->err) {
+        return -1;
+    }
+    /* the first object of a type not yet reached gets an edge to it */
+    if (!ti->type_known && q_push(w, (PyObject *)ti, 0, i, Q_TYPE) < 0) {
+        return -1;
+    }
+    if (q_push(w, NULL, 0, i, Q_END) < 0) {
+        return -1;
+    }
+    Py_ssize_t size = size_of(w, o, ti);
+    w->heap += (uint64_t)size;
+    push(w, COL_TYPE, ti->index);
+    push(w, COL_SIZE, (uint64_t)size);
+    push(w, COL_LENGTH, length_of(o, ti->kind));
+    if (w->trace) {
+        push(w, COL_SITE, site_of(w, o));
+    }
+    if (w->strings && ti->kind == K_STR) {
+        push_utf8(w, o, i);
+    }
+    return w->err ? -1 : 0;
+}
+
+/* Walk to exhaustion: objects in index order, a batch at a time (their
+ * edges are discovered together; see q_flush). */
+static int process(W *w)
+{
+    while (w->done < w->n) {
+        size_t end = w->done + BATCH < w->n ? w->done + BATCH : w->n;
+        for (size_t i = w->done; i < end; i++) {
+            if (i + 4 < end) {
+                __builtin_prefetch(w->addrs[i + 4]);
+            }
+            if (process_one(w, (uint32_t)i) < 0) {
+                goto fail;
+            }
+        }
+        if (q_flush(w) < 0) {
+            goto fail;
+        }
+        w->done = end;
+        wt_yield(w);
+    }
+    return 0;
+fail:
+    if (!PyErr_Occurred()) {
+        PyErr_SetString(PyExc_RuntimeError, "memdiag walker failed");
+    }
+    return -1;
+}
+
+static int add_root(W *w, PyObject *obj, int kind, PyObject *desc, PyObject *name)
+{
+    int64_t idx = discover(w, obj, 0, 0);
+    if (idx == IDX_ERROR) {
+        return -1;
+    }
+    if (idx == IDX_IGNORED) {
+        return 0;
+    }
+    int64_t d = desc ? label_of(w, desc) : LBL_EMPTY;
+    if (d < 0) {
+        return -1;
+    }
+    int64_t n = name ? label_of(w, name) : LBL_EMPTY;
+    if (n < 0) {
+        return -1;
+    }
+    w->roots++;
+    push(w, COL_ROOT_OBJ, (uint64_t)idx);
+    push(w, COL_ROOT_KIND, (uint64_t)kind);
+    push(w, COL_ROOT_DESC, (uint64_t)d);
+    push(w, COL_ROOT_NAME, (uint64_t)n);
+    return w->err ? -1 : 0;
+}
+
+/* PyWalker.mark_ignored: everything reachable from the seeds without going
+ * through an indexed object is ignored; running frames are never entered. */
+static int mark_ignored(W *w, PyObject **seeds, size_t nseeds)
+{
+    uint32_t dummy;
+    /* What PyWalker's own tables hold besides containers: the strings its
+     * labels were made from, and the names of its type table that are
+     * heap objects (type_name() returns a heap type's __qualname__ when its
+     * __module__ is "builtins", its __name__ when it has no __module__). */
+    for (size_t i = 0; i < w->label_origs.n; i++) {
+        if (ignore_obj(w, w->label_origs.v[i]) < 0) {
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < w->ntypes; i++) {
+        PyTypeObject *tp = w->types[i]->tp;
+        if (!(tp->tp_flags & TPF_HEAPTYPE) || tp->tp_dict == NULL) {
+            continue;
+        }
+        PyHeapTypeObject *ht = (PyHeapTypeObject *)tp;
+        PyObject *mod = PyDict_GetItemWithError(tp->tp_dict, w->str_module);
+        PyErr_Clear();
+        PyObject *name = NULL;
+        if (mod == NULL) {
+            name = ht->ht_name;
+        }
+        else if (!PyUnicode_Check(mod) || PyUnicode_CompareWithASCIIString(mod, "builtins") == 0) {
+            name = ht->ht_qualname;
+        }
+        if (name != NULL && PyUnicode_Check(name) && ignore_obj(w, name) < 0) {
+            return -1;
+        }
+    }
+    w->stack.n = 0;
+    for (size_t i = 0; i < nseeds; i++) {
+        if (vec_push(&w->stack, seeds[i]) < 0) {
+            set_nomem(w);
+            return -1;
+        }
+    }
+    while (w->stack.n) {
+        PyObject *o = w->stack.v[--w->stack.n];
+        if (map_get(&w->expanded, o, &dummy) || map_get(&w->executing, o, &dummy)) {
+            continue;
+        }
+        if (map_put(&w->expanded, o, 1) < 0) {
+            set_nomem(w);
+            return -1;
+        }
+        if (referents(w, o, &w->refs) < 0) {
+            return -1;
+        }
+        for (size_t i = 0; i < w->refs.n; i++) {
+            PyObject *r = w->refs.v[i];
+            if (is_visited(w, r) || map_get(&w->expanded, r, &dummy)
+                    || map_get(&w->executing, r, &dummy)) {
+                continue;
+            }
+            if (ignore_obj(w, r) < 0 || vec_push(&w->stack, r) < 0) {
+                set_nomem(w);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* --------------------------------------------------------------- walk() */
+
+static void walker_free(W *w)
+{
+    for (int c = 1; c < NCOLS; c++) {
+        xfree(w->cols[c].vals, CHUNK * sizeof(uint64_t));
+        w->cols[c].vals = NULL;
+    }
+    for (size_t i = 0; i < w->npending; i++) {
+        xfree(w->pending[i].data, w->pending[i].stored_len);
+    }
+    xfree(w->pending, w->pendcap * sizeof(Pending));
+    xfree(w->raw, (size_t)CHUNK * 8);
+    xfree(w->q, QMAX * sizeof(QE));
+    free(w->addrs);
+    w->addrs = NULL;
+    table_free(w->tab, w->tcap);
+    w->tab = NULL;
+    map_free(&w->ignored);
+    map_free(&w->nlcache);
+    for (size_t i = 0; i < w->ntypes; i++) {
+        if (w->types[i] != NULL) {
+            size_t ns = w->types[i]->nslots;
+            size_t cap = 4;
+            while (cap < ns) cap *= 2;
+            xfree(w->types[i]->slots, ns ? cap * sizeof(Slot) : 0);
+            xfree(w->types[i], sizeof(TypeInfo));
+        }
+    }
+    xfree(w->types, w->typecap * sizeof(TypeInfo *));
+    map_free(&w->lcache);
+    map_free(&w->tmap);
+    map_free(&w->executing);
+    map_free(&w->expanded);
+    vec_free(&w->refs);
+    vec_free(&w->label_origs);
+    vec_free(&w->stack);
+    stamp_free(&w->labeled);
+    Py_CLEAR(w->labels);
+    Py_CLEAR(w->label_list);
+    Py_CLEAR(w->type_list);
+    Py_CLEAR(w->kind_list);
+    Py_CLEAR(w->keep);
+    Py_CLEAR(w->tb_func);
+    Py_CLEAR(w->sites);
+    Py_CLEAR(w->site_list);
+    Py_CLEAR(w->str_sizeof);
+    Py_CLEAR(w->str_dict);
+    Py_CLEAR(w->str_module);
+    Py_CLEAR(w->writer);
+}
+
+static PyTypeObject *type_from_module(const char *module, const char *attr)
+{
+    PyObject *name = PyUnicode_FromString(module);
+    if (name == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    PyObject *mod = PyImport_GetModule(name);   /* sys.modules only: no import */
+    Py_DECREF(name);
+    if (mod == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    PyTypeObject *res = NULL;
+    if (PyModule_Check(mod)) {
+        PyObject *d = PyModule_GetDict(mod);
+        PyObject *t = d ? PyDict_GetItemString(d, attr) : NULL;
+        if (t != NULL && PyType_Check(t)) {
+            res = (PyTypeObject *)t;   /* kept alive by its module */
+        }
+    }
+    Py_DECREF(mod);
+    PyErr_Clear();
+    return res;
+}
+
+/* Items of a list/tuple argument as a borrowed array. */
+static int seq_items(PyObject *seq, PyObject ***items, Py_ssize_t *n, const char *what)
+{
+    if (PyList_Check(seq)) {
+        *items = ((PyListObject *)seq)->ob_item;
+        *n = PyList_GET_SIZE(seq);
+        return 0;
+    }
+    if (PyTuple_Check(seq)) {
+        *items = ((PyTupleObject *)seq)->ob_item;
+        *n = PyTuple_GET_SIZE(seq);
+        return 0;
+    }
+    PyErr_Format(PyExc_TypeError, "%s must be a list or a tuple", what);
+    return -1;
+}
+
+static int tuple_parts(PyObject *t, Py_ssize_t n, PyObject **out, const char *what)
+{
+    if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != n) {
+        if (PyList_Check(t) && PyList_GET_SIZE(t) == n) {
+            for (Py_ssize_t i = 0; i < n; i++) {
+                out[i] = PyList_GET_ITEM(t, i);
+            }
+            return 0;
+        }
+        PyErr_Format(PyExc_TypeError, "%s entries must be %zd-tuples", what, n);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        out[i] = PyTuple_GET_ITEM(t, i);
+    }
+    return 0;
+}
+
+static int init_walker(W *w, PyObject *writer, int stream, int strings, int trace)
+{
+    memset(w, 0, sizeof(*w));
+    w->writer = Py_NewRef(writer);
+    w->stream = stream;
+    w->strings = strings;
+    w->trace = trace;
+    w->pagesize = sysconf(_SC_PAGESIZE);
+    if (w->pagesize <= 0) {
+        w->pagesize = 4096;
+    }
+    for (int c = 1; c < NCOLS; c++) {
+        w->cols[c].vals = xcalloc(CHUNK * sizeof(uint64_t));
+        if (w->cols[c].vals == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    if (map_init(&w->lcache, 10) < 0 || map_init(&w->tmap, 10) < 0
+            || map_init(&w->executing, 6) < 0 || stamp_init(&w->labeled) < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    /* Size the table for about as many objects as pymalloc has blocks (a
+     * close estimate: most objects are small), at load 0.4. */
+    size_t est = 0;
+    PyObject *f = PySys_GetObject("getallocatedblocks");   /* borrowed */
+    if (f != NULL && PyCFunction_Check(f)) {
+        PyObject *r = PyObject_CallNoArgs(f);
+        if (r != NULL) {
+            est = PyLong_AsSize_t(r);
+            Py_DECREF(r);
+        }
+        if (PyErr_Occurred()) {
+            PyErr_Clear();
+            est = 0;
+        }
+    }
+    if (est < 16384) {
+        est = 16384;
+    }
+    w->tcap = est * 5 / 2;
+    w->tab = table_alloc(w->tcap);
+    w->q = xcalloc(QMAX * sizeof(QE));
+    w->cap = est;
+    w->addrs = malloc(w->cap * sizeof(PyObject *));   /* resident as it fills */
+    if (w->tab == NULL || w->q == NULL || w->addrs == NULL || map_init(&w->ignored, 10) < 0
+            || map_init(&w->nlcache, 10) < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    w->labels = PyDict_New();
+    w->label_list = PyList_New(0);
+    w->type_list = PyList_New(0);
+    w->kind_list = PyList_New(0);
+    w->keep = PyList_New(0);
+    w->sites = PyDict_New();
+    w->site_list = PyList_New(0);
+    w->str_sizeof = PyUnicode_InternFromString("__sizeof__");
+    w->str_dict = PyUnicode_InternFromString("__dict__");
+    w->str_module = PyUnicode_InternFromString("__module__");
+    if (map_init(&w->expanded, 10) < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (!w->str_dict || !w->str_module || !w->labels || !w->label_list || !w->type_list || !w->kind_list || !w->keep
+            || !w->sites || !w->site_list || !w->str_sizeof) {
+        return -1;
+    }
+    /* The well-known labels, from snapfile when it is loaded (same indexes). */
+    PyObject *wk = NULL;
+    PyTypeObject *unused = NULL;
+    (void)unused;
+    {
+        PyObject *name = PyUnicode_FromString("memdiag.snapfile");
+        PyObject *mod = name ? PyImport_GetModule(name) : NULL;
+        Py_XDECREF(name);
+        if (mod != NULL && PyModule_Check(mod)) {
+            PyObject *d = PyModule_GetDict(mod);
+            wk = d ? PyDict_GetItemString(d, "WELL_KNOWN_LABELS") : NULL;
+            Py_XINCREF(wk);
+        }
+        Py_XDECREF(mod);
+        PyErr_Clear();
+    }
+    int nwk = 0;
+    while (WELL_KNOWN_LABELS[nwk] != NULL) {
+        nwk++;
+    }
+    if (wk != NULL && PyTuple_Check(wk) && PyTuple_GET_SIZE(wk) >= nwk) {
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(wk); i++) {
+            PyObject *s = PyTuple_GET_ITEM(wk, i);
+            if (!PyUnicode_Check(s) || (i < nwk && PyUnicode_CompareWithASCIIString(
+                    s, WELL_KNOWN_LABELS[i]) != 0)) {
+                Py_DECREF(wk);
+                PyErr_SetString(PyExc_RuntimeError,
+                                "memdiag._walker: WELL_KNOWN_LABELS changed; rebuild the extension");
+                return -1;
+            }
+            if (PyList_Append(w->keep, s) < 0 || label_of(w, s) < 0) {
+                Py_DECREF(wk);
+                return -1;
+            }
+        }
+    }
+    else {
+        for (int i = 0; i < nwk; i++) {
+            if (label_cstr(w, WELL_KNOWN_LABELS[i]) < 0) {
+                Py_XDECREF(wk);
+                return -1;
+            }
+        }
+    }
+    Py_XDECREF(wk);
+    w->deque_type = type_from_module("collections", "deque");
+    if (w->deque_type == NULL) {
+        w->deque_type = type_from_module("_collections", "deque");
+    }
+    w->lru_type = type_from_module("functools", "_lru_cache_wrapper");
+    if (w->lru_type == NULL) {
+        w->lru_type = type_from_module("_functools", "_lru_cache_wrapper");
+    }
+    if (trace) {
+        PyObject *mod = PyImport_ImportModule("_tracemalloc");
+        if (mod == NULL) {
+            return -1;
+        }
+        w->tb_func = PyObject_GetAttrString(mod, "_get_object_traceback");
+        Py_DECREF(mod);
+        if (w->tb_func == NULL) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static PyObject *build_result(W *w)
+{
+    PyObject *trailer = Py_BuildValue(
+        "{s:K,s:K,s:K,s:K,s:K,s:O,s:O,s:O,s:K}",
+        "objects", (unsigned long long)w->n, "edges", (unsigned long long)w->nedges,
+        "roots", (unsigned long long)w->roots, "strings", (unsigned long long)w->nstrings,
+        "string_bytes", (unsigned long long)w->string_bytes,
+        "type_kinds", w->kind_list, "labels", w->label_list, "sites", w->site_list,
+        "python_heap", (unsigned long long)w->heap);
+    if (trailer == NULL) {
+        return NULL;
+    }
+    PyObject *stats = Py_BuildValue(
+        "{s:n,s:n,s:n,s:n,s:n,s:n,s:d}",
+        "peak_bytes", (Py_ssize_t)(mem_peak + w->n * sizeof(PyObject *)),
+        "pending_bytes", (Py_ssize_t)w->pending_peak,
+        "ignored", (Py_ssize_t)w->ignored.n, "table_slots", (Py_ssize_t)w->tcap,
+        "types", (Py_ssize_t)w->ntypes, "labels", PyList_GET_SIZE(w->label_list),
+        "write_seconds", w->write_seconds);
+    if (stats == NULL) {
+        Py_DECREF(trailer);
+        return NULL;
+    }
+    PyObject *res = Py_BuildValue("{s:N,s:s,s:O,s:N}", "trailer", trailer, "walker", "c",
+                                  "type_objects", w->type_list, "stats", stats);
+    return res;
+}
+
+static PyObject *walk_impl(PyObject *args, PyObject *writer, PyObject *module_roots, PyObject *stack_roots,
+                           PyObject *thread_roots, PyObject *ignore, PyObject *frames,
+                           int strings, int trace, int may_materialize)
+{
+    W w;
+    PyObject *result = NULL;
+    PyObject **items;
+    Py_ssize_t n;
+    PtrVec seeds = {0};
+    PtrVec cand = {0};
+    mem_cur = mem_peak = 0;
+    int gc_was = PyGC_Disable();
+
+    if (init_walker(&w, writer, may_materialize, strings, trace) < 0) {
+        goto done;
+    }
+    if (may_materialize && !getenv("MEMDIAG_NO_WRITER_THREAD")) {
+        wt_start(&w);
+    }
+    /* Ignored up front, as PyWalker does: the writer and its containers
+     * (PyWalker.__init__); the walker's own tables and the argument lists
+     * (which are memdiag's own objects too) are also expanded in phase 4. */
+    {
+        static const char *const wattrs[] = {"__dict__", "pending", "counts", NULL};
+        if (ignore_obj(&w, writer) < 0) {
+            goto done;
+        }
+        for (int i = 0; wattrs[i] != NULL; i++) {
+            PyObject *a = PyObject_GetAttrString(writer, wattrs[i]);
+            if (a == NULL) {
+                PyErr_Clear();
+                continue;
+            }
+            int r = PyList_Append(w.keep, a);   /* must stay alive */
+            PyObject *borrowed = a;
+            Py_DECREF(a);
+            if (r < 0 || ignore_obj(&w, borrowed) < 0) {
+                goto done;
+            }
+        }
+    }
+    PyObject *own[] = {w.labels, w.label_list, w.type_list, w.kind_list, w.keep,
+                       w.sites, w.site_list, module_roots, stack_roots,
+                       thread_roots, ignore, frames, args};
+    for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++) {
+        if (ignore_obj(&w, own[i]) < 0 || vec_push(&seeds, own[i]) < 0) {
+            set_nomem(&w);
+            goto done;
+        }
+    }
+    if (seq_items(ignore, &items, &n, "ignore") < 0) {
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (ignore_obj(&w, items[i]) < 0 || vec_push(&seeds, items[i]) < 0) {
+            set_nomem(&w);
+            goto done;
+        }
+    }
+    if (seq_items(frames, &items, &n, "frames") < 0) {
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (ignore_obj(&w, items[i]) < 0 || map_put(&w.executing, items[i], 1) < 0) {
+            set_nomem(&w);
+            goto done;
+        }
+    }
+
+    /* 1. modules */
+    if (seq_items(module_roots, &items, &n, "module_roots") < 0) {
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *p[2];
+        if (tuple_parts(items[i], 2, p, "module_roots") < 0
+                || add_root(&w, p[1], ROOT_MODULE, p[0], NULL) < 0) {
+            goto done;
+        }
+    }
+    if (process(&w) < 0) {
+        goto done;
+    }
+    /* 2. stack locals */
+    if (seq_items(stack_roots, &items, &n, "stack_roots") < 0) {
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *p[3];
+        if (tuple_parts(items[i], 3, p, "stack_roots") < 0
+                || add_root(&w, p[2], ROOT_LOCAL, p[0], p[1]) < 0) {
+            goto done;
+        }
+    }
+    if (process(&w) < 0) {
+        goto done;
+    }
+    /* 3. thread state dicts */
+    if (seq_items(thread_roots, &items, &n, "thread_roots") < 0) {
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *p[2];
+        if (tuple_parts(items[i], 2, p, "thread_roots") < 0
+                || add_root(&w, p[1], ROOT_THREAD, p[0], NULL) < 0) {
+            goto done;
+        }
+    }
+    if (process(&w) < 0) {
+        goto done;
+    }
+    /* 4. everything only memdiag's own objects reach (the writer thread is
+     * idle: it holds no object while the walker looks at memdiag's) */
+    if (wt_drain(&w) < 0 || mark_ignored(&w, seeds.v, seeds.n) < 0) {
+        goto done;
+    }
+    /* 5. gc-tracked objects no root reached: collect first (walking may add
+     * to the generation lists), then walk each in list order. */
+    {
+        PyInterpreterState *interp = _PyInterpreterState_GET();
+        struct _gc_runtime_state *gcs = &interp->gc;
+        for (int g = 0; g <= NUM_GENERATIONS; g++) {
+            PyGC_Head *head = g < NUM_GENERATIONS ? &gcs->generations[g].head
+                                                  : &gcs->permanent_generation.head;
+            PyGC_Head *gc = _PyGCHead_NEXT(head);
+            while (gc != NULL && gc != head) {
+                PyObject *buf[1024];
+                size_t nb = 0;
+                while (nb < 1024 && gc != NULL && gc != head) {
+                    buf[nb++] = (PyObject *)(gc + 1);
+                    gc = _PyGCHead_NEXT(gc);
+                }
+                for (size_t i = 0; i < nb; i++) {
+                    if (i + 16 < nb) {
+                        tab_prefetch(&w, buf[i + 16]);
+                    }
+                    if (!is_known(&w, buf[i]) && vec_push(&cand, buf[i]) < 0) {
+                        set_nomem(&w);
+                        goto done;
+                    }
+                }
+            }
+        }
+    }
+    for (size_t i = 0; i < cand.n; i++) {
+        PyObject *o = cand.v[i];
+        if (is_known(&w, o)) {
+            continue;
+        }
+        if (add_root(&w, o, ROOT_UNREACHED, NULL, NULL) < 0 || process(&w) < 0) {
+            goto done;
+        }
+    }
+    vec_free(&cand);
+    for (int c = 1; c < NCOLS; c++) {
+        if (col_flush(&w, c) < 0) {
+            goto done;
+        }
+    }
+    if (wt_finish(&w) < 0) {
+        goto done;
+    }
+    /* No raw object pointer is used past this point: the chunks kept in
+     * memory may now go to the writer (which may release the GIL). */
+    w.pending_peak = w.pending_bytes;
+    if (write_pending(&w) < 0) {
+        goto done;
+    }
+    result = build_result(&w);
+
+done:
+    if (w.wt_on) {
+        PyObject *t, *v, *tb;
+        PyErr_Fetch(&t, &v, &tb);
+        wt_finish(&w);
+        if (t != NULL) {
+            PyErr_Clear();
+            PyErr_Restore(t, v, tb);
+        }
+    }
+    vec_free(&seeds);
+    vec_free(&cand);
+    walker_free(&w);
+    if (gc_was) {
+        PyGC_Enable();
+    }
+    return result;
+}
+
+PyDoc_STRVAR(walk_doc,
+"walk(writer, module_roots, stack_roots, thread_roots, ignore, frames,\n"
+"     strings, trace, may_materialize) -> dict\n\n"
+"Walk the heap into writer (a memdiag.snapfile.Writer) as PyWalker.run does.\n"
+"Returns {'trailer': {...}, 'walker': 'c', 'type_objects': [...], 'stats': {...}}.");
+
+static PyObject *walk(PyObject *self, PyObject *args)
+{
+    PyObject *writer, *module_roots, *stack_roots, *thread_roots, *ignore, *frames;
+    int strings, trace, may_materialize;
+    if (!PyArg_ParseTuple(args, "OOOOOOppp:walk", &writer, &module_roots, &stack_roots,
+                          &thread_roots, &ignore, &frames, &strings, &trace,
+                          &may_materialize)) {
+        return NULL;
+    }
+    return walk_impl(args, writer, module_roots, stack_roots, thread_roots, ignore, frames,
+                     strings, trace, may_materialize);
+}
+
+/* ------------------------------------------------------------ capture() */
+
+typedef struct {
+    PyObject *list;
+    PyObject *desc;
+} RootCtx;
+
+static int capture_local(W *w, void *ctx, PyObject *name, PyObject *value)
+{
+    RootCtx *rc = ctx;
+    PyObject *t = PyTuple_Pack(3, rc->desc, name, value);
+    if (t == NULL) {
+        return -1;
+    }
+    int r = PyList_Append(rc->list, t);
+    Py_DECREF(t);
+    return r;
+}
+
+/* os.path.dirname(filename) == hook_dir */
+static int is_hook_file(PyObject *filename, PyObject *hook_dir)
+{
+    if (filename == NULL || !PyUnicode_Check(filename) || hook_dir == NULL) {
+        return 0;
+    }
+    Py_ssize_t n = PyUnicode_GET_LENGTH(filename);
+    Py_ssize_t i = PyUnicode_FindChar(filename, '/', 0, n, -1);
+    if (i < 0) {
+        return PyUnicode_GET_LENGTH(hook_dir) == 0;
+    }
+    Py_ssize_t end = i + 1;
+    /* rstrip the slashes unless the head is all slashes */
+    Py_ssize_t j = end;
+    while (j > 0 && PyUnicode_READ_CHAR(filename, j - 1) == '/') {
+        j--;
+    }
+    if (j > 0) {
+        end = j;
+    }
+    PyObject *head = PyUnicode_Substring(filename, 0, end);
+    if (head == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    int eq = PyUnicode_Compare(head, hook_dir) == 0;
+    Py_DECREF(head);
+    PyErr_Clear();
+    return eq;
+}
+
+static PyObject *frame_desc(PyObject *tname, PyCodeObject *co, int lineno)
+{
+    return PyUnicode_FromFormat("%U: %U (%U:%d)", tname, co->co_name, co->co_filename, lineno);
+}
+
+typedef struct {
+    unsigned long tid;
+    PyThreadState *ts;
+} TS;
+
+PyDoc_STRVAR(capture_doc,
+"capture(names, main_tid, hook_dir) -> dict\n\n"
+"Every thread's frames and thread-state dicts, read without running code or\n"
+"materializing frames: {'stack_roots': [(desc, name, obj)],\n"
+"'thread_roots': [(thread name, dict)], 'frames': [frame objects]}.");
+
+static PyObject *capture(PyObject *self, PyObject *args)
+{
+    PyObject *names, *hook_dir;
+    unsigned long long main_tid;
+    if (!PyArg_ParseTuple(args, "OKU:capture", &names, &main_tid, &hook_dir)) {
+        return NULL;
+    }
+    int gc_was = PyGC_Disable();
+    PyObject *stack_roots = PyList_New(0), *thread_roots = PyList_New(0),
+             *frames = PyList_New(0), *keepalive = PyList_New(0), *result = NULL;
+    TS *tss = NULL;
+    size_t nts = 0, cap = 0;
+    if (!stack_roots || !thread_roots || !frames || !keepalive) {
+        goto done;
+    }
+    PyInterpreterState *interp = PyThreadState_Get()->interp;
+    for (PyThreadState *t = PyInterpreterState_ThreadHead(interp); t != NULL;
+            t = PyThreadState_Next(t)) {
+        if (nts == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            TS *nt = realloc(tss, ncap * sizeof(TS));
+            if (nt == NULL) {
+                PyErr_NoMemory();
+                goto done;
+            }
+            tss = nt;
+            cap = ncap;
+        }
+        tss[nts].tid = t->thread_id;
+        tss[nts].ts = t;
+        nts++;
+    }
+    /* main thread first, then ascending thread id */
+    for (size_t i = 1; i < nts; i++) {
+        TS cur = tss[i];
+        size_t j = i;
+        while (j > 0) {
+            TS prev = tss[j - 1];
+            int cur_main = cur.tid == (unsigned long)main_tid;
+            int prev_main = prev.tid == (unsigned long)main_tid;
+            int less = cur_main != prev_main ? cur_main : cur.tid < prev.tid;
+            if (!less) {
+                break;
+            }
+            tss[j] = prev;
+            j--;
+        }
+        tss[j] = cur;
+    }
+    for (size_t k = 0; k < nts; k++) {
+        PyThreadState *t = tss[k].ts;
+        PyObject *tname = NULL;
+        if (names != NULL && PyDict_Check(names)) {
+            PyObject *key = PyLong_FromUnsignedLong(tss[k].tid);
+            if (key == NULL) {
+                goto done;
+            }
+            PyObject *v = PyDict_GetItemWithError(names, key);
+            Py_DECREF(key);
+            if (v != NULL && PyUnicode_Check(v)) {
+                tname = Py_NewRef(v);
+            }
+            PyErr_Clear();
+        }
+        if (tname == NULL) {
+            tname = PyUnicode_FromFormat("thread-%lu", tss[k].tid);
+            if (tname == NULL) {
+                goto done;
+            }
+        }
+#if PY310
+        for (PyFrameObject *f = t->frame; f != NULL; f = f->f_back) {
+            if (PyList_Append(frames, (PyObject *)f) < 0) {
+                Py_DECREF(tname);
+                goto done;
+            }
+            PyCodeObject *co = f->f_code;
+            if (co == NULL || is_hook_file(co->co_filename, hook_dir)) {
+                continue;
+            }
+            PyObject *desc = frame_desc(tname, co, PyFrame_GetLineNumber(f));
+            if (desc == NULL) {
+                Py_DECREF(tname);
+                goto done;
+            }
+            int r = 0;
+            if (co->co_flags & CO_OPTIMIZED) {
+                RootCtx rc = {stack_roots, desc};
+                r = iter_locals(NULL, f, capture_local, &rc);
+            }
+            else if (f->f_locals != NULL && f->f_locals != f->f_globals) {
+                PyObject *lname = PyUnicode_FromString("<locals>");
+                PyObject *tup = lname ? PyTuple_Pack(3, desc, lname, f->f_locals) : NULL;
+                Py_XDECREF(lname);
+                r = tup ? PyList_Append(stack_roots, tup) : -1;
+                Py_XDECREF(tup);
+            }
+            Py_DECREF(desc);
+            if (r < 0) {
+                Py_DECREF(tname);
+                goto done;
+            }
+        }
+#else
+#  if PY313
+        _PyInterpreterFrame *fr = t->current_frame;
+#  else
+        _PyInterpreterFrame *fr = t->cframe ? t->cframe->current_frame : NULL;
+#  endif
+        for (; fr != NULL; fr = fr->previous) {
+#  if !PY311
+            if (fr->owner == FRAME_OWNED_BY_CSTACK) {
+                continue;
+            }
+#  endif
+            PyCodeObject *co = frame_code(fr);
+            if (co == NULL || _PyFrame_IsIncomplete(fr)) {
+                continue;
+            }
+            PyFrameObject *f = fr->frame_obj;
+            if (f != NULL && PyList_Append(frames, (PyObject *)f) < 0) {
+                Py_DECREF(tname);
+                goto done;
+            }
+            if (is_hook_file(co->co_filename, hook_dir)) {
+                continue;
+            }
+            int lineno;
+            if (f != NULL && f->f_lineno != 0) {
+                lineno = f->f_lineno;
+            }
+            else {
+#  if PY311
+                lineno = PyCode_Addr2Line(co, _PyInterpreterFrame_LASTI(fr) * sizeof(_Py_CODEUNIT));
+#  else
+                lineno = PyUnstable_InterpreterFrame_GetLine(fr);
+#  endif
+            }
+            PyObject *desc = frame_desc(tname, co, lineno);
+            if (desc == NULL) {
+                Py_DECREF(tname);
+                goto done;
+            }
+            int r = 0;
+            if (co->co_flags & CO_OPTIMIZED) {
+                RootCtx rc = {stack_roots, desc};
+                r = iter_locals(NULL, fr, f, capture_local, &rc);
+            }
+            else if (fr->f_locals != NULL && fr->f_locals != fr->f_globals) {
+                PyObject *lname = PyUnicode_FromString("<locals>");
+                PyObject *tup = lname ? PyTuple_Pack(3, desc, lname, fr->f_locals) : NULL;
+                Py_XDECREF(lname);
+                r = tup ? PyList_Append(stack_roots, tup) : -1;
+                Py_XDECREF(tup);
+            }
+            Py_DECREF(desc);
+            if (r < 0) {
+                Py_DECREF(tname);
+                goto done;
+            }
+        }
+#endif
+#if PY313
+        /* 3.13 keeps threading.local data per sentinel: a fork child clears
+         * other threads' sentinels, which drops their data, unless held. */
+        if (t->threading_local_sentinel != NULL
+                && PyList_Append(keepalive, t->threading_local_sentinel) < 0) {
+            Py_DECREF(tname);
+            goto done;
+        }
+#endif
+        if (t->dict != NULL) {
+            PyObject *tup = PyTuple_Pack(2, tname, t->dict);
+            int r = tup ? PyList_Append(thread_roots, tup) : -1;
+            Py_XDECREF(tup);
+            if (r < 0) {
+                Py_DECREF(tname);
+                goto done;
+            }
+        }
+        Py_DECREF(tname);
+    }
+    result = Py_BuildValue("{s:O,s:O,s:O,s:O}", "stack_roots", stack_roots,
+                           "thread_roots", thread_roots, "frames", frames,
+                           "keepalive", keepalive);
+done:
+    free(tss);
+    Py_XDECREF(stack_roots);
+    Py_XDECREF(thread_roots);
+    Py_XDECREF(frames);
+    Py_XDECREF(keepalive);
+    if (gc_was) {
+        PyGC_Enable();
+    }
+    return result;
+}
+
+PyDoc_STRVAR(permanent_ids_doc,
+"permanent_generation_ids() -> list of int\n\n"
+"id() of every object in the garbage collector's permanent generation\n"
+"(gc.freeze()); gc.get_objects() does not list them, walk() does.");
+
+static PyObject *permanent_generation_ids(PyObject *self, PyObject *noargs)
+{
+    PyObject *out = PyList_New(0);
+    if (out == NULL) {
+        return NULL;
+    }
+    PyInterpreterState *interp = _PyInterpreterState_GET();
+    PyGC_Head *head = &interp->gc.permanent_generation.head;
+    for (PyGC_Head *gc = _PyGCHead_NEXT(head); gc != NULL && gc != head; gc = _PyGCHead_NEXT(gc)) {
+        PyObject *v = PyLong_FromVoidPtr((void *)(gc + 1));
+        if (v == NULL || PyList_Append(out, v) < 0) {
+            Py_XDECREF(v);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(v);
+    }
+    return out;
+}
+
+/* --------------------------------------------------------------- module */
+
+static PyMethodDef methods[] = {
+    {"walk", walk, METH_VARARGS, walk_doc},
+    {"capture", capture, METH_VARARGS, capture_doc},
+    {"permanent_generation_ids", permanent_generation_ids, METH_NOARGS, permanent_ids_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef moduledef = {
+    PyModuleDef_HEAD_INIT, "memdiag._walker",
+    "The compiled heap walker of memdiag (see memdiag/walker.py for the semantics).",
+    -1, methods,
+};
+
+static PyCFunction sizeof_meth_of(PyTypeObject *tp)
+{
+    PyObject *name = PyUnicode_InternFromString("__sizeof__");
+    if (name == NULL) {
+        return NULL;
+    }
+    PyObject *d = _PyType_Lookup(tp, name);
+    Py_DECREF(name);
+    if (d != NULL && Py_IS_TYPE(d, &PyMethodDescr_Type)) {
+        return ((PyMethodDescrObject *)d)->d_method->ml_meth;
+    }
+    return NULL;
+}
+
+PyMODINIT_FUNC PyInit__walker(void)
+{
+    load_zlib();
+    object_sizeof_meth = sizeof_meth_of(&PyBaseObject_Type);
+    list_sizeof_meth = sizeof_meth_of(&PyList_Type);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    PyObject *m = PyModule_Create(&moduledef);
+    if (m == NULL) {
+        return NULL;
+    }
+    if (PyModule_AddStringConstant(m, "PYTHON", PY_VERSION) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

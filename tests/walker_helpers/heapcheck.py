@@ -1,0 +1,607 @@
+"""Test helper for tests/test_walker_c.py, run as a script under any Python.
+
+    python heapcheck.py equiv OUTDIR      # one snapshot per walker, same heap
+    python heapcheck.py inplace           # the C walk leaves the heap alone
+    python heapcheck.py unshare N         # pages a forked C walk dirties
+    python heapcheck.py bench N [guppy]   # timings for a synthetic heap
+
+Each mode prints one JSON object on its last stdout line.
+"""
+
+import collections
+import functools
+import gc
+import json
+import os
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
+
+from memdiag import hook, snapfile  # noqa: E402
+from memdiag.walker import PyWalker, type_name  # noqa: E402
+
+try:
+    from memdiag import _walker
+except ImportError:  # pragma: no cover - reported to the test
+    _walker = None
+
+PY = sys.version_info[:2]
+
+
+# ------------------------------------------------------------------ the heap
+
+class Plain:
+    def __init__(self, i):
+        self.alpha = i
+        self.beta = str(i)
+        self.gamma = [i, i + 1]
+
+
+class Reordered:
+    pass
+
+
+class Slotted:
+    __slots__ = ("x", "y", "__weakref__")
+
+
+class SlottedDict(Slotted):
+    __slots__ = ("z", "__dict__")
+
+
+class DictSub(dict):
+    pass
+
+
+class ListSub(list):
+    pass
+
+
+class TupleSub(tuple):
+    pass
+
+
+class StrSub(str):
+    pass
+
+
+class IntSub(int):
+    pass
+
+
+class PySizeof:
+    def __init__(self):
+        self.payload = list(range(3))
+
+    def __sizeof__(self):
+        return 12345
+
+
+class Meta(type):
+    pass
+
+
+class WithMeta(metaclass=Meta):
+    attr = "meta"
+
+
+class Materialized:
+    pass
+
+
+class FrozenGarbage:
+    pass
+
+
+class CycleGarbage:
+    pass
+
+
+@functools.lru_cache(maxsize=None)
+def cached(x, y=1):
+    return (x, y, "cached")
+
+
+def make_closure(n):
+    counter = [n]
+    label = f"closure-{n}"
+
+    def inner():
+        counter[0] += 1
+        return label, counter
+    return inner
+
+
+def generator(n):
+    local_list = [n, n * 2]
+    local_str = "gen-local-" + str(n)
+    shared = {"n": n}
+
+    def uses_shared():
+        return shared
+    yield local_list
+    yield local_str, uses_shared
+
+
+def never_started(a, b):
+    yield a + b
+
+
+LOCAL = threading.local()
+HEAP = {}
+
+
+def blocked_thread(event, ready):
+    thread_list = ["thread", "local", "value"]
+    thread_dict = {"in_thread": thread_list}
+    LOCAL.in_thread = ("thread-local", thread_dict)
+    ready.set()
+    event.wait()
+    return thread_list, thread_dict
+
+
+def build_heap(freeze=False):
+    HEAP["frozen_addr"] = 0
+    if freeze:
+        # Unreachable objects frozen into the permanent generation (with
+        # everything else that exists now), as gunicorn's preload does.
+        fg = FrozenGarbage()
+        fg.self_ref = [fg, "frozen"]
+        HEAP["frozen_addr"] = id(fg)
+        del fg
+        HEAP["frozen_ids"] = [id(o) for o in gc.get_objects()]
+        gc.freeze()
+
+    h = HEAP
+    h["plain"] = [Plain(i) for i in range(50)]
+    r1, r2 = Reordered(), Reordered()
+    r1.first, r1.second, r1.third = 1, "two", [3]
+    r2.third, r2.first = [33], 11
+    r3 = Reordered()
+    r3.first, r3.second = 111, "deleted"
+    del r3.second
+    h["reordered"] = [r1, r2, r3]
+    s = Slotted()
+    s.x = ["slot-x"]
+    sd = SlottedDict()
+    sd.x, sd.z = "x-val", {"z": 1}
+    sd.extra = "in __dict__"
+    h["slotted"] = [s, sd, Slotted()]
+    m = Materialized()
+    m.visible = ["visible"]
+    m.other = 2.5
+    vars(m)                 # the instance __dict__ now exists
+    h["materialized"] = m
+    h["materialized_addr"] = id(m)
+    ds = DictSub(a=1, b=[2])
+    ds.attr = "on the instance"
+    h["dicts"] = [
+        {"ok_name": 1, "x-y": 2, 3: "three", (1, 2): "tuple key",
+         "a8f5f167f44f4964e6c998dee827110c": 4,
+         "sk_live_4eC39HqLyjWDarjtT1zdp7dc": 5, "AuthorizationHeaderValue": 6,
+         "MAX2": 7, "é": 8, "__dict__": 9, "": 10},
+        ds, {i: str(i) for i in range(20)},
+    ]
+    h["lists"] = [ListSub([1, "two", None]), TupleSub((1, 2, "three")), (1,), ()]
+    h["sets"] = [{1, 2, "three"}, frozenset({"a", "b"}), set()]
+    h["deque"] = collections.deque([1, "deque", [2]], maxlen=10)
+    h["strs"] = ["ascii", "latin1 \xe9", "ucs2 \u20ac", "ucs4 \U0001f600", "lone \ud800",
+                 StrSub("sub"), "x" * 1000]
+    h["bytes"] = [b"bytes", bytearray(b"bytearray"), b""]
+    h["ints"] = [0, 1, -1, 2 ** 40, -(2 ** 70), 10 ** 30, IntSub(7), True]
+    h["floats"] = [1.5, float("inf"), -0.0]
+    for i in range(5):
+        cached(i)
+    cached(1, y=2)
+    h["cached"] = cached
+    h["closures"] = [make_closure(i) for i in range(3)]
+    gens = []
+    for i in range(3):
+        g = generator(i)
+        next(g)
+        gens.append(g)
+    g2 = generator(10)
+    next(g2)
+    next(g2)
+    gens.append(g2)
+    gens.append(never_started(1, 2))
+    # Frame objects of suspended generators, with their f_locals already
+    # made (PyWalker reads f_locals in a fork child: it must find the same).
+    h["frames"] = []
+    for g in gens:
+        fr = g.gi_frame
+        fr.f_locals
+        h["frames"].append(fr)
+    h["gens"] = gens
+    h["pysizeof"] = PySizeof()
+    h["meta"] = WithMeta
+    h["partial"] = functools.partial(max, 1, key=None)
+    h["module_ref"] = collections
+    h["nested"] = {"level1": {"level2": {"level3": ["deep"]}}}
+    try:
+        raise ValueError("kept traceback")
+    except ValueError as e:
+        h["exc"] = e
+    # A reference cycle no root reaches (gc is disabled: it survives).
+    cyc = CycleGarbage()
+    cyc.me = cyc
+    cyc.data = {"cycle": [cyc]}
+    h["cycle_addr"] = id(cyc)
+    del cyc
+    return h
+
+
+def start_thread():
+    event, ready = threading.Event(), threading.Event()
+    t = threading.Thread(target=blocked_thread, args=(event, ready), name="blocked-worker",
+                         daemon=True)
+    t.start()
+    ready.wait()
+    LOCAL.in_main = ["main-thread-local"]
+    return t, event
+
+
+# ------------------------------------------------------------------ walking
+
+def walk_into(path, which, capture, strings=True, trace=False, may_materialize=True):
+    """Write one snapshot with one walker; the same code runs for both."""
+    f = open(os.fsencode(path), "wb")   # a name of its own, not the shared str
+    writer = snapfile.Writer(f)
+    modules = hook._module_roots()
+    ignore = hook._ignore_seeds([capture, writer.__dict__, writer.pending, writer.counts,
+                                 modules, f, writer])
+    ignore.append(ignore)
+    t0 = time.perf_counter()
+    if which == "py":
+        w = PyWalker(writer, strings=strings, trace=trace, may_materialize=may_materialize)
+        ignore.append(w)
+        w.run(modules, capture["stack_roots"], capture["thread_roots"], ignore,
+              capture["frames"])
+        trailer = w.trailer()
+        stats = {}
+        if os.environ.get("HEAPCHECK_DEBUG"):
+            with open(path + ".ignored.json", "w") as dbg:
+                json.dump(sorted(w.ignored), dbg)
+            with open(os.path.join(os.path.dirname(path), "py.addrs.json"), "w") as dbg:
+                json.dump(sorted(w.index), dbg)
+    else:
+        res = _walker.walk(writer, modules, capture["stack_roots"], capture["thread_roots"],
+                           ignore, capture["frames"], strings, trace, may_materialize)
+        trailer = res["trailer"]
+        trailer["types"] = [type_name(t) for t in res["type_objects"]]
+        stats = res["stats"]
+        if os.environ.get("HEAPCHECK_DEBUG"):
+            pyset = set(json.load(open(os.path.join(os.path.dirname(path), "py.addrs.json"))))
+            objs = {id(o): o for o in gc.get_objects()}
+            writer.finish(dict(trailer, types=trailer["types"]))
+            f.flush()
+            r = snapfile.Reader.open(path)
+            with open(path + ".debug.txt", "w") as dbg:
+                for a in r.column_values(snapfile.COL_ADDR):
+                    if a not in pyset and a in objs:
+                        o = objs[a]
+                        print(type(o), repr(o)[:300], [type(x) for x in gc.get_referrers(o)][:5], file=dbg)
+            os._exit(0)
+    seconds = time.perf_counter() - t0
+    trailer["meta"] = {"walker": which, "seconds": seconds, "stats": stats,
+                       "private_dirty": private_dirty()}
+    writer.finish(trailer)
+    f.close()
+    return seconds
+
+
+def smaps_rollup(pid="self"):
+    out = {}
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 2 and parts[0].endswith(":") and parts[1].isdigit():
+                    out[parts[0][:-1]] = int(parts[1]) * 1024
+    except OSError:
+        pass
+    return out
+
+
+def private_dirty():
+    return smaps_rollup().get("Private_Dirty")
+
+
+_FORK = []
+
+
+def prepare_raw_fork():
+    import ctypes
+    try:
+        fork = ctypes.PyDLL(None).fork
+    except (AttributeError, OSError):
+        return
+    fork.restype = ctypes.c_int
+    fork.argtypes = []
+    # The first foreign call makes ctypes' lazy objects: make them now, with
+    # a child that exits at once, so later children all see the same heap.
+    pid = fork()
+    if pid == 0:
+        os._exit(0)
+    if pid > 0:
+        os.waitpid(pid, 0)
+    _FORK.append(fork)
+
+
+def raw_fork():
+    """fork(2) with the GIL held and without Python's at-fork handlers, so
+    that two children get byte-identical heaps (os.fork runs threading's
+    after-fork code and may warn about threads, which changes the heap).
+    prepare_raw_fork() must have run first (it makes objects)."""
+    if not _FORK:
+        return os.fork()
+    pid = _FORK[0]()
+    if pid < 0:
+        raise OSError("fork failed")
+    return pid
+
+
+WALKERS = ("py", "c")
+
+
+def walk_k(k, paths, capture, options):
+    return walk_into(paths[k], WALKERS[k], capture, options["strings"], options["trace"],
+                     options["may_materialize"])
+
+
+def fork_walk(k, paths, capture, options):
+    """Child k writes paths[k] with WALKERS[k]. Both children run the same
+    code on the same objects (only the small int k differs), so that their
+    heaps are the same up to what each walker makes."""
+    pid = raw_fork()
+    if pid == 0:
+        code = 1
+        try:
+            gc.disable()
+            walk_k(k, paths, capture, options)
+            code = 0
+        except BaseException:
+            import traceback
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    if status != 0:
+        raise SystemExit(f"{WALKERS[k]} walker child failed: status {status}")
+
+
+# -------------------------------------------------------------------- modes
+
+def mode_equiv(outdir, freeze=False):
+    import tracemalloc
+    tracemalloc.start(3)
+    gc.disable()
+    prepare_raw_fork()
+    heap = build_heap(freeze)
+    # The traceback's frame finished: give it its f_locals dict now (PyWalker
+    # makes one in the fork child, 3.10-3.12, where it would be a new object).
+    heap["exc"].__traceback__.tb_frame.f_locals
+    t, event = start_thread()
+    capture = hook._capture()
+    info = {
+        "python": list(PY),
+        "frozen_addr": heap["frozen_addr"],
+        "cycle_addr": heap["cycle_addr"],
+        "materialized_addr": heap["materialized_addr"],
+        "materialized_dict_addr": id(heap["materialized"].__dict__),
+        "thread_frames": len(capture["frames"]),
+        "thread_roots": len(capture["thread_roots"]),
+        "stack_roots": len(capture["stack_roots"]),
+        "frozen_ids": heap.pop("frozen_ids", []),
+        "permanent_ids": _walker.permanent_generation_ids(),
+    }
+    paths = [os.path.join(outdir, f"{which}.snap") for which in WALKERS]
+    options = {"strings": True, "trace": True, "may_materialize": True}
+    for k in range(len(WALKERS)):
+        fork_walk(k, paths, capture, options)
+    event.set()
+    t.join()
+    print(json.dumps(info))
+
+
+def mode_inplace():
+    """The C walk in the live process (may_materialize=False), as the hook's
+    inline mode runs it: the heap must be the same afterwards."""
+    import ctypes
+    import io
+    gc.disable()
+    heap = build_heap()
+    t, event = start_thread()
+    holder = Reordered()
+    holder.value = "inline"
+    sample = [heap, heap["plain"][0], heap["plain"][0].gamma, holder, holder.value,
+              heap["dicts"][0], heap["cached"], heap["gens"][0], Plain, sys.modules,
+              heap["strs"][1], heap["deque"], "alpha", "ok_name", Reordered.__dict__]
+    capture = hook._capture()
+    buf = io.BytesIO()
+    writer = snapfile.Writer(buf)
+    modules = hook._module_roots()
+    ignore = hook._ignore_seeds([capture, writer.__dict__, writer.pending, writer.counts,
+                                 modules, buf, writer])
+    before_refs = [sys.getrefcount(o) for o in sample]
+    before_count = len(gc.get_objects())
+    res = _walker.walk(writer, modules, capture["stack_roots"], capture["thread_roots"],
+                       ignore, capture["frames"], True, False, False)
+    trailer = res["trailer"]
+    trailer["types"] = [type_name(t) for t in res.pop("type_objects")]
+    writer.finish(trailer)
+    del res, trailer
+    after_count = len(gc.get_objects())
+    after_refs = [sys.getrefcount(o) for o in sample]
+    managed_dict_ptr = None
+    if PY >= (3, 11):
+        ptr = ctypes.c_void_p.from_address(id(holder) - 3 * 8).value or 0
+        if PY == (3, 12) and ptr & 1:
+            ptr = 0
+        managed_dict_ptr = ptr
+    r = snapfile.Reader.from_bytes(buf.getvalue())
+    addrs = r.column_values(snapfile.COL_ADDR)
+    nedges = r.column_values(snapfile.COL_NEDGES)
+    et = r.column_values(snapfile.COL_ETARGET)
+    el = r.column_values(snapfile.COL_ELABEL)
+    labels = r.trailer["labels"]
+    hi = addrs.index(id(holder))
+    pos = sum(nedges[:hi])
+    holder_labels = []
+    for k in range(pos, pos + nedges[hi]):
+        code = el[k]
+        if code & 7 == snapfile.L_ATTR:
+            holder_labels.append([labels[code >> 3], addrs[et[k]] == id(holder.value)])
+    # The GC switch and the switch interval come back as they were.
+    gc.enable()
+    interval = sys.getswitchinterval()
+    small = snapfile.Writer(io.BytesIO())
+    _walker.walk(small, [("json", sys.modules["json"])] if "json" in sys.modules else [],
+                 [], [], [small.__dict__], [], False, False, True)
+    gc_enabled_after = gc.isenabled()
+    switch_interval_restored = sys.getswitchinterval() == interval
+    gc.disable()
+    event.set()
+    t.join()
+    print(json.dumps({
+        "before_count": before_count, "after_count": after_count,
+        "before_refs": before_refs, "after_refs": after_refs,
+        "managed_dict_ptr": managed_dict_ptr, "objects": r.trailer["objects"],
+        "holder_in_snapshot": id(holder) in set(addrs), "holder_labels": holder_labels,
+        "gc_enabled_after": gc_enabled_after,
+        "switch_interval_restored": switch_interval_restored,
+    }))
+
+
+class Node:
+    __slots__ = ("value", "next", "tag")
+
+
+class Item:
+    def __init__(self, i):
+        self.ident = i
+        self.name = "item-%d" % i
+        self.tags = [i, -i]
+
+
+def synthetic_heap(n):
+    """About n objects: instances with inline values, dicts, lists, strs, ints."""
+    data = []
+    per = 6
+    for i in range(n // per):
+        it = Item(i)                         # instance, str, list, 2 ints (+ inline values)
+        data.append(it)
+        if i % 10 == 0:
+            data.append({"key%d" % i: it, "k": (i, "x")})
+    HEAP["synthetic"] = data
+    return data
+
+
+def mode_unshare(n):
+    """A fork child walks a heap of about n objects with the C walker, as the
+    hook's child does; it reports its smaps_rollup before and after the walk
+    (the pages it dirtied are the parent's pages it un-shared plus its own
+    allocations), the parent reports its RSS."""
+    gc.disable()
+    synthetic_heap(n)
+    capture = hook._capture()
+    r_fd, w_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(r_fd)
+            gc.disable()
+            before = smaps_rollup()
+            walk_into("/dev/null", "c", capture, strings=False, may_materialize=True)
+            after = smaps_rollup()
+            os.write(w_fd, json.dumps({"before": before, "after": after}).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w_fd)
+    data = b""
+    while True:
+        chunk = os.read(r_fd, 65536)
+        if not chunk:
+            break
+        data += chunk
+    os.waitpid(pid, 0)
+    child = json.loads(data)
+    print(json.dumps({"parent": smaps_rollup(), "child_before": child["before"],
+                      "child_after": child["after"], "objects_hint": n}))
+
+
+def mode_bench(n, guppy=False):
+    gc.disable()
+    synthetic_heap(n)
+    gc.collect()
+    out = {"python": sys.version.split()[0], "n": n}
+    capture = hook._capture()
+    rss0 = smaps_rollup().get("Rss")
+    for which in ("c", "py"):
+        path = f"/tmp/memdiag-bench-{os.getpid()}-{which}.snap"
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                gc.disable()
+                walk_into(path, which, capture, strings=False, may_materialize=True)
+                code = 0
+            finally:
+                os._exit(code)
+        os.waitpid(pid, 0)
+        r = snapfile.Reader.open(path)
+        out[which] = {"seconds": r.trailer["meta"]["seconds"], "objects": r.trailer["objects"],
+                      "edges": r.trailer["edges"], "file_bytes": os.path.getsize(path),
+                      "private_dirty": r.trailer["meta"]["private_dirty"],
+                      "stats": r.trailer["meta"]["stats"]}
+        r.close()
+        os.unlink(path)
+    # in-process C walk (chunks kept in memory until the end)
+    import io
+    buf = io.BytesIO()
+    writer = snapfile.Writer(buf)
+    modules = hook._module_roots()
+    ignore = hook._ignore_seeds([capture, writer.__dict__, writer.pending, writer.counts,
+                                 modules, buf, writer])
+    t0 = time.perf_counter()
+    res = _walker.walk(writer, modules, capture["stack_roots"], capture["thread_roots"],
+                       ignore, capture["frames"], False, False, False)
+    out["c_inline"] = {"seconds": time.perf_counter() - t0, "stats": res["stats"]}
+    del res, buf, writer
+    out["parent_rss"] = rss0
+    if guppy:
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                from guppy import hpy
+                t0 = time.perf_counter()
+                hpy().heap()
+                os.write(1, json.dumps({"guppy": time.perf_counter() - t0}).encode() + b"\n")
+                code = 0
+            finally:
+                os._exit(code)
+        os.waitpid(pid, 0)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    if _walker is None:
+        print(json.dumps({"skip": "memdiag._walker is not built for this Python"}))
+        sys.exit(0)
+    mode = sys.argv[1]
+    if mode == "equiv":
+        mode_equiv(sys.argv[2], freeze="freeze" in sys.argv[3:])
+    elif mode == "inplace":
+        mode_inplace()
+    elif mode == "unshare":
+        mode_unshare(int(sys.argv[2]))
+    elif mode == "bench":
+        mode_bench(int(sys.argv[2]), guppy=len(sys.argv) > 3)
+    else:
+        raise SystemExit(f"unknown mode {mode}")
