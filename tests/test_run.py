@@ -183,7 +183,11 @@ def site_frames(s, i):
     return [list(f) for f in s.sites[site - 1]] if site else []
 
 
-@pytest.mark.parametrize("walker", ["python", "compiled"])
+# With tracing on, the pure-Python walk takes seconds even on a small heap.
+TRACE_WALKERS = [pytest.param("python", marks=pytest.mark.slow), "compiled"]
+
+
+@pytest.mark.parametrize("walker", TRACE_WALKERS)
 def test_run_trace_frames_records_allocation_sites(start, tmp_path, walker):
     s = traced_snapshot(start, tmp_path, walker)
     # A str made at run time (lists and tuples may come from free lists,
@@ -195,7 +199,7 @@ def test_run_trace_frames_records_allocation_sites(start, tmp_path, walker):
     assert int((sites > 0).sum()) > 10 and int(sites.max()) <= len(s.sites)
 
 
-@pytest.mark.parametrize("walker", ["python", "compiled"])
+@pytest.mark.parametrize("walker", TRACE_WALKERS)
 def test_run_trace_frames_site_of_class_instances(start, tmp_path, walker):
     if sys.version_info[:2] == (3, 11):
         pytest.xfail("3.11's tracemalloc looks up objects with a managed dict at the wrong "
