@@ -888,6 +888,7 @@ def _write_snapshot(capture, opts, may_materialize):
     _clean_stale_temps(directory, opts["pid"])
     t_walk = time.perf_counter()
     snap = _SnapFile(directory, opts["pid"], opts["seq"], opts.get("path"))
+    f = None
     try:
         f = os.fdopen(snap.fd, "wb", buffering=1 << 20, closefd=False)
         writer = snapfile.Writer(f)
@@ -899,6 +900,7 @@ def _write_snapshot(capture, opts, may_materialize):
         f.flush()
         final = snap.publish()
     except OSError as e:
+        _close_buffer(f)
         snap.discard()
         if e.errno == errno.ENOSPC:
             raise HookError(f"no space left on device writing to {directory}") from None
@@ -906,12 +908,26 @@ def _write_snapshot(capture, opts, may_materialize):
             raise HookError(f"file size limit reached writing to {directory}") from None
         raise
     except BaseException:
+        _close_buffer(f)
         snap.discard()
         raise
     snap.discard()
     _write_status({"seq": opts["seq"], "state": "written", "path": final,
                    "time": time.time(), "bytes": writer.bytes_written})
     return final
+
+
+def _close_buffer(f):
+    """Close the buffered file of a failed snapshot before its fd is closed. Left
+    to the garbage collector, it would flush what it still holds into a closed
+    fd (an "Exception ignored" traceback on the target's stderr) or into
+    whatever file has reused that fd number by then. close() marks it closed
+    even when its flush fails."""
+    if f is not None:
+        try:
+            f.close()
+        except (OSError, ValueError):
+            pass
 
 
 def _walk(writer, capture, opts, may_materialize, extra_ignore):
