@@ -188,9 +188,17 @@ def nobody_python():
     if r.returncode != 0:
         os.rmdir(mnt)
         pytest.skip(f"cannot bind-mount {base} for uid {NOBODY} ({r.stderr.strip()})")
+    wrapper_dir = tempfile.mkdtemp(prefix="memdiag-test-pybin-")
     try:
         subprocess.run(["mount", "-o", "remount,bind,ro", mnt], capture_output=True)
-        exe = os.path.join(mnt, "bin", os.path.basename(os.path.realpath(sys.executable)))
+        real = os.path.join(mnt, "bin", os.path.basename(os.path.realpath(sys.executable)))
+        # A --enable-shared build finds libpython through an RPATH under /root.
+        exe = os.path.join(wrapper_dir, "python3")
+        with open(exe, "w") as f:
+            f.write(f'#!/bin/sh\nLD_LIBRARY_PATH="{mnt}/lib${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}" '
+                    f'exec "{real}" "$@"\n')
+        os.chmod(exe, 0o755)
+        os.chmod(wrapper_dir, 0o755)
         site = sysconfig.get_paths()["purelib"]
         probe = subprocess.run([exe, "-c", "import sys; print(sys.version)"],
                                capture_output=True, text=True, timeout=30,
@@ -199,6 +207,7 @@ def nobody_python():
             pytest.skip(f"uid {NOBODY} cannot run {exe}: {probe.stderr.strip()}")
         yield NobodyPython(exe, site)
     finally:
+        shutil.rmtree(wrapper_dir, ignore_errors=True)
         for _ in range(50):
             if subprocess.run(["umount", mnt], capture_output=True).returncode == 0:
                 break
