@@ -76,7 +76,7 @@ def rows(results):
         ("pause, fork mode (main-thread ticker, median)",
          per(lambda s: fmt(d(s)["pause_seconds"], "s"))),
         ("pause, as the snapshot records it", per(lambda s: fmt(d(s)["pause_meta_seconds"], "s"))),
-        ("longest other main-thread stall while the child ran",
+        ("longest other main-thread stall, 200 ms after the fork",
          per(lambda s: fmt(d(s)["other_stall_max_seconds"], "s"))),
         ("longest stall with no snapshot (noise)",
          per(lambda s: fmt(d(s)["ticker_noise_seconds"], "s"))),

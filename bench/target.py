@@ -99,26 +99,32 @@ def bare_fork_seconds(repeat=5):
     return times
 
 
-def signal_snapshot(hook, directory):
-    """Ask run.py for SIGUSR2, spin until the snapshot file appears, and
-    return the pause: the gap in the main thread's clock readings that holds
-    the moment the snapshot records as its start (the handler ran in it).
-    Other gaps happen while the child walks (page faults, scheduling) and are
-    reported apart."""
+def signal_snapshot(hook, directory, tail=0.2):
+    """Ask run.py for SIGUSR2 and spin on the main thread until the handler
+    has forked the snapshot child, then `tail` seconds more; wait (idle) for
+    the file. The pause is the gap in the main thread's clock readings that
+    holds the moment the snapshot records as its start: the handler ran in
+    it. Other gaps (page faults after the fork, scheduling) are reported
+    apart. The loop allocates nothing, so the collector never runs in it."""
     from memdiag import snapfile
     gc.collect()
     before = snap_names(directory)
     emit(event="pause-ready")
-    gaps, (_, done_at) = ticker(lambda: bool(snap_names(directory) - before), 600.0)
-    new = sorted(snap_names(directory) - before)
-    if not new:
-        raise SystemExit("no snapshot after SIGUSR2 within 600 s")
-    path = os.path.join(directory, new[0])
+    children = hook._state.children
+    gaps, _ = ticker(lambda: bool(children), 600.0)
+    more, _ = ticker(lambda: False, tail)
+    gaps += more
+    deadline = time.monotonic() + 600
+    while not snap_names(directory) - before:
+        if time.monotonic() > deadline:
+            raise SystemExit("no snapshot after SIGUSR2 within 600 s")
+        time.sleep(0.002)
+    done_at = time.time()
+    path = os.path.join(directory, sorted(snap_names(directory) - before)[0])
     with snapfile.Reader.open(path) as r:
         started = r.trailer["meta"]["time"]
     handler = [g for g in gaps if g[0] <= started <= g[1]]
     others = [g for g in gaps if g not in handler]
-    deadline = time.monotonic() + 600
     while hook._state.children and time.monotonic() < deadline:  # reap the child
         hook._reap()
         time.sleep(0.01)
