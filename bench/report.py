@@ -65,9 +65,10 @@ def rows(results):
             table.append((f"memdiag snapshot, {w} walker, {m}",
                           per(lambda s, k=key: f"{fmt(d(s)['snapshot_seconds'][k], 's')} "
                                                f"({d(s)['snapshot_vs_guppy'][k]:.2f}x guppy)")))
-    table.append(("of which zlib in the writer (snapshot B)",
-                  per(lambda s: f"{fmt(d(s)['writer_zlib_seconds'], 's')} of "
-                                f"{fmt(d(s)['walk_seconds_b'], 's')} walk+write")))
+    key = "compiled-fork" if any("compiled-fork" in s["memdiag"] for s in sizes) else "python-fork"
+    table.append((f"{key} snapshot: walk+write / of it zlib",
+                  per(lambda s: f"{fmt(d(s)['walk_seconds'][key], 's')} / "
+                                f"{fmt(d(s)['writer_zlib_seconds'], 's')}")))
     table += [
         ("guppy3 hpy().heap()", per(lambda s: fmt(s["guppy_seconds"], "s"))),
         ("objgraph show_growth()", per(lambda s: fmt(s["objgraph_seconds"], "s"))),

@@ -239,7 +239,9 @@ def measure_size(n, work, repeat, timeout, python_inline):
     for runs in res["memdiag"].values():
         for run in runs:
             run["file"] = snapshot_facts(run["path"])
-    res["writer_zlib_seconds"], res["raw_column_bytes"] = writer_zlib(res["snapshot_b"]["path"])
+    fork_key = "compiled-fork" if "compiled-fork" in res["memdiag"] else "python-fork"
+    res["writer_zlib_seconds"], res["raw_column_bytes"] = writer_zlib(
+        res["memdiag"][fork_key][0]["path"])
 
     say(f"== {n:,} objects: tracemalloc (its own process, started before the heap)")
     res["tracemalloc"] = run_target(["tracemalloc", n], timeout)
@@ -328,7 +330,8 @@ def derive(res):
         "ticker_noise_seconds": res["ticker_noise_seconds"],
         "other_stall_max_seconds": max(x["other_stall_max_seconds"] for x in signals),
         "signal_to_file_seconds": statistics.median(x["signal_to_file_seconds"] for x in signals),
-        "walk_seconds_b": b["file"]["walk_seconds"],
+        "walk_seconds": {k: statistics.median(r["file"]["walk_seconds"] for r in reps)
+                         for k, reps in runs.items()},
         "writer_zlib_seconds": res["writer_zlib_seconds"],
         "guppy_seconds": res["guppy_seconds"],
         "guppy_rss_added_bytes_per_object": res["guppy_rss_added_kb"] * 1024 / objects,
