@@ -38,6 +38,9 @@
 #include <dlfcn.h>
 #include <time.h>
 #include <pthread.h>
+#if defined(__SSE2__)
+#  include <emmintrin.h>
+#endif
 
 #if PY_VERSION_HEX < 0x030A0000 || PY_VERSION_HEX >= 0x030E0000
 #error "memdiag._walker supports CPython 3.10 to 3.13; the pure-Python walker is used elsewhere"
@@ -376,7 +379,7 @@ static int map_put(PtrMap *m, const void *p, uint32_t v)
 
 /* ------------------------------------------------------------ type info */
 
-typedef enum { SZ_OBJECT, SZ_LIST, SZ_CMETH, SZ_PYFUNC } SizeMode;
+typedef enum { SZ_OBJECT, SZ_LIST, SZ_STR, SZ_INT, SZ_DICT, SZ_CMETH, SZ_PYFUNC } SizeMode;
 
 typedef struct {
     Py_ssize_t offset;
@@ -401,7 +404,7 @@ typedef struct {
 /* --------------------------------------------------------------- walker */
 
 typedef struct {
-    uint64_t *vals;         /* CHUNK values (STR_DATA: CHUNK bytes) */
+    void *vals;             /* CHUNK values: uint64 (width 8), uint32, or bytes (STR_DATA) */
     uint32_t n;
 } Col;
 
@@ -428,7 +431,7 @@ typedef struct {
 #define Q_OPAQUE_PREV 0xFFFFFFFFu
 #define QMAX 8192
 #define BATCH 256
-#define WT_DEPTH 6
+#define WT_DEPTH 4
 
 typedef struct {
     /* objects: index i <-> addrs[i]; tab maps addresses to indexes */
@@ -501,7 +504,8 @@ typedef struct {
     long pagesize;
 } W;
 
-static PyCFunction object_sizeof_meth, list_sizeof_meth;
+static PyCFunction object_sizeof_meth, list_sizeof_meth, str_sizeof_meth, int_sizeof_meth,
+                   dict_sizeof_meth;
 
 static void set_nomem(W *w)
 {
@@ -544,38 +548,108 @@ static void load_zlib(void)
     }
 }
 
-/* 8x8 byte transpose: in[j] byte k -> out[k] byte j. */
-static inline void transpose8(uint64_t a[8])
+static size_t col_bytes(int column)
 {
-    uint64_t t;
-    for (int i = 0; i < 4; i++) {
-        t = ((a[i] >> 32) ^ a[i + 4]) & 0x00000000FFFFFFFFULL;
-        a[i] ^= t << 32;
-        a[i + 4] ^= t;
+    if (column == COL_STR_DATA) {
+        return CHUNK;
     }
-    static const int p2[4] = {0, 1, 4, 5};
-    for (int k = 0; k < 4; k++) {
-        int i = p2[k];
-        t = ((a[i] >> 16) ^ a[i + 2]) & 0x0000FFFF0000FFFFULL;
-        a[i] ^= t << 16;
-        a[i + 2] ^= t;
+    return (size_t)CHUNK * (CODING[column].width == 8 ? 8 : 4);
+}
+
+/* Byte planes (the shuffle): plane k holds byte k of every value. */
+static void shuffle8(const uint64_t *v, size_t n, uint8_t *out)
+{
+    size_t i = 0;
+#if defined(__SSE2__)
+    for (; i + 8 <= n; i += 8) {
+        __m128i a = _mm_loadu_si128((const __m128i *)(v + i));
+        __m128i b = _mm_loadu_si128((const __m128i *)(v + i + 2));
+        __m128i c = _mm_loadu_si128((const __m128i *)(v + i + 4));
+        __m128i d = _mm_loadu_si128((const __m128i *)(v + i + 6));
+        __m128i x0 = _mm_unpacklo_epi8(a, b), x1 = _mm_unpackhi_epi8(a, b);
+        __m128i x2 = _mm_unpacklo_epi8(c, d), x3 = _mm_unpackhi_epi8(c, d);
+        __m128i y0 = _mm_unpacklo_epi8(x0, x1), y1 = _mm_unpackhi_epi8(x0, x1);
+        __m128i y2 = _mm_unpacklo_epi8(x2, x3), y3 = _mm_unpackhi_epi8(x2, x3);
+        __m128i z[4] = {_mm_unpacklo_epi32(y0, y2), _mm_unpackhi_epi32(y0, y2),
+                        _mm_unpacklo_epi32(y1, y3), _mm_unpackhi_epi32(y1, y3)};
+        for (int k = 0; k < 4; k++) {
+            _mm_storel_epi64((__m128i *)(out + (size_t)(2 * k) * n + i), z[k]);
+            _mm_storel_epi64((__m128i *)(out + (size_t)(2 * k + 1) * n + i),
+                             _mm_unpackhi_epi64(z[k], z[k]));
+        }
     }
-    for (int i = 0; i < 8; i += 2) {
-        t = ((a[i] >> 8) ^ a[i + 1]) & 0x00FF00FF00FF00FFULL;
-        a[i] ^= t << 8;
-        a[i + 1] ^= t;
+#endif
+    for (; i < n; i++) {
+        uint64_t x = v[i];
+        for (int k = 0; k < 8; k++) {
+            out[(size_t)k * n + i] = (uint8_t)(x >> (8 * k));
+        }
     }
 }
 
-/* The column transform of snapfile.encode, into out (count * width bytes). */
+static void shuffle4(const uint32_t *v, size_t n, uint8_t *out)
+{
+    size_t i = 0;
+#if defined(__SSE2__)
+    for (; i + 8 <= n; i += 8) {
+        __m128i a = _mm_loadu_si128((const __m128i *)(v + i));
+        __m128i b = _mm_loadu_si128((const __m128i *)(v + i + 4));
+        /* a = v0..v3, b = v4..v7 */
+        __m128i x0 = _mm_unpacklo_epi8(a, b), x1 = _mm_unpackhi_epi8(a, b);
+        __m128i y0 = _mm_unpacklo_epi8(x0, x1), y1 = _mm_unpackhi_epi8(x0, x1);
+        __m128i z0 = _mm_unpacklo_epi8(y0, y1), z1 = _mm_unpackhi_epi8(y0, y1);
+        _mm_storel_epi64((__m128i *)(out + i), z0);
+        _mm_storel_epi64((__m128i *)(out + n + i), _mm_unpackhi_epi64(z0, z0));
+        _mm_storel_epi64((__m128i *)(out + 2 * n + i), z1);
+        _mm_storel_epi64((__m128i *)(out + 3 * n + i), _mm_unpackhi_epi64(z1, z1));
+    }
+#endif
+    for (; i < n; i++) {
+        uint32_t x = v[i];
+        out[i] = (uint8_t)x;
+        out[n + i] = (uint8_t)(x >> 8);
+        out[2 * n + i] = (uint8_t)(x >> 16);
+        out[3 * n + i] = (uint8_t)(x >> 24);
+    }
+}
+
+/* The column transform of snapfile.encode (delta from 0 at the chunk start,
+ * zig-zag, byte shuffle, little-endian), into out; the values are spent. */
 static size_t encode_into(Col *c, int column, uint8_t *out)
 {
     size_t n = c->n;
     int width = CODING[column].width, tr = CODING[column].transform;
-    uint64_t *v = c->vals;
     if (column == COL_STR_DATA) {
-        memcpy(out, v, n);
+        memcpy(out, c->vals, n);
         return n;
+    }
+    if (width == 8) {
+        uint64_t *v = c->vals;
+        if (tr & T_DELTA) {
+            uint64_t prev = 0;
+            for (size_t i = 0; i < n; i++) {
+                uint64_t cur = v[i], d = cur - prev;
+                prev = cur;
+                if (tr & T_ZIGZAG) {
+                    d = (d << 1) ^ (uint64_t)((int64_t)d >> 63);
+                }
+                v[i] = d;
+            }
+        }
+        shuffle8(v, n, out);
+        return n * 8;
+    }
+    uint32_t *v = c->vals;
+    if (tr & T_DELTA) {
+        uint32_t prev = 0;
+        for (size_t i = 0; i < n; i++) {
+            uint32_t cur = v[i], d = cur - prev;
+            prev = cur;
+            if (tr & T_ZIGZAG) {
+                d = (d << 1) ^ (uint32_t)((int32_t)d >> 31);
+            }
+            v[i] = d;
+        }
     }
     if (width == 1) {
         for (size_t i = 0; i < n; i++) {
@@ -583,61 +657,8 @@ static size_t encode_into(Col *c, int column, uint8_t *out)
         }
         return n;
     }
-    int bits = 8 * width;
-    uint64_t mask = bits == 64 ? ~(uint64_t)0 : (((uint64_t)1 << bits) - 1);
-    if (tr & T_DELTA) {
-        uint64_t prev = 0;
-        for (size_t i = 0; i < n; i++) {
-            uint64_t cur = v[i];
-            uint64_t d = (cur - prev) & mask;
-            prev = cur;
-            if (tr & T_ZIGZAG) {
-                int64_t sd = (int64_t)(d << (64 - bits)) >> (64 - bits);
-                d = (((uint64_t)sd << 1) ^ (uint64_t)(sd >> 63)) & mask;
-            }
-            v[i] = d;
-        }
-    }
-    if ((tr & T_SHUFFLE) && (width == 8 || width == 4)) {
-        /* byte planes, 8 values at a time (little-endian: plane k holds
-         * byte k of every value) */
-        size_t i = 0;
-        for (; i + 8 <= n; i += 8) {
-            uint64_t a[8];
-            for (int j = 0; j < 8; j++) {
-                a[j] = v[i + j] & mask;
-            }
-            transpose8(a);
-            for (int k = 0; k < width; k++) {
-                uint64_t le = a[k];
-#if PY_BIG_ENDIAN
-                le = __builtin_bswap64(le);
-#endif
-                memcpy(out + (size_t)k * n + i, &le, 8);
-            }
-        }
-        for (; i < n; i++) {
-            for (int k = 0; k < width; k++) {
-                out[(size_t)k * n + i] = (uint8_t)(v[i] >> (8 * k));
-            }
-        }
-    }
-    else if (tr & T_SHUFFLE) {
-        for (int k = 0; k < width; k++) {
-            uint8_t *plane = out + (size_t)k * n;
-            for (size_t i = 0; i < n; i++) {
-                plane[i] = (uint8_t)(v[i] >> (8 * k));
-            }
-        }
-    }
-    else {
-        for (size_t i = 0; i < n; i++) {
-            for (int k = 0; k < width; k++) {
-                out[i * width + k] = (uint8_t)(v[i] >> (8 * k));
-            }
-        }
-    }
-    return n * (size_t)width;
+    shuffle4(v, n, out);   /* every other column is 4 bytes wide */
+    return n * 4;
 }
 
 static double now_seconds(void)
@@ -1021,7 +1042,12 @@ static int write_pending(W *w)
 static inline void push(W *w, int column, uint64_t v)
 {
     Col *c = &w->cols[column];
-    c->vals[c->n++] = v;
+    if (CODING[column].width == 8) {
+        ((uint64_t *)c->vals)[c->n++] = v;
+    }
+    else {
+        ((uint32_t *)c->vals)[c->n++] = (uint32_t)v;
+    }
     if (c->n == CHUNK && col_flush(w, column) < 0) {
         w->err = 1;
     }
@@ -1208,10 +1234,10 @@ static inline int64_t discover(W *w, PyObject *obj, uint32_t parent, uint32_t la
         w->addrs = na;
         w->cap = ncap;
     }
-    if ((w->n + 1) * 20 > w->tcap * 11) {       /* load > 0.55: grow to 0.33 */
-        size_t ncap = (w->n + 1) * 3;
-        if (ncap < w->tcap * 2) {
-            ncap = w->tcap * 2;
+    if ((w->n + 1) * 4 > w->tcap * 3) {         /* load > 0.75: grow to 0.5 */
+        size_t ncap = (w->n + 1) * 2;
+        if (ncap < w->tcap * 3 / 2) {
+            ncap = w->tcap * 3 / 2;
         }
         if (table_rebuild(w, ncap) < 0) {
             set_nomem(w);
@@ -1465,6 +1491,54 @@ static inline Py_ssize_t preheader(PyObject *o, PyTypeObject *tp)
 #endif
 }
 
+/* What str.__sizeof__ returns, for the common layouts; 0 for the others. */
+static inline int str_sizeof_fast(PyObject *o, Py_ssize_t *res)
+{
+#if PY310 || PY311
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+    if (!PyUnicode_IS_READY(o) || ((PyASCIIObject *)o)->wstr != NULL) {
+        return 0;
+    }
+#pragma GCC diagnostic pop
+#endif
+    if (!PyUnicode_IS_COMPACT(o)) {
+        return 0;
+    }
+    Py_ssize_t len = PyUnicode_GET_LENGTH(o);
+    if (PyUnicode_IS_ASCII(o)) {
+        *res = (Py_ssize_t)sizeof(PyASCIIObject) + len + 1;
+        return 1;
+    }
+    PyCompactUnicodeObject *c = (PyCompactUnicodeObject *)o;
+    Py_ssize_t size = (Py_ssize_t)sizeof(PyCompactUnicodeObject) + (len + 1) * PyUnicode_KIND(o);
+    if (c->utf8 != NULL) {
+        size += c->utf8_length + 1;
+    }
+    *res = size;
+    return 1;
+}
+
+/* What int.__sizeof__ returns. */
+static inline Py_ssize_t int_sizeof(PyObject *o)
+{
+#if PY310 || PY311
+    Py_ssize_t nd = Py_SIZE(o) < 0 ? -Py_SIZE(o) : Py_SIZE(o);
+#  if PY311
+    if (nd < 1) {
+        nd = 1;
+    }
+#  endif
+    return (Py_ssize_t)offsetof(PyLongObject, ob_digit) + nd * (Py_ssize_t)sizeof(digit);
+#else
+    Py_ssize_t nd = (Py_ssize_t)(((PyLongObject *)o)->long_value.lv_tag >> 3);
+    if (nd < 1) {
+        nd = 1;
+    }
+    return (Py_ssize_t)offsetof(PyLongObject, long_value.ob_digit) + nd * (Py_ssize_t)sizeof(digit);
+#endif
+}
+
 static Py_ssize_t size_of(W *w, PyObject *o, TypeInfo *ti)
 {
     PyTypeObject *tp = ti->tp;
@@ -1478,6 +1552,17 @@ static Py_ssize_t size_of(W *w, PyObject *o, TypeInfo *ti)
     case SZ_LIST:
         res = tp->tp_basicsize + ((PyListObject *)o)->allocated * (Py_ssize_t)sizeof(void *);
         break;
+    case SZ_INT:
+        res = int_sizeof(o);
+        break;
+    case SZ_DICT:
+        res = _PyDict_SizeOf((PyDictObject *)o);
+        break;
+    case SZ_STR:
+        if (str_sizeof_fast(o, &res)) {
+            break;
+        }
+        /* fall through: the str.__sizeof__ method itself */
     default: {
         PyObject *r = PyObject_Vectorcall(ti->sizeof_descr, &o, 1, NULL);
         res = -1;
@@ -1616,6 +1701,16 @@ static TypeInfo *new_type_info(W *w, PyTypeObject *tp)
         }
         else if (meth == list_sizeof_meth && tp == &PyList_Type) {
             ti->size_mode = SZ_LIST;
+        }
+        else if (meth == str_sizeof_meth) {
+            ti->size_mode = SZ_STR;
+            ti->sizeof_descr = descr;
+        }
+        else if (meth == int_sizeof_meth) {
+            ti->size_mode = SZ_INT;
+        }
+        else if (meth == dict_sizeof_meth) {
+            ti->size_mode = SZ_DICT;
         }
         else {
             ti->size_mode = SZ_CMETH;
@@ -2628,7 +2723,9 @@ static int mark_ignored(W *w, PyObject **seeds, size_t nseeds)
 static void walker_free(W *w)
 {
     for (int c = 1; c < NCOLS; c++) {
-        xfree(w->cols[c].vals, CHUNK * sizeof(uint64_t));
+        if (w->cols[c].vals != NULL) {
+            xfree(w->cols[c].vals, col_bytes(c));
+        }
         w->cols[c].vals = NULL;
     }
     for (size_t i = 0; i < w->npending; i++) {
@@ -2748,7 +2845,11 @@ static int init_walker(W *w, PyObject *writer, int stream, int strings, int trac
         w->pagesize = 4096;
     }
     for (int c = 1; c < NCOLS; c++) {
-        w->cols[c].vals = xcalloc(CHUNK * sizeof(uint64_t));
+        if ((c == COL_SITE && !trace) || ((c == COL_STR_OBJ || c == COL_STR_LEN
+                                           || c == COL_STR_DATA) && !strings)) {
+            continue;
+        }
+        w->cols[c].vals = xcalloc(col_bytes(c));
         if (w->cols[c].vals == NULL) {
             PyErr_NoMemory();
             return -1;
@@ -2760,7 +2861,8 @@ static int init_walker(W *w, PyObject *writer, int stream, int strings, int trac
         return -1;
     }
     /* Size the table for about as many objects as pymalloc has blocks (a
-     * close estimate: most objects are small), at load 0.4. */
+     * close estimate, a little high: most objects are small), at load 0.67.
+     * Linear probing with tags stays in one cache line at such loads. */
     size_t est = 0;
     PyObject *f = PySys_GetObject("getallocatedblocks");   /* borrowed */
     if (f != NULL && PyCFunction_Check(f)) {
@@ -2777,7 +2879,7 @@ static int init_walker(W *w, PyObject *writer, int stream, int strings, int trac
     if (est < 16384) {
         est = 16384;
     }
-    w->tcap = est * 5 / 2;
+    w->tcap = est * 3 / 2;
     w->tab = table_alloc(w->tcap);
     w->q = xcalloc(QMAX * sizeof(QE));
     w->cap = est;
@@ -3430,6 +3532,9 @@ PyMODINIT_FUNC PyInit__walker(void)
     load_zlib();
     object_sizeof_meth = sizeof_meth_of(&PyBaseObject_Type);
     list_sizeof_meth = sizeof_meth_of(&PyList_Type);
+    str_sizeof_meth = sizeof_meth_of(&PyUnicode_Type);
+    int_sizeof_meth = sizeof_meth_of(&PyLong_Type);
+    dict_sizeof_meth = sizeof_meth_of(&PyDict_Type);
     if (PyErr_Occurred()) {
         return NULL;
     }

@@ -390,3 +390,32 @@ def test_fork_child_unshares_little(python):
     assert parent_rss > 50 << 20
     assert dirtied < 0.10 * parent_rss, (dirtied, parent_rss)
     assert unshared < 0.10 * parent_rss, (unshared, parent_rss)
+
+
+def test_capture_matches_the_python_capture(python):
+    """The C capture reads frames without materializing them or running
+    PyFrame_FastToLocals, yet finds the same stack roots as the hook's Python
+    capture (sys._current_frames and f_locals): in a class body, a running
+    generator, cell and free variables, an argument kept in a cell."""
+    r = run_helper(python, "capture")
+
+    def split(roots):
+        main = [x for x in roots if x[0].startswith("MainThread:")]
+        return main, [x for x in roots if not x[0].startswith("MainThread:")]
+    c_main, c_other = split(r["c"])
+    p_main, p_other = split(r["py"])
+    assert c_other == p_other
+    assert len(c_other) > 20
+    descs = " ".join(x[0] for x in c_other)
+    for where in ("Body (", "gen (", "_blocked_with_cells (", "blocked_thread ("):
+        assert where in descs, where
+    names = {x[1] for x in c_other}
+    assert {"gen_local", "shared", "arg", "thread_list"} <= names
+    assert "<locals>" in names and "unbound_later" not in names
+    # The main thread ran the two captures on different lines, with one more
+    # local ('c') the second time.
+    assert [x[1:] for x in c_main] == [x[1:] for x in p_main if x[1] != "c"]
+    # Only frame objects that exist are listed (the Python capture makes them).
+    assert r["c_frames_in_py"] and r["c_frames"] <= r["py_frames"]
+    if r["c_threads"]:
+        assert all(kind == "dict" for _, kind in r["c_threads"])

@@ -476,6 +476,71 @@ def mode_inplace():
     }))
 
 
+def _blocked_in_class_body(event, ready):
+    class Body:
+        marker = ["class-body-local"]
+        ready.set()
+        event.wait()
+    return Body
+
+
+def _blocked_in_generator(event, ready):
+    def gen():
+        gen_local = {"in": "generator"}
+        ready.set()
+        event.wait()
+        yield gen_local
+    return list(gen())
+
+
+def _blocked_with_cells(event, ready, arg="argument"):
+    shared = ["cell", "var"]
+    unbound_later = None
+    del unbound_later
+
+    def use():
+        return shared, arg
+    ready.set()
+    event.wait()
+    return use
+
+
+def mode_capture():
+    """The C capture against the hook's Python capture, in the same process
+    at the same moment: the same stack roots, in the same order."""
+    event = threading.Event()
+    threads = []
+    for target in (_blocked_in_class_body, _blocked_in_generator, _blocked_with_cells,
+                   blocked_thread):
+        ready = threading.Event()
+        t = threading.Thread(target=target, args=(event, ready), daemon=True)
+        t.start()
+        ready.wait()
+        threads.append(t)
+    main_local = ("main", "local")  # noqa: F841
+    names = hook._thread_names()
+    main_tid = hook._main_thread_id()
+    c = _walker.capture(names, main_tid, hook._HERE)
+    os.environ["MEMDIAG_PURE_PYTHON"] = "1"
+    try:
+        p = hook._capture()
+    finally:
+        del os.environ["MEMDIAG_PURE_PYTHON"]
+    def norm(roots):
+        return [[d, n, id(v), type(v).__name__] for d, n, v in roots]
+    out = {
+        "c": norm(c["stack_roots"]), "py": norm(p["stack_roots"]),
+        "c_threads": [[d, type(v).__name__] for d, v in c["thread_roots"]],
+        "c_frames": len(c["frames"]), "py_frames": len(p["frames"]),
+        "c_frames_in_py": all(any(f is g for g in p["frames"]) for f in c["frames"]),
+        "nthreads": len(threads) + 1,
+    }
+    event.set()
+    for t in threads:
+        t.join()
+    print(json.dumps(out))
+
+
 class Node:
     __slots__ = ("value", "next", "tag")
 
@@ -535,58 +600,96 @@ def mode_unshare(n):
                       "child_after": child["after"], "objects_hint": n}))
 
 
-def mode_bench(n, guppy=False):
+def _timed_child(fn):
+    """Run fn() in a fork child; (wall, cpu, result) of its best... one run."""
+    r_fd, w_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(r_fd)
+            gc.disable()
+            t0, c0 = time.perf_counter(), time.process_time()
+            extra = fn()
+            out = {"wall": time.perf_counter() - t0, "cpu": time.process_time() - c0,
+                   "maxrss": __import__("resource").getrusage(
+                       __import__("resource").RUSAGE_SELF).ru_maxrss * 1024}
+            out.update(extra or {})
+            os.write(w_fd, json.dumps(out).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w_fd)
+    data = b""
+    while True:
+        chunk = os.read(r_fd, 65536)
+        if not chunk:
+            break
+        data += chunk
+    os.close(r_fd)
+    os.waitpid(pid, 0)
+    return json.loads(data)
+
+
+def mode_bench(n, guppy=False, python_walker=False, repeat=3):
+    """Timings on a synthetic heap of about n objects, each in a fork child of
+    the same parent: the C walker as the hook's fork child runs it (streaming
+    to a file), the C walker in-process (chunks kept until the end), PyWalker
+    (once: it is slow), guppy3's hpy().heap() (if installed)."""
     gc.disable()
     synthetic_heap(n)
-    gc.collect()
-    out = {"python": sys.version.split()[0], "n": n}
     capture = hook._capture()
-    rss0 = smaps_rollup().get("Rss")
-    for which in ("c", "py"):
-        path = f"/tmp/memdiag-bench-{os.getpid()}-{which}.snap"
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                gc.disable()
-                walk_into(path, which, capture, strings=False, may_materialize=True)
-                code = 0
-            finally:
-                os._exit(code)
-        os.waitpid(pid, 0)
+    out = {"python": sys.version.split()[0], "n": n, "parent": smaps_rollup()}
+    path = f"/tmp/memdiag-bench-{os.getpid()}.snap"
+
+    def c_fork():
+        rss0 = smaps_rollup()
+        walk_into(path, "c", capture, strings=False, may_materialize=True)
         r = snapfile.Reader.open(path)
-        out[which] = {"seconds": r.trailer["meta"]["seconds"], "objects": r.trailer["objects"],
-                      "edges": r.trailer["edges"], "file_bytes": os.path.getsize(path),
-                      "private_dirty": r.trailer["meta"]["private_dirty"],
-                      "stats": r.trailer["meta"]["stats"]}
+        t = r.trailer
         r.close()
-        os.unlink(path)
-    # in-process C walk (chunks kept in memory until the end)
-    import io
-    buf = io.BytesIO()
-    writer = snapfile.Writer(buf)
-    modules = hook._module_roots()
-    ignore = hook._ignore_seeds([capture, writer.__dict__, writer.pending, writer.counts,
-                                 modules, buf, writer])
-    t0 = time.perf_counter()
-    res = _walker.walk(writer, modules, capture["stack_roots"], capture["thread_roots"],
-                       ignore, capture["frames"], False, False, False)
-    out["c_inline"] = {"seconds": time.perf_counter() - t0, "stats": res["stats"]}
-    del res, buf, writer
-    out["parent_rss"] = rss0
+        return {"objects": t["objects"], "edges": t["edges"], "file_bytes": os.path.getsize(path),
+                "stats": t["meta"]["stats"], "rss0": rss0, "rss1": smaps_rollup()}
+
+    def c_inline():
+        import io
+        buf = io.BytesIO()
+        writer = snapfile.Writer(buf)
+        modules = hook._module_roots()
+        ignore = hook._ignore_seeds([capture, writer.__dict__, writer.pending, writer.counts,
+                                     modules, buf, writer])
+        res = _walker.walk(writer, modules, capture["stack_roots"], capture["thread_roots"],
+                           ignore, capture["frames"], False, False, False)
+        return {"stats": res["stats"]}
+
+    def py_fork():
+        walk_into(path, "py", capture, strings=False, may_materialize=True)
+        return {"private_dirty": private_dirty()}
+
+    def guppy_heap():
+        from guppy import hpy
+        hpy().heap()
+
+    runs = [("c_fork", c_fork), ("c_inline", c_inline)]
     if guppy:
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                from guppy import hpy
-                t0 = time.perf_counter()
-                hpy().heap()
-                os.write(1, json.dumps({"guppy": time.perf_counter() - t0}).encode() + b"\n")
-                code = 0
-            finally:
-                os._exit(code)
-        os.waitpid(pid, 0)
+        try:
+            import guppy  # noqa: F401
+            runs.append(("guppy", guppy_heap))
+        except ImportError:
+            out["guppy"] = None
+    for name, fn in runs:
+        best = None
+        for _ in range(repeat):
+            r = _timed_child(fn)
+            if best is None or r["wall"] < best["wall"]:
+                best = r
+        out[name] = best
+    if python_walker:
+        out["py_fork"] = _timed_child(py_fork)
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
     print(json.dumps(out))
 
 
@@ -599,9 +702,12 @@ if __name__ == "__main__":
         mode_equiv(sys.argv[2], freeze="freeze" in sys.argv[3:])
     elif mode == "inplace":
         mode_inplace()
+    elif mode == "capture":
+        mode_capture()
     elif mode == "unshare":
         mode_unshare(int(sys.argv[2]))
     elif mode == "bench":
-        mode_bench(int(sys.argv[2]), guppy=len(sys.argv) > 3)
+        mode_bench(int(sys.argv[2]), guppy="guppy" in sys.argv[3:],
+                   python_walker="py" in sys.argv[3:])
     else:
         raise SystemExit(f"unknown mode {mode}")
