@@ -97,8 +97,10 @@ def address_space_cap(request):
             summary = ", ".join(f"{k}: {v}" for k, v in sorted(CASES.items()))
             total = sum(CASES.values())
             reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-            if reporter is not None:
-                reporter.write_line(f"\nfuzz cases run: {total} ({summary})")
+            capman = request.config.pluginmanager.get_plugin("capturemanager")
+            if reporter is not None and capman is not None:
+                with capman.global_and_fixture_disabled():
+                    reporter.write_line(f"\nfuzz cases run: {total} ({summary})")
             out = os.environ.get("MEMDIAG_RESULTS")
             if out:
                 with open(out, "a") as f:
