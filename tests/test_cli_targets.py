@@ -303,3 +303,21 @@ def test_registry_entry_that_is_a_fifo_does_not_hang(procs, tmp_path):
         assert alive(p)
     finally:
         os.unlink(entry)
+
+
+def test_may_signal_but_not_read_the_registry(tmp_path, targets, nobody_python):
+    """A user given CAP_KILL (a support account, a sidecar) may signal root's
+    target but cannot read its 0700 registry: refused, nothing sent."""
+    t = start_target(tmp_path, started=targets)
+    env = nobody_python.cli_env()
+    p = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOGROUP}", "--clear-groups",
+                        "--inh-caps=+kill", "--ambient-caps=+kill", nobody_python.exe, "-m",
+                        "memdiag.cli.main", "snapshot", str(t.pid), "--timeout", "5"],
+                       capture_output=True, text=True, timeout=120, env=env, cwd="/")
+    if "setpriv" in p.stderr and p.returncode != EXIT_TARGET:
+        pytest.skip(f"cannot grant CAP_KILL to uid {NOBODY}: {p.stderr.strip()}")
+    assert p.returncode == EXIT_TARGET, (p.returncode, p.stderr)
+    line = one_line(p.stderr)
+    assert "registry is not readable by uid 65534" in line, line
+    assert t.alive()
+    assert snap_files(t.dir) == []
