@@ -536,6 +536,7 @@ def _take_forked(capture, opts, wait):
         try:
             os.close(w)
             os.close(back_r)
+            _close_inherited_fds(keep=(r, back_w, _state.stderr_fd))
             _child_setup()
             # `memdiag snapshot` watches this pid, in case the writer is killed.
             _write_status({"seq": opts["seq"], "state": "writing", "writer": os.getpid(),
@@ -595,6 +596,21 @@ def _describe_status(status):
     if os.WIFSIGNALED(status):
         return f"killed by signal {os.WTERMSIG(status)}"
     return f"exit status {os.WEXITSTATUS(status)}"
+
+
+def _close_inherited_fds(keep):
+    """Close the target's files and sockets in the snapshot child (0-2 and
+    `keep` stay): a copy held here would keep a connection or pipe that the
+    target closes open for its peer until the snapshot is written."""
+    try:
+        top = max(os.sysconf("SC_OPEN_MAX"), 256)
+    except (ValueError, OSError):
+        top = 65536
+    low = 3
+    for fd in sorted({k for k in keep if k >= 3}):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, top)
 
 
 def _child_setup():

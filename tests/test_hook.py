@@ -681,3 +681,43 @@ def test_worker_of_a_parent_that_took_the_signal_gets_the_hook_back(start, tmp_p
     s = snapshot_of(child, d)
     assert len(s.find_type("object")) > 0
     assert p.lines("GOT-USR2") == [] and os.path.exists(f"/proc/{child}")
+
+
+# ------------------------------------------ the fork child holds none of its files
+
+PEER = """
+    import os, socket, sys, time
+    import memdiag
+    memdiag.install(dir=sys.argv[1], mode="fork")
+    BALLAST = [(i, str(i)) for i in range(int(sys.argv[2]) // 3)]
+    mine, peer = socket.socketpair()
+    print(f"READY pid={os.getpid()}", flush=True)
+    for line in sys.stdin:
+        if line.strip() == "close":
+            mine.close()                       # the peer should see EOF now
+            peer.settimeout(30)
+            t0 = time.monotonic()
+            data = peer.recv(1)
+            print(f"EOF {data!r} {time.monotonic() - t0:.3f}", flush=True)
+"""
+
+
+def test_fork_child_does_not_keep_the_targets_sockets_open(start, tmp_path):
+    """A socket or pipe the target closes while a snapshot is being written
+    must close for its peer then, not when the snapshot child exits."""
+    d = str(tmp_path / "snaps")
+    p = start(code=PEER, args=(d, 150_000), env=walker_env("python"))
+    p.ready()
+    p.kill(signal.SIGUSR2)
+    deadline = time.monotonic() + 30
+    while not _writing(d, p.pid, 1):
+        assert time.monotonic() < deadline and p.alive(), p.stderr()
+        time.sleep(0.001)
+    p.send("close")
+    line = p.wait_line("EOF", timeout=40)
+    still_writing = _writing(d, p.pid, 1)
+    data, seconds = line.split()[1], float(line.split()[2])
+    assert data == "b''"
+    assert seconds < 0.5, f"the peer saw EOF only after {seconds}s, when the child exited"
+    assert still_writing, "the snapshot ended too soon for this test to mean anything"
+    wait_file(os.path.join(d, f"memdiag-{p.pid}-1.snap"), proc=p)
