@@ -1,29 +1,39 @@
 /* memdiag._walker: the compiled heap walker.
  *
- * It produces the same snapshot as memdiag/walker.py (PyWalker, the
- * specification) while keeping the target's memory untouched as far as
- * possible:
+ * walk() writes the same snapshot as memdiag/walker.py (PyWalker, the
+ * specification: same objects in the same breadth-first order, same kinds,
+ * sizes, lengths, edges and labels, roots, strings and sites), and capture()
+ * reads every thread's stack as the hook's Python capture does.  What it
+ * must not do, and how:
  *
- * - it never increments or decrements the reference count of an object it
- *   walks: referents come from tp_traverse with a visit callback, dict items
- *   from PyDict_Next, fields from direct struct reads; every pointer it keeps
- *   is borrowed.  The exceptions are tiny: the label table (a dict holding the
- *   label strings), the type table (type objects), tracemalloc calls in trace
- *   mode, and the C __sizeof__ methods it calls (they return small ints);
- * - its own memory is an address array (8 bytes per object) plus an
- *   open-addressing table of uint32 indexes into it (4-16 bytes per object),
- *   and one chunk buffer per column.  PARENT/PLABEL/ADDR are written when an
- *   object is discovered (discovery order == index order), the other columns
- *   when it is processed, so no per-object array besides the addresses;
- * - in a throwaway fork child (may_materialize=True) full chunks go to
- *   writer.write_chunk as they fill; in the live target every encoded chunk
- *   stays in memory until the walk is over, because the writer compresses
- *   with zlib, which releases the GIL: other threads could then free objects
- *   the walker holds raw pointers to.
+ * - Touch the walked objects.  No reference count changes: referents come
+ *   from tp_traverse with a visit callback, dict items from PyDict_Next,
+ *   attributes from struct reads (__slots__, the instance __dict__ pointer,
+ *   3.11+ inline values named from the type's shared keys: no __dict__ is
+ *   ever created), frame locals from the frame's localsplus (no
+ *   PyFrame_FastToLocals); every pointer kept is borrowed.  The label table
+ *   holds copies of the label strings (the target's are neither increfed nor
+ *   hashed).  What remains is tiny: the type table holds the type objects,
+ *   C __sizeof__ methods are called (they return small ints), tracemalloc is
+ *   asked for tracebacks in trace mode.
+ * - Run code: nothing written in Python is called (no attribute lookup on a
+ *   walked object, no Python __len__/__sizeof__/__eq__/__hash__), the garbage
+ *   collector is off during capture() and walk(), and no type is readied.
+ * - Use memory: an address array (8 bytes per object, index order is
+ *   discovery order, so it is also the breadth-first queue) and an
+ *   open-addressing table of tagged uint32 indexes into it (6-8 bytes per
+ *   object), sized from pymalloc's block count.  ADDR, PARENT and PLABEL are
+ *   written when an object is discovered, the other columns when it is
+ *   processed: no other per-object array.  Chunk buffers are per column.
+ * - Release the GIL in the live target: the writer compresses with zlib,
+ *   which releases it, and other threads could then free objects the walker
+ *   points to.  In-process (may_materialize=False) the encoded chunks stay in
+ *   memory, compressed with the process's own libz, until the walk is over.
+ *   In a throwaway fork child (may_materialize=True) a thread hands full
+ *   chunks to writer.write_chunk while the walk goes on.
  *
- * Nothing here calls Python code written by the user: no attribute lookup on
- * walked objects, no __len__/__sizeof__/__eq__ written in Python.  Garbage
- * collection is disabled during capture() and walk().
+ * Speed comes from discovering edges in batches (prefetching table slots for
+ * edges dozens ahead), huge pages for the table, and SSE2 byte shuffling.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -44,6 +54,9 @@
 
 #if PY_VERSION_HEX < 0x030A0000 || PY_VERSION_HEX >= 0x030E0000
 #error "memdiag._walker supports CPython 3.10 to 3.13; the pure-Python walker is used elsewhere"
+#endif
+#if defined(Py_GIL_DISABLED) || defined(Py_LIMITED_API)
+#error "memdiag._walker needs the default (GIL) build of CPython"
 #endif
 
 #include "internal/pycore_gc.h"
@@ -432,6 +445,7 @@ typedef struct {
 #define QMAX 8192
 #define BATCH 256
 #define WT_DEPTH 4
+#define PENDING_RAW ((size_t)1 << 20)
 
 typedef struct {
     /* objects: index i <-> addrs[i]; tab maps addresses to indexes */
@@ -969,7 +983,11 @@ static int col_flush(W *w, int column)
     Pending *pd = &w->pending[w->npending];
     uint8_t *data = NULL;
     size_t stored = len;
-    if (z_compress2 != NULL) {
+    /* Chunks stay as they are while they take less than 8 bytes an object
+     * (or 1 MiB): a small heap pauses the target no longer for this; past
+     * that, they are compressed. */
+    size_t raw_allowed = w->n * 8 > PENDING_RAW ? w->n * 8 : PENDING_RAW;
+    if (z_compress2 != NULL && w->pending_bytes + len > raw_allowed) {
         unsigned long bound = z_bound((unsigned long)len);
         data = xcalloc(bound);
         unsigned long dlen = bound;
@@ -2230,7 +2248,7 @@ static int instance_edges(W *w, PyObject *o, uint32_t src, TypeInfo *ti, PtrVec 
                 if (v == NULL || name == NULL) {
                     continue;
                 }
-                int r = PyUnicode_Check(name)
+                int r = PyUnicode_CheckExact(name)
                         ? emit_labeled(w, src, v, L_ATTR, label_of(w, name))
                         : emit_labeled(w, src, v, L_NONE, 0);
                 if (r < 0) {
@@ -2346,7 +2364,8 @@ static int do_edges(W *w, PyObject *o, uint32_t src, TypeInfo *ti)
 #if PY310 || PY311
         PyObject *tdict = t->tp_dict;
 #else
-        PyObject *tdict = _PyType_GetDict(t);   /* per-interpreter for static builtins */
+        /* per-interpreter for static builtin types (once they are ready) */
+        PyObject *tdict = (t->tp_flags & Py_TPFLAGS_READY) ? _PyType_GetDict(t) : t->tp_dict;
 #endif
         PyObject *fields[3] = {tdict, t->tp_mro, t->tp_bases};
         int lbls[3] = {LBL_DICT, LBL_MRO, LBL_BASES};
@@ -2909,8 +2928,6 @@ static int init_walker(W *w, PyObject *writer, int stream, int strings, int trac
     }
     /* The well-known labels, from snapfile when it is loaded (same indexes). */
     PyObject *wk = NULL;
-    PyTypeObject *unused = NULL;
-    (void)unused;
     {
         PyObject *name = PyUnicode_FromString("memdiag.snapfile");
         PyObject *mod = name ? PyImport_GetModule(name) : NULL;

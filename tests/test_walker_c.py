@@ -377,6 +377,12 @@ def test_inplace_walk_leaves_the_heap_alone(python):
         assert ["value", True] in r["holder_labels"], r["holder_labels"]
     else:
         assert ["__dict__", False] in r["holder_labels"], r["holder_labels"]
+    # The chunks waited in memory, compressed past 8 bytes an object, and
+    # the walker's own memory (chunks included) stayed within 32 bytes an
+    # object plus its fixed buffers (one chunk per column).
+    assert r["raw_bytes"] > 20 << 20
+    assert r["pending_bytes"] < r["raw_bytes"] / 2
+    assert r["peak_bytes"] < 32 * r["objects"] + (8 << 20)
     assert r["gc_enabled_after"] is True
     assert r["switch_interval_restored"] is True
 

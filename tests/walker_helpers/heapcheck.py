@@ -414,6 +414,7 @@ def mode_inplace():
     import io
     gc.disable()
     heap = build_heap()
+    synthetic_heap(400_000)     # enough chunks to be kept compressed
     t, event = start_thread()
     holder = Reordered()
     holder.value = "inline"
@@ -433,6 +434,7 @@ def mode_inplace():
     trailer = res["trailer"]
     trailer["types"] = [type_name(t) for t in res.pop("type_objects")]
     writer.finish(trailer)
+    stats = res["stats"]
     del res, trailer
     after_count = len(gc.get_objects())
     after_refs = [sys.getrefcount(o) for o in sample]
@@ -443,6 +445,7 @@ def mode_inplace():
             ptr = 0
         managed_dict_ptr = ptr
     r = snapfile.Reader.from_bytes(buf.getvalue())
+    raw_bytes = sum(c.count * c.width for chunks in r.chunks.values() for c in chunks)
     addrs = r.column_values(snapfile.COL_ADDR)
     nedges = r.column_values(snapfile.COL_NEDGES)
     et = r.column_values(snapfile.COL_ETARGET)
@@ -473,6 +476,8 @@ def mode_inplace():
         "holder_in_snapshot": id(holder) in set(addrs), "holder_labels": holder_labels,
         "gc_enabled_after": gc_enabled_after,
         "switch_interval_restored": switch_interval_restored,
+        "raw_bytes": raw_bytes, "pending_bytes": stats["pending_bytes"],
+        "peak_bytes": stats["peak_bytes"],
     }))
 
 
