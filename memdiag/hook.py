@@ -146,6 +146,7 @@ def _register():
     reg = registry_dir()
     _ensure_private_dir(os.path.dirname(reg), strict=True)
     _ensure_private_dir(reg, strict=True)
+    _sweep_registry(reg)
     info = {
         "pid": pid, "start_time": _proc_start_time(pid), "signal": _state.signum,
         "signal_name": _signal.Signals(_state.signum).name, "dir": _state.dir,
@@ -157,6 +158,22 @@ def _register():
     _write_small(path, json.dumps(info).encode())
     _state.registry_path = path
     _state.pid = pid
+
+
+def _sweep_registry(reg):
+    """Remove the entries of processes that are gone (killed, or ended without
+    uninstall()); every hooked process would otherwise leave its files."""
+    try:
+        names = os.listdir(reg)
+    except OSError:
+        return
+    for name in names:
+        stem, _, ext = name.partition(".")
+        if ext in ("json", "status") and stem.isdigit() and not _pid_alive(int(stem)):
+            try:
+                os.unlink(os.path.join(reg, name))
+            except OSError:
+                pass
 
 
 def _unregister():

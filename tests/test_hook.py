@@ -721,3 +721,23 @@ def test_fork_child_does_not_keep_the_targets_sockets_open(start, tmp_path):
     assert seconds < 0.5, f"the peer saw EOF only after {seconds}s, when the child exited"
     assert still_writing, "the snapshot ended too soon for this test to mean anything"
     wait_file(os.path.join(d, f"memdiag-{p.pid}-1.snap"), proc=p)
+
+
+# ------------------------------------------------------------------- registry
+
+def test_registry_forgets_processes_that_are_gone(start, tmp_path):
+    """Every hooked process registers (with `memdiag run`, every Python child
+    too); one killed, or ending without uninstall(), must not stay forever."""
+    from conftest import kill_pid
+    from memdiag import hook
+    reg = hook.registry_dir()
+    p = loop(start, tmp_path, "fork")
+    p.kill(signal.SIGUSR2)
+    wait_file(os.path.join(p.dir, f"memdiag-{p.pid}-1.snap"), proc=p)
+    entries = [os.path.join(reg, f"{p.pid}.json"), os.path.join(reg, f"{p.pid}.status")]
+    assert all(os.path.exists(e) for e in entries)
+    kill_pid(p.pid)
+    assert all(os.path.exists(e) for e in entries)     # nobody cleaned up yet
+    q = loop(start, tmp_path, "fork")                  # the next hooked process does
+    assert not any(os.path.exists(e) for e in entries)
+    assert os.path.exists(os.path.join(reg, f"{q.pid}.json"))
