@@ -4,8 +4,9 @@ random times, bursts included.
 The server (sample_leaks/bounded_cache.py, with the hook) serves a bounded
 number of requests from a client process (sample_leaks/load.py, 4 keep-alive
 connections), once without snapshots (the baseline) and once while this test
-sends SIGUSR2 with os.kill at random times, some as bursts of two signals sent
-back to back (microseconds apart). Required:
+sends SIGUSR2 with os.kill at random moments of the run (random points
+between 2% and 80% of its requests), some as bursts of two signals sent back
+to back (microseconds apart). Required:
 
 - no failed request, the server alive and answering afterwards;
 - every snapshot file complete: it loads and its columns decode;
@@ -23,6 +24,7 @@ reported in docs/SAFETY.md. The 20,000-request run is marked slow; CI runs
 2,000 requests with 5 triggers.
 """
 
+import http.client
 import json
 import os
 import random
@@ -56,6 +58,13 @@ def run_load(port, requests):
     return json.loads(p.stdout)
 
 
+def served(conn):
+    """The server's count of /item requests, over the test's own connection."""
+    conn.request("GET", "/stats")
+    resp = conn.getresponse()
+    return json.loads(resp.read())["requests"]
+
+
 def seq_of(name):
     return int(name.rsplit("-", 1)[1].split(".")[0])
 
@@ -67,20 +76,28 @@ def scenario(tmp_path, targets, requests, triggers, bursts, seed):
     base = run_load(t.port, requests)
     assert base["failed"] == 0 and base["ok"] == requests, base
 
-    # Trigger times spread over the load's expected span; some are bursts.
-    span = max(base["elapsed"], 0.2) * 0.8
-    at = sorted(rng.uniform(0.02, span) for _ in range(triggers))
+    # Triggers are scheduled by progress, not time (a busy machine makes run
+    # times vary 2x): trigger k goes out once the server has served a random
+    # number of this run's requests, between 2% and 80% of them; some are
+    # bursts. The test polls the server's counter (/stats, which /item
+    # requests only increment) every few milliseconds on its own connection.
+    marks = sorted(rng.uniform(0.02, 0.8) * requests for _ in range(triggers))
     burst_idx = set(rng.sample(range(triggers), bursts))
     events = []                     # (time.time() of the first kill, gap in s, burst?)
+    stats = http.client.HTTPConnection("127.0.0.1", t.port, timeout=10)
+    served0 = served(stats)
     client = subprocess.Popen(load_cmd(t.port, requests), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
-    t0 = time.monotonic()
     try:
-        for k, when in enumerate(at):
-            delay = t0 + when - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            assert client.poll() is None, "the load ended before every trigger was sent"
+        k = 0
+        while k < triggers:
+            done = served(stats) - served0
+            assert client.poll() is None, (
+                f"the load ended before trigger {k + 1}/{triggers} (due at request "
+                f"{int(marks[k])}, {done} served)")
+            if done < marks[k]:
+                time.sleep(0.003)
+                continue
             sent = time.time()
             p0 = time.perf_counter()
             os.kill(t.pid, signal.SIGUSR2)
@@ -89,8 +106,10 @@ def scenario(tmp_path, targets, requests, triggers, bursts, seed):
                 os.kill(t.pid, signal.SIGUSR2)
                 gap = time.perf_counter() - p0
             events.append((sent, gap, k in burst_idx))
+            k += 1
         out, err = client.communicate(timeout=900)
     finally:
+        stats.close()
         if client.poll() is None:
             client.kill()
             client.communicate()
