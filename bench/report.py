@@ -81,7 +81,10 @@ def rows(results):
          per(lambda s: fmt(d(s)["other_stall_max_seconds"], "s"))),
         ("longest stall with no snapshot (noise)",
          per(lambda s: fmt(d(s)["ticker_noise_seconds"], "s"))),
-        ("bare os.fork() in the same heap", per(lambda s: fmt(d(s)["bare_fork_seconds"], "s"))),
+        ("bare os.fork() in the same heap (median)",
+         per(lambda s: fmt(d(s)["bare_fork_seconds"], "s"))),
+        ("pause minus the bare fork just before it (median)",
+         per(lambda s: fmt(d(s)["pause_over_fork_seconds"], "s"))),
         ("signal to complete file (fork)", per(lambda s: fmt(d(s)["signal_to_file_seconds"], "s"))),
     ]
     for w in WALKERS:

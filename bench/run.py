@@ -326,7 +326,11 @@ def derive(res):
         "pause_seconds": statistics.median(x["pause_seconds"] for x in signals),
         "pause_meta_seconds": statistics.median(x["file"]["pause_seconds"] for x in signals),
         "pause_runs": [x["pause_seconds"] for x in signals],
-        "bare_fork_seconds": statistics.median(res["bare_fork_seconds"]),
+        "bare_fork_seconds": statistics.median(
+            res["bare_fork_seconds"] + [f for x in signals for f in x["bare_fork_seconds"]]),
+        # the pause minus the median bare fork measured just before it
+        "pause_over_fork_seconds": statistics.median(
+            x["pause_seconds"] - statistics.median(x["bare_fork_seconds"]) for x in signals),
         "ticker_noise_seconds": res["ticker_noise_seconds"],
         "other_stall_max_seconds": max(x["other_stall_max_seconds"] for x in signals),
         "signal_to_file_seconds": statistics.median(x["signal_to_file_seconds"] for x in signals),

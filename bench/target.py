@@ -203,7 +203,13 @@ def main_target(n, directory, python_inline=True, repeat=3):
     # Snapshot B: on SIGUSR2 from run.py, as in production, while the main
     # thread spins; `repeat` times for the pause, the first one is B.
     say(f"snapshot B (SIGUSR2 from run.py, ticker on the main thread) x{repeat}")
-    res["signal_snapshots"] = [signal_snapshot(hook, directory) for _ in range(repeat)]
+    res["signal_snapshots"] = []
+    for _ in range(repeat):
+        # Fork time drifts with the machine's load: measure it next to each pause.
+        forks = bare_fork_seconds(3)
+        snap = signal_snapshot(hook, directory)
+        snap["bare_fork_seconds"] = forks
+        res["signal_snapshots"].append(snap)
 
     res["objgraph_seconds"], growth = objgraph_growth(stats)
     res["objgraph_saw_leak"] = "AuditEntry" in growth
