@@ -313,3 +313,21 @@ def test_gunicorn_worker_snapshots_show_the_leak(start, tmp_path, gunicorn):
     code, out, err = memdiag("snapshot", master.pid, "--timeout", 5)
     assert code == 4                                   # not sent to the arbiter
     assert master.alive()
+
+
+def test_run_warns_when_the_interpreter_ignores_the_environment(tmp_path):
+    """python -I (or -E, -S) ignores PYTHONPATH or skips site: no hook, and run says so."""
+    import subprocess
+    import sys
+    script = tmp_path / "hello.py"
+    script.write_text("import sys; print('modules', '_memdiag_hook' in sys.modules)\n")
+    p = subprocess.run([sys.executable, "-m", "memdiag.cli.main", "run", "--",
+                        sys.executable, "-I", str(script)],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "modules False" in p.stdout
+    assert "python -I ignores PYTHONPATH" in p.stderr
+    p = subprocess.run([sys.executable, "-m", "memdiag.cli.main", "run", "--",
+                        sys.executable, str(script)],
+                       capture_output=True, text=True, timeout=60)
+    assert "modules True" in p.stdout and "warning" not in p.stderr

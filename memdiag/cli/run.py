@@ -51,6 +51,24 @@ def hook_env(base=None, directory=None, signal="USR2", trace_frames=0, strings=F
     return env
 
 
+def ignored_environment_flag(argv):
+    """The interpreter option in argv that keeps the hook out (-E, -I, -S), if any.
+
+    >>> ignored_environment_flag(["python3", "-I", "app.py"]), ignored_environment_flag(["python", "app.py", "-S"])
+    ('-I', None)
+    """
+    if not os.path.basename(argv[0]).startswith("python"):
+        return None
+    for arg in argv[1:]:
+        if arg == "--" or not arg.startswith("-") or arg in ("-m", "-c"):
+            return None
+        if arg.startswith("-") and not arg.startswith("--"):
+            for letter in "EIS":
+                if letter in arg[1:]:
+                    return f"-{letter}"
+    return None
+
+
 def command(argv, directory=None, signal="USR2", trace_frames=0, strings=False, mode="auto",
             rss_limit=None):
     if not argv:
@@ -59,6 +77,12 @@ def command(argv, directory=None, signal="USR2", trace_frames=0, strings=False, 
     exe = argv[0]
     if os.sep not in exe and shutil.which(exe, path=env.get("PATH")) is None:
         raise MemdiagError(f"command not found: {exe}", EXIT_USAGE)
+    flag = ignored_environment_flag(argv)
+    if flag:
+        import sys
+        sys.stderr.write(f"memdiag: warning: python {flag} ignores PYTHONPATH or skips site, so "
+                         f"the hook will not be installed; call memdiag.install() in the "
+                         f"program instead\n")
     try:
         os.execvpe(exe, argv, env)
     except OSError as e:
