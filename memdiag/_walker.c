@@ -75,6 +75,9 @@
 #if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030D0000
 #  include "opcode.h"
 #endif
+#if PY_VERSION_HEX >= 0x030D0000
+#  include "internal/pycore_ceval.h"
+#endif
 
 #define PY310 (PY_VERSION_HEX < 0x030B0000)
 #define PY311 (PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000)
@@ -506,13 +509,14 @@ typedef struct {
     pthread_cond_t wt_cv;
     struct { int column; uint32_t count; size_t len; uint8_t *buf; } wt_q[WT_DEPTH];
     int wt_head, wt_n, wt_busy, wt_stop, wt_err;
+    PyThreadState *tstate;
     uint8_t *wt_free[WT_DEPTH];
     int wt_nfree;
     PyObject *wt_exc[3];
     double wt_old_interval;
 
     uint64_t nedges, roots, nstrings, string_bytes, heap;
-    double write_seconds;
+    double write_seconds, yield_seconds, wait_seconds, wt_gil_wait, wt_cpu;
     uint32_t cur_edges;
     int err;
     long pagesize;
@@ -747,7 +751,9 @@ static void *wt_main(void *arg)
         pthread_mutex_unlock(&w->wt_mu);
         int r = 0;
         if (!failed) {
+            double g0 = now_seconds();
             PyEval_RestoreThread(ts);
+            w->wt_gil_wait += now_seconds() - g0;
             r = write_chunk(w, column, count, buf, len);
             if (r < 0) {
                 PyErr_Fetch(&w->wt_exc[0], &w->wt_exc[1], &w->wt_exc[2]);
@@ -766,6 +772,11 @@ static void *wt_main(void *arg)
         }
         pthread_cond_broadcast(&w->wt_cv);
         pthread_mutex_unlock(&w->wt_mu);
+    }
+    {
+        struct timespec tc;
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &tc);
+        w->wt_cpu = tc.tv_sec + tc.tv_nsec * 1e-9;
     }
     PyEval_RestoreThread(ts);
     PyGILState_Release(st);
@@ -816,7 +827,7 @@ static int wt_start(W *w)
     w->wt_nfree = WT_DEPTH;
     /* A thread waiting for the GIL asks for it after the switch interval;
      * the walk offers it after every batch. */
-    set_switch_interval(&w->wt_old_interval, 0.00005);
+    set_switch_interval(&w->wt_old_interval, 0.000002);
     if (pthread_create(&w->wt, NULL, wt_main, w) != 0) {
         set_switch_interval(NULL, w->wt_old_interval);
         for (int i = 0; i < WT_DEPTH; i++) {
@@ -827,15 +838,28 @@ static int wt_start(W *w)
         pthread_mutex_destroy(&w->wt_mu);
         return 0;
     }
+    w->tstate = PyThreadState_Get();
     w->wt_on = 1;
     return 1;
+}
+
+/* Whether another thread (the writer) has asked for the GIL. */
+static inline int gil_wanted(W *w)
+{
+#if PY313
+    return _Py_eval_breaker_bit_is_set(w->tstate, _PY_GIL_DROP_REQUEST_BIT);
+#else
+    return _Py_atomic_load_relaxed(&w->tstate->interp->ceval.gil_drop_request) != 0;
+#endif
 }
 
 static inline void wt_yield(W *w)
 {
     if (w->wt_on) {
+        double t0 = now_seconds();
         Py_BEGIN_ALLOW_THREADS
         Py_END_ALLOW_THREADS
+        w->yield_seconds += now_seconds() - t0;
     }
 }
 
@@ -865,7 +889,9 @@ static int wt_check(W *w)
 /* Encode a full column into a free buffer and queue it for the writer. */
 static int wt_submit(W *w, Col *c, int column)
 {
+    double t0 = now_seconds();
     WT_WAIT_UNTIL(w, w->wt_nfree > 0 || w->wt_err);
+    w->wait_seconds += now_seconds() - t0;
     if (w->wt_err) {
         return wt_check(w);
     }
@@ -884,7 +910,7 @@ static int wt_submit(W *w, Col *c, int column)
     w->wt_n++;
     pthread_cond_broadcast(&w->wt_cv);
     pthread_mutex_unlock(&w->wt_mu);
-    wt_yield(w);
+    wt_yield(w);            /* the writer may start on it now */
     return 0;
 }
 
@@ -1849,6 +1875,9 @@ static int q_flush(W *w)
                 __builtin_prefetch(&w->addrs[(e & IDX_MASK) - 1]);
             }
         }
+        if ((i & 63) == 63 && w->wt_on && gil_wanted(w)) {
+            wt_yield(w);
+        }
         uint32_t kind = q[i].src >> 30, src = q[i].src & Q_SRC_MASK;
         PyObject *obj = q[i].obj;
         uint32_t label = q[i].label;
@@ -2630,12 +2659,17 @@ static int process(W *w)
             if (process_one(w, (uint32_t)i) < 0) {
                 goto fail;
             }
+            if (w->wt_on && (i & 15) == 0 && gil_wanted(w)) {
+                wt_yield(w);
+            }
         }
         if (q_flush(w) < 0) {
             goto fail;
         }
         w->done = end;
-        wt_yield(w);
+        if (w->wt_on && gil_wanted(w)) {
+            wt_yield(w);
+        }
     }
     return 0;
 fail:
@@ -3004,12 +3038,13 @@ static PyObject *build_result(W *w)
         return NULL;
     }
     PyObject *stats = Py_BuildValue(
-        "{s:n,s:n,s:n,s:n,s:n,s:n,s:d}",
+        "{s:n,s:n,s:n,s:n,s:n,s:n,s:d,s:d,s:d,s:d,s:d}",
         "peak_bytes", (Py_ssize_t)(mem_peak + w->n * sizeof(PyObject *)),
         "pending_bytes", (Py_ssize_t)w->pending_peak,
         "ignored", (Py_ssize_t)w->ignored.n, "table_slots", (Py_ssize_t)w->tcap,
         "types", (Py_ssize_t)w->ntypes, "labels", PyList_GET_SIZE(w->label_list),
-        "write_seconds", w->write_seconds);
+        "write_seconds", w->write_seconds, "yield_seconds", w->yield_seconds,
+        "wait_seconds", w->wait_seconds, "wt_gil_wait", w->wt_gil_wait, "wt_cpu", w->wt_cpu);
     if (stats == NULL) {
         Py_DECREF(trailer);
         return NULL;
