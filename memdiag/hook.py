@@ -433,6 +433,8 @@ def _on_signal(signum, frame):
     try:
         _snapshot_from_signal()
     except Exception as e:  # never let the hook's failure reach the target
+        if _raised_by_program_handler(e):
+            raise  # the program's, not the hook's: losing it would lose its signal
         try:
             error = _one_line(e)
             _report("handler", f"snapshot failed: {error}")
@@ -441,6 +443,29 @@ def _on_signal(signum, frame):
                            "time": time.time()})
         except Exception:
             pass
+
+
+def _raised_by_program_handler(e):
+    """Whether e went through one of the program's Python signal handlers. Python
+    runs a handler between two bytecodes of whatever the main thread runs, so
+    a signal that arrives during a snapshot (an inline walk lasts seconds) has
+    its handler run inside ours; what it raises (a server's SIGTERM handler
+    raising its stop exception) is the program's and must reach the program."""
+    codes = set()
+    for sig in getattr(_signal, "valid_signals", lambda: ())():
+        try:
+            handler = _signal.getsignal(sig)
+        except (ValueError, OSError):
+            continue
+        code = getattr(handler, "__code__", None)
+        if code is not None and handler is not _on_signal:
+            codes.add(code)
+    tb = e.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code in codes:
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def _one_line(e):
