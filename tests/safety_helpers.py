@@ -279,19 +279,27 @@ def run_cli(argv, seconds=20.0):
 
     Far cheaper than a subprocess (no interpreter, numpy and typer start-up);
     an alarm bounds the time. With MEMDIAG_DEBUG=1 in the environment an
-    unexpected exception propagates with its traceback."""
+    unexpected exception propagates with its traceback. Never for `run`,
+    which execs."""
+    rc, out, err = run_cli_full(argv, seconds)
+    return rc, err
+
+
+def run_cli_full(argv, seconds=20.0):
+    """run_cli, also returning stdout: (exit code, stdout, stderr)."""
     from memdiag.cli.main import main
+    assert str(argv[0]) != "run", "memdiag run execs: run it in a subprocess"
 
     def alarm(signum, frame):
         raise CaseTimeout(f"memdiag {' '.join(map(str, argv))} took more than {seconds}s")
 
-    err = io.StringIO()
+    out, err = io.StringIO(), io.StringIO()
     old = signal.signal(signal.SIGALRM, alarm)
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             rc = main([str(a) for a in argv])
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
-    return rc, err.getvalue()
+    return rc, out.getvalue(), err.getvalue()

@@ -18,7 +18,8 @@ import pytest
 
 from conftest import ROOT
 from safety_helpers import (NOBODY, NOGROUP, as_user, kill_pid, nobody_python,  # noqa: F401
-                            one_line, shared_tmpdir, snap_files, start_target, targets)
+                            one_line, run_cli_full, shared_tmpdir, snap_files, start_target,
+                            targets)
 
 from memdiag import hook
 from memdiag.model import Snapshot
@@ -27,7 +28,17 @@ EXIT_USAGE, EXIT_BAD_FILE, EXIT_TARGET, EXIT_SNAPSHOT_FAILED = 2, 3, 4, 5
 
 
 def refused(args, code, *, env=None, preexec_fn=None, cwd=ROOT, python=None):
-    """Run the CLI, expect `code` and exactly one line on stderr; return it."""
+    """Run the CLI, expect `code` and exactly one line on stderr; return it.
+
+    As this user, main() runs in-process (run_cli_full: the same exit code and
+    stderr, no interpreter start-up); as another user, or for `run` (it
+    execs), in a subprocess."""
+    if env is None and preexec_fn is None and python is None and str(args[0]) != "run":
+        rc, out, err = run_cli_full(args, 60)
+        assert rc == code, (args, rc, out, err)
+        line = one_line(err)
+        assert line.startswith("memdiag: error: "), line
+        return line
     e = dict(os.environ if env is None else env)
     e.setdefault("MEMDIAG_PLAIN", "1")
     e.pop("MEMDIAG_DEBUG", None)

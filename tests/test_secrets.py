@@ -20,8 +20,8 @@ import sys
 import pytest
 
 import snapcraft
-from conftest import ROOT, memdiag, kill_pid
-from safety_helpers import one_line, real_seed, run_cli, snap_files, temp_files
+from conftest import ROOT, kill_pid
+from safety_helpers import one_line, real_seed, run_cli, run_cli_full, snap_files, temp_files
 
 from memdiag import snapfile as sf
 from memdiag.cli.run import hook_env
@@ -83,7 +83,7 @@ def holders(tmp_path):
 
 
 def signal_snapshot(h):
-    code, out, err = memdiag("snapshot", h.pid, "--timeout", 60)
+    code, out, err = run_cli_full(["snapshot", h.pid, "--timeout", 60], 90)
     assert code == 0, (code, out, err)
     return out.strip()
 
@@ -222,7 +222,7 @@ def test_symlink_at_the_temp_name_is_not_followed(holders, tmp_path):
     os.chmod(victim, 0o644)
     planted = os.path.join(h.dir, f".memdiag-{h.pid}-2.{h.pid}.tmp")
     os.symlink(victim, planted)
-    code, out, err = memdiag("snapshot", h.pid, "--timeout", 30)
+    code, out, err = run_cli_full(["snapshot", h.pid, "--timeout", 30], 60)
     assert code == 5, (code, out, err)
     assert "File exists" in one_line(err)
     assert victim.read_text() == "precious\n" and os.stat(victim).st_mode & 0o777 == 0o644
