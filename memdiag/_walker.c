@@ -516,7 +516,7 @@ typedef struct {
     double wt_old_interval;
 
     uint64_t nedges, roots, nstrings, string_bytes, heap;
-    double write_seconds, yield_seconds, wait_seconds, wt_gil_wait, wt_cpu;
+    double write_seconds, yield_seconds, wait_seconds;
     uint32_t cur_edges;
     int err;
     long pagesize;
@@ -751,9 +751,7 @@ static void *wt_main(void *arg)
         pthread_mutex_unlock(&w->wt_mu);
         int r = 0;
         if (!failed) {
-            double g0 = now_seconds();
             PyEval_RestoreThread(ts);
-            w->wt_gil_wait += now_seconds() - g0;
             r = write_chunk(w, column, count, buf, len);
             if (r < 0) {
                 PyErr_Fetch(&w->wt_exc[0], &w->wt_exc[1], &w->wt_exc[2]);
@@ -772,11 +770,6 @@ static void *wt_main(void *arg)
         }
         pthread_cond_broadcast(&w->wt_cv);
         pthread_mutex_unlock(&w->wt_mu);
-    }
-    {
-        struct timespec tc;
-        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &tc);
-        w->wt_cpu = tc.tv_sec + tc.tv_nsec * 1e-9;
     }
     PyEval_RestoreThread(ts);
     PyGILState_Release(st);
@@ -3038,13 +3031,13 @@ static PyObject *build_result(W *w)
         return NULL;
     }
     PyObject *stats = Py_BuildValue(
-        "{s:n,s:n,s:n,s:n,s:n,s:n,s:d,s:d,s:d,s:d,s:d}",
+        "{s:n,s:n,s:n,s:n,s:n,s:n,s:d,s:d,s:d}",
         "peak_bytes", (Py_ssize_t)(mem_peak + w->n * sizeof(PyObject *)),
         "pending_bytes", (Py_ssize_t)w->pending_peak,
         "ignored", (Py_ssize_t)w->ignored.n, "table_slots", (Py_ssize_t)w->tcap,
         "types", (Py_ssize_t)w->ntypes, "labels", PyList_GET_SIZE(w->label_list),
         "write_seconds", w->write_seconds, "yield_seconds", w->yield_seconds,
-        "wait_seconds", w->wait_seconds, "wt_gil_wait", w->wt_gil_wait, "wt_cpu", w->wt_cpu);
+        "wait_seconds", w->wait_seconds);
     if (stats == NULL) {
         Py_DECREF(trailer);
         return NULL;

@@ -1,9 +1,10 @@
 """Test helper for tests/test_walker_c.py, run as a script under any Python.
 
-    python heapcheck.py equiv OUTDIR      # one snapshot per walker, same heap
-    python heapcheck.py inplace           # the C walk leaves the heap alone
-    python heapcheck.py unshare N         # pages a forked C walk dirties
-    python heapcheck.py bench N [guppy]   # timings for a synthetic heap
+    python heapcheck.py equiv OUTDIR [freeze]  # one snapshot per walker, same heap
+    python heapcheck.py inplace                # the C walk leaves the heap alone
+    python heapcheck.py capture                # C capture against the Python one
+    python heapcheck.py unshare N              # pages a forked C walk dirties
+    python heapcheck.py bench N [guppy] [py]   # timings (not a test; for reports)
 
 Each mode prints one JSON object on its last stdout line.
 """
