@@ -96,10 +96,24 @@ def registry_dir(uid=None):
     return os.path.join(_base_dir(uid), "hooks")
 
 
+def _makedirs_private(path):
+    """os.makedirs(path, exist_ok=True), but every directory it creates is 0700:
+    makedirs gives the mode to the last one only, its parents get 0777 minus
+    the umask (world-writable under umask 0)."""
+    parent = os.path.dirname(path)
+    if parent and parent != path and not os.path.exists(parent):
+        _makedirs_private(parent)
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        if not os.path.isdir(path):
+            raise
+
+
 def _ensure_private_dir(path, strict):
     """Create `path` 0700 if missing; refuse a symlink or another user's dir."""
     try:
-        os.makedirs(path, mode=0o700, exist_ok=True)
+        _makedirs_private(path)
     except OSError as e:
         raise HookError(f"cannot create {path}: {e.strerror}") from None
     st = os.lstat(path)
