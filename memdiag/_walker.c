@@ -3240,7 +3240,12 @@ PyDoc_STRVAR(walk_doc,
 "walk(writer, module_roots, stack_roots, thread_roots, ignore, frames,\n"
 "     strings, trace, may_materialize) -> dict\n\n"
 "Walk the heap into writer (a memdiag.snapfile.Writer) as PyWalker.run does.\n"
-"Returns {'trailer': {...}, 'walker': 'c', 'type_objects': [...], 'stats': {...}}.");
+"Returns {'trailer': {...}, 'walker': 'c', 'type_objects': [types in type\n"
+"index order], 'stats': {'peak_bytes', 'pending_bytes', ...}}.\n\n"
+"may_materialize=True promises a throwaway fork child: chunks are written as\n"
+"they fill, by a thread, and the GIL is released during the walk. Otherwise\n"
+"the GIL is held throughout and nothing is written until the walk is over.\n"
+"The argument lists themselves are ignored like `ignore`'s objects.");
 
 static PyObject *walk(PyObject *self, PyObject *args)
 {

@@ -25,6 +25,11 @@ checked to be exactly that:
 - 3.13: an instance whose __dict__ was made while its inline values stay valid:
   tp_traverse shows the values, not the dict; PyWalker ignores that dict (and
   so the strings only it reaches), the C walker gives it a __dict__ edge.
+
+Not exercised here because the helper avoids them: PyWalker does not ignore
+the `ignore` list it is given (the C walker ignores all its argument lists),
+and it labels frame locals and inline values only in a fork child (the C
+walker always does, read-only).
 """
 
 from __future__ import annotations
