@@ -107,7 +107,9 @@ def rows(results):
                                              f"({_mib(s['snapshot_b']['file']['bytes'])})")),
         ("memdiag diff A B --json", per(lambda s: _analysis(s, "diff"))),
         ("memdiag retainers B --type AuditEntry --json", per(lambda s: _analysis(s, "retainers"))),
-        ("of which CLI startup (imports)", per(lambda s: fmt(s["analysis"]["startup_seconds"], "s"))),
+        ("of which CLI startup (imports only)",
+         per(lambda s: f"{fmt(s['analysis']['startup_seconds'], 's')}, peak "
+                       f"{_mib(s['analysis']['startup_peak_rss_bytes'])}")),
     ]
     return [_size_name(s["objects_requested"]) for s in sizes], table
 

@@ -30,7 +30,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -107,30 +106,59 @@ def run_target(args, timeout, on_event=None, env=None):
 
 
 def run_measured(cmd, timeout, env=None):
-    """Run cmd; return (wall seconds, peak RSS bytes, exit code, stdout)."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        t = time.perf_counter()
-        p = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                             start_new_session=True, env=env, cwd=ROOT)
-        timer = threading.Timer(timeout, _kill_group, (p.pid,))
-        timer.start()
-        reaped = False
-        try:
-            _, status, usage = os.wait4(p.pid, 0)
-            reaped = True
-        finally:
-            timer.cancel()
-            if not reaped:
+    """Run cmd through bench/maxrss.py; return (wall seconds, peak RSS bytes, stdout).
+
+    The process group is killed if it runs over `timeout`."""
+    fd, result = tempfile.mkstemp(suffix=".json")
+    os.close(fd)
+    launcher = [sys.executable, os.path.join(HERE, "maxrss.py"), result]
+    try:
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            p = subprocess.Popen(launcher + cmd, stdout=out, stderr=err,
+                                 stdin=subprocess.DEVNULL, start_new_session=True,
+                                 env=env, cwd=ROOT)
+            try:
+                p.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
                 _kill_group(p.pid)
                 p.wait()
-        wall = time.perf_counter() - t
-        p.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read().decode(), err.read().decode()
-    if p.returncode != 0:
-        raise BenchError(f"{' '.join(cmd[2:5])}... exit {p.returncode}: {stderr.strip()[:300]}")
-    return wall, usage.ru_maxrss * 1024, stdout
+                raise BenchError(f"{' '.join(cmd[2:5])}... ran over {timeout:.0f}s") from None
+            except BaseException:
+                _kill_group(p.pid)
+                p.wait()
+                raise
+            out.seek(0)
+            err.seek(0)
+            stdout, stderr = out.read().decode(), err.read().decode()
+        with open(result) as f:
+            measured = json.load(f)
+    except (OSError, ValueError) as e:
+        raise BenchError(f"{' '.join(cmd[2:5])}...: no measurement ({e})") from None
+    finally:
+        os.unlink(result)
+    if measured["exit"] != 0:
+        raise BenchError(f"{' '.join(cmd[2:5])}... exit {measured['exit']}: {stderr.strip()[:300]}")
+    return measured["seconds"], measured["maxrss_bytes"], stdout
+
+
+def writer_zlib(path):
+    """(seconds, raw bytes): the snapshot writer's zlib work for this file's
+    columns, redone here (level 1, as snapfile.Writer): the part of a
+    snapshot's time that is compression rather than the walk. One chunk at a
+    time, so this process stays small."""
+    import zlib
+
+    from memdiag import snapfile
+    took = 0.0
+    raw_bytes = 0
+    with snapfile.Reader.open(path) as r:
+        for col in sorted(r.chunks):
+            for _, _, _, raw in r.payloads(col):
+                t = time.perf_counter()
+                zlib.compress(raw, 1)
+                took += time.perf_counter() - t
+                raw_bytes += len(raw)
+    return took, raw_bytes
 
 
 # ------------------------------------------------------------ machine
@@ -202,21 +230,6 @@ def snapshot_facts(path):
                 "walker": meta.get("walker"), "walk_seconds": meta.get("walk_seconds"),
                 "pause_seconds": meta.get("pause_seconds"),
                 "capture_seconds": meta.get("capture_seconds")}
-
-
-def writer_zlib(path):
-    """(seconds, raw bytes): the snapshot writer's zlib work for this file's
-    columns, redone here (level 1, as snapfile.Writer): the part of a
-    snapshot's time that is compression rather than the walk."""
-    import zlib
-
-    from memdiag import snapfile
-    with snapfile.Reader.open(path) as r:
-        raws = [raw for col in sorted(r.chunks) for _, _, _, raw in r.payloads(col)]
-    t = time.perf_counter()
-    for raw in raws:
-        zlib.compress(raw, 1)
-    return time.perf_counter() - t, sum(len(raw) for raw in raws)
 
 
 def measure_size(n, work, repeat, timeout, python_inline):
