@@ -984,8 +984,11 @@ def _write_snapshot(capture, opts, may_materialize):
         snap.discard()
         raise
     snap.discard()
+    # "writer": `memdiag snapshot` waits for it to exit before its next signal,
+    # which would otherwise be coalesced into this finished snapshot.
     _write_status({"seq": opts["seq"], "state": "written", "path": final,
-                   "time": time.time(), "bytes": writer.bytes_written})
+                   "time": time.time(), "bytes": writer.bytes_written,
+                   "writer": os.getpid()})
     return final
 
 

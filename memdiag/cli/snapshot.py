@@ -35,9 +35,10 @@ def take(pid, directory=None, timeout=60.0):
         raise MemdiagError(f"pid {pid}: the hook registry names no snapshot directory",
                            EXIT_TARGET)
     status_path = info["registry"][:-len(".json")] + ".status"
+    t0 = time.monotonic()
+    _wait_for_writer(pid, _read_status(status_path), timeout)
     before = _snap_files(directory, pid)
     old_status = _read_status(status_path)
-    t0 = time.monotonic()
     sent_at = time.time()
     try:
         os.kill(pid, info["signal"])
@@ -78,6 +79,29 @@ def take(pid, directory=None, timeout=60.0):
                 f"see the process's stderr)", EXIT_SNAPSHOT_FAILED)
         time.sleep(delay)
         delay = min(delay * 1.5, 0.2)
+
+
+def _wait_for_writer(target, status, timeout):
+    """Wait (up to timeout) for the last snapshot's writer to exit. The hook
+    coalesces a signal that arrives while a writer runs into that writer's
+    snapshot, but the writer publishes its file before it fsyncs the
+    directory, reports and exits: a signal sent in between would wait for a
+    new file that never comes."""
+    writer = status.get("writer") if isinstance(status, dict) else None
+    deadline = time.monotonic() + timeout
+    while _writer_death(target, writer) is None and _is_child(target, writer):
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.005)
+
+
+def _is_child(target, pid):
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read().decode("ascii", "replace")
+        return int(data[data.rindex(")") + 2:].split()[1]) == target
+    except (OSError, ValueError, IndexError):
+        return False
 
 
 def _writer_death(target, writer):
