@@ -285,6 +285,10 @@ def _prepare():
     if _walker_mod is None:
         from . import walker
         _walker_mod = walker
+    if not _compiled():
+        # The pure-Python walker tells an existing instance __dict__ from
+        # inline values by reading the dict pointer (ctypes, imported once now).
+        _walker_mod.enable_pointer_reads()
 
 
 _walker_mod = None

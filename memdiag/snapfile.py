@@ -246,6 +246,16 @@ class Writer:
         self._write(stored)
         self.counts[column] = self.counts.get(column, 0) + count
 
+    def write_compressed(self, column, width, transform, count, stored, crc=None):
+        """Write a chunk that is already encoded and zlib-compressed (the
+        compiled walker compresses in native threads, without the GIL)."""
+        if crc is None:
+            crc = zlib.crc32(stored)
+        self._write(BLOCK.pack(KIND_COLUMN, column, width, transform, count,
+                               len(stored), crc))
+        self._write(stored)
+        self.counts[column] = self.counts.get(column, 0) + count
+
     def add(self, column, values):
         buf = self.pending.get(column)
         if buf is None:

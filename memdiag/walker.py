@@ -93,6 +93,8 @@ def type_kind(tp) -> str:
         return "type"
     if tp is types.FunctionType:
         return "function"
+    if tp is types.CodeType:
+        return "code"
     if tp is types.FrameType:
         return "frame"
     if tp is types.CellType:
@@ -126,11 +128,11 @@ def _length(o, kind):
     if kind in _LEN:
         return _LEN[kind](o)
     if kind == "set":
-        return set.__len__(o) if isinstance(o, set) else frozenset.__len__(o)
+        return set.__len__(o) if issubclass(type(o), set) else frozenset.__len__(o)
     if kind == "str":
         return str.__len__(o)
     if kind == "bytes":
-        return bytes.__len__(o) if isinstance(o, bytes) else bytearray.__len__(o)
+        return bytes.__len__(o) if issubclass(type(o), bytes) else bytearray.__len__(o)
     return 0
 
 
@@ -213,9 +215,12 @@ class PyWalker:
             if "__sizeof__" in d:
                 ti.sizeof_is_python = isinstance(d["__sizeof__"], types.FunctionType)
                 break
+        # What sys.getsizeof adds to __sizeof__: the GC header, and on 3.11+
+        # the managed dict (3.12+: and weakref) pointers before the object.
         gc_flag = 1 << 14
         ti.preheader = 16 if flags & gc_flag else 0
-        if PY >= (3, 12) and flags & (TPFLAGS_MANAGED_DICT | (1 << 3)):
+        if (PY >= (3, 11) and flags & TPFLAGS_MANAGED_DICT) or (
+                PY >= (3, 12) and flags & (1 << 3)):
             ti.preheader += 16
         ti.slots = []
         ti.dict_getset = None
@@ -223,8 +228,10 @@ class PyWalker:
             for t in tp.__mro__:
                 if not t.__flags__ & TPFLAGS_HEAPTYPE:
                     continue
+                slot_names = _slot_names(t)
                 for name, member in _TYPE_ATTR["__dict__"](t).items():
-                    if type(member) is _MemberDescriptor and member.__objclass__ is t:
+                    if (type(member) is _MemberDescriptor and member.__objclass__ is t
+                            and name in slot_names):
                         ti.slots.append((name, member))
                     elif (name == "__dict__" and ti.dict_getset is None
                           and type(member) is _GetSetDescriptor):
@@ -412,7 +419,23 @@ class PyWalker:
             fields = [(refs[0] if refs else None, "__dict__"),
                       (_TYPE_ATTR["__mro__"](o), "__mro__"),
                       (_TYPE_ATTR["__bases__"](o), "__bases__")]
+            if _TYPE_ATTR["__flags__"](o) & TPFLAGS_HEAPTYPE:
+                # A heap type stores its names as objects (a static type's are
+                # C strings, made into new str objects on every read).
+                fields += [(_TYPE_ATTR["__name__"](o), "__name__"),
+                           (_TYPE_ATTR["__qualname__"](o), "__qualname__")]
             for obj, name in fields:
+                if obj is not None:
+                    labeled.add(id(obj))
+                    emit(obj, sf.L_ATTR | self.label(name) << 3)
+        elif kind == "code":
+            # Code objects are not gc-tracked: tp_traverse shows nothing, yet
+            # they hold constants, names and line tables. Only fields that are
+            # stored objects are read (co_code and co_varnames would be built
+            # on 3.11+).
+            labeled = set()
+            for name in _CODE_FIELDS:
+                obj = getattr(o, name)
                 if obj is not None:
                     labeled.add(id(obj))
                     emit(obj, sf.L_ATTR | self.label(name) << 3)
@@ -434,7 +457,11 @@ class PyWalker:
                 return
             labeled = set()
             if self.may_materialize and o.f_code.co_flags & CO_OPTIMIZED:
-                for name, v in list(o.f_locals.items()):
+                before = gc.get_referents(o)
+                loc = o.f_locals
+                if type(loc) is dict and not any(loc is r for r in before):
+                    self.ignored.add(id(loc))   # made by this read (3.10-3.12)
+                for name, v in list(loc.items()):
                     labeled.add(id(v))
                     emit(v, sf.L_LOCAL | self.label(name) << 3)
             back = o.f_back
@@ -481,11 +508,53 @@ class PyWalker:
     def instance_dict(self, o, tp, ti, labeled, emit):
         """Label the instance's attributes without creating a __dict__ that did
         not exist (the __dict__ getter creates one on 3.11+, and for any type
-        whose dict is still NULL)."""
+        whose dict is still NULL). With pointer reads enabled (the hook does
+        so when this walker is the one in use) the dict pointer itself says
+        whether a dict exists, as in the compiled walker."""
         getter = ti.dict_getset
         if getter is None:
             return
-        dicts = [r for r in gc.get_referents(o) if type(r) is dict]
+        refs = gc.get_referents(o)
+        if _read_word is None:
+            return self._instance_dict_guess(o, tp, ti, labeled, emit, refs)
+        if not ti.managed:
+            d = _dict_at_offset(o, ti.dictoffset)
+            if d is not None and type(d) is dict and any(d is r for r in refs):
+                labeled.add(id(d))
+                emit(d, sf.L_ATTR | 1 << 3)
+            return
+        d, values_valid = _managed_dict(o, tp)
+        if d is not None and type(d) is dict and any(d is r for r in refs):
+            labeled.add(id(d))
+            emit(d, sf.L_ATTR | 1 << 3)
+            return
+        if values_valid:
+            if d is not None:
+                items = list(dict.items(d))
+            elif self.may_materialize:
+                made = getter.__get__(o, tp)   # a throwaway fork child: harmless
+                self.ignored.add(id(made))
+                items = list(dict.items(made))
+            else:
+                items = ()
+            self._emit_attrs(items, labeled, emit)
+        if d is not None:
+            # 3.13: a __dict__ made while the inline values stay valid.
+            labeled.add(id(d))
+            emit(d, sf.L_ATTR | 1 << 3)
+
+    def _emit_attrs(self, items, labeled, emit):
+        for name, v in items:
+            labeled.add(id(v))
+            if type(name) is str:
+                emit(v, sf.L_ATTR | self.label(name) << 3)
+            else:
+                emit(v, sf.L_NONE)
+
+    def _instance_dict_guess(self, o, tp, ti, labeled, emit, refs):
+        """Without pointer reads: only what can be told without creating a dict."""
+        getter = ti.dict_getset
+        dicts = [r for r in refs if type(r) is dict]
         if not ti.managed:
             if not dicts:
                 return  # no dict exists: reading __dict__ would create one
@@ -495,23 +564,14 @@ class PyWalker:
                 emit(d, sf.L_ATTR | 1 << 3)
             return
         if not self.may_materialize:
-            # 3.11+: nothing public tells inline values from a dict without
-            # creating one; in the live process, go without attribute names.
             return
-        # A throwaway fork child may create the dict to read the names. If it
-        # was already a referent, it existed before: a real object.
         d = getter.__get__(o, tp)
         if any(d is r for r in dicts):
             labeled.add(id(d))
             emit(d, sf.L_ATTR | 1 << 3)
             return
         self.ignored.add(id(d))
-        for name, v in list(dict.items(d)):
-            labeled.add(id(v))
-            if type(name) is str:
-                emit(v, sf.L_ATTR | self.label(name) << 3)
-            else:
-                emit(v, sf.L_NONE)
+        self._emit_attrs(list(dict.items(d)), labeled, emit)
 
     def trailer(self):
         return {
@@ -524,7 +584,15 @@ class PyWalker:
 
 
 _TYPE_ATTR = {name: type.__dict__[name].__get__
-              for name in ("__flags__", "__dict__", "__mro__", "__bases__")}
+              for name in ("__flags__", "__dict__", "__mro__", "__bases__", "__name__",
+                           "__qualname__", "__basicsize__")}
+
+if PY >= (3, 11):
+    _CODE_FIELDS = ("co_consts", "co_names", "co_filename", "co_name", "co_qualname",
+                    "co_linetable", "co_exceptiontable")
+else:
+    _CODE_FIELDS = ("co_consts", "co_names", "co_filename", "co_name", "co_linetable",
+                    "co_code", "co_varnames", "co_cellvars", "co_freevars")
 
 _FUNC_FIELDS = {
     "__code__": lambda f: f.__code__,
@@ -535,5 +603,85 @@ _FUNC_FIELDS = {
 }
 
 
+def _slot_names(t):
+    """The (mangled) names in a class's __slots__: its object members. Other
+    member descriptors of C heap types can be ints or offsets."""
+    slots = _TYPE_ATTR["__dict__"](t).get("__slots__", ())
+    if isinstance(slots, str):
+        slots = (slots,)
+    try:
+        names = [n for n in slots if isinstance(n, str)]
+    except TypeError:
+        return set()
+    qual = _TYPE_ATTR["__name__"](t).lstrip("_")
+    out = set()
+    for n in names:
+        if n.startswith("__") and not n.endswith("__") and qual:
+            n = f"_{qual}{n}"
+        out.add(n)
+    return out
+
+
 def _module_dict(m):
     return types.ModuleType.__dict__["__dict__"].__get__(m)
+
+
+# ---------------------------------------------------------------- pointer reads
+# Whether an instance __dict__ exists can only be told without creating it by
+# reading the object's dict pointer. The hook enables this (importing ctypes
+# once, at install) when this walker is the one in use; the compiled walker
+# reads the same fields directly.
+
+_read_word = None
+_read_byte = None
+_object_at = None
+INLINE_VALUES = 1 << 2      # 3.13 Py_TPFLAGS_INLINE_VALUES
+
+
+def enable_pointer_reads():
+    global _read_word, _read_byte, _object_at
+    if _read_word is not None:
+        return True
+    try:
+        import ctypes
+    except Exception:  # pragma: no cover - no ctypes: the guessing path
+        return False
+    word = ctypes.c_size_t
+    byte = ctypes.c_uint8
+    pyobj = ctypes.py_object
+    cast = ctypes.cast
+    _read_word = lambda addr: word.from_address(addr).value  # noqa: E731
+    _read_byte = lambda addr: byte.from_address(addr).value  # noqa: E731
+    _object_at = lambda addr: cast(addr, pyobj).value       # noqa: E731
+    return True
+
+
+_WORD = 8 if sys.maxsize > 2 ** 32 else 4
+
+
+def _dict_at_offset(o, dictoffset):
+    """The dict in a non-managed instance's dict slot, None if there is none."""
+    if dictoffset <= 0:
+        return None   # no slot, or a var-sized layout: left to tp_traverse
+    p = _read_word(id(o) + dictoffset)
+    return _object_at(p) if p else None
+
+
+def _managed_dict(o, tp):
+    """(dict or None, whether inline values hold the attributes) on 3.11+."""
+    base = id(o)
+    if PY == (3, 11):
+        p = _read_word(base - 3 * _WORD)
+        if p:
+            return _object_at(p), False
+        return None, bool(_read_word(base - 4 * _WORD))
+    if PY == (3, 12):
+        p = _read_word(base - 3 * _WORD)
+        if p & 1:
+            return None, True
+        return (_object_at(p) if p else None), False
+    p = _read_word(base - 3 * _WORD)
+    valid = False
+    if _TYPE_ATTR["__flags__"](tp) & INLINE_VALUES:
+        valid = bool(_read_byte(base + _TYPE_ATTR["__basicsize__"](tp) + 3))
+    return (_object_at(p) if p else None), valid

@@ -143,6 +143,7 @@ OWN = """
                     own.add(id(o.__code__))
             elif ours(type(o).__module__):
                 own.add(id(o))          # instances of memdiag's classes (_State, ...)
+        o = None    # the loop variable would be this program's own reference to a hook object
         own.update(id(f) for f in left)
         second = hook.dump(mode=mode)
         print("RESULT " + json.dumps({"snaps": [first, second], "own": sorted(own),
