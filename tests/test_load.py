@@ -171,7 +171,9 @@ def scenario(tmp_path, targets, requests, triggers, bursts, seed):
         "pause_ms": {"p50": round(1000 * statistics.median(pauses), 2),
                      "max": round(1000 * max(pauses), 2)} if pauses else None,
         "walk_s": {"p50": round(statistics.median(walks), 3), "max": round(max(walks), 3)},
-        "burst_gap_us_max": round(1e6 * max(gaps), 1), "seed": seed,
+        "burst_gap_us": {"min": round(1e6 * min(gaps), 1),
+                         "median": round(1e6 * statistics.median(gaps), 1),
+                         "max": round(1e6 * max(gaps), 1)}, "seed": seed,
     }
     snap = Snapshot.load(os.path.join(t.dir, names[-1]))
     figures["objects"] = snap.n_objects
