@@ -10,8 +10,9 @@ runs. Before the walk the wrapper reads the child's RSS (all of it shared with
 the parent at that moment) and the parent's /proc/<pid>/smaps_rollup; after the
 file is complete it reads the child's peak RSS (VmHWM) and smaps_rollup and the
 parent's smaps_rollup again, and writes them next to the snapshot as
-`<snapshot>.probe.json`. Its own reading time is recorded, so the benchmark
-can subtract it from the snapshot time. Inline snapshots pass straight through.
+`<snapshot>.probe.json`, with the CPU time the walk and write took. Its own
+reading time is recorded, so the benchmark can subtract it from the snapshot
+time. Inline snapshots pass straight through.
 """
 
 from __future__ import annotations
@@ -61,8 +62,10 @@ def attach(hook):
         spent = time.perf_counter()
         parent = opts["pid"]
         before = {"child": status(), "parent": rollup(parent)}
+        cpu, thread_cpu = os.times(), time.thread_time()
         spent = time.perf_counter() - spent
         final = original(capture, opts, may_materialize)
+        cpu_end, thread_cpu_end = os.times(), time.thread_time()
         t = time.perf_counter()
         after = {"child": status(), "child_rollup": rollup(), "parent": rollup(parent)}
         data = {
@@ -72,6 +75,12 @@ def attach(hook):
             "parent_rss_kb": before["parent"].get("Rss", 0),
             "parent_shared_start_kb": shared_kb(before["parent"]),
             "parent_shared_end_kb": shared_kb(after["parent"]),
+            # CPU time of the whole child (walker and writer threads) and of
+            # the walking thread alone: unlike wall time, not stretched when
+            # other processes compete with the child (it runs at nice 10)
+            "child_cpu_seconds": round(cpu_end.user + cpu_end.system
+                                       - cpu.user - cpu.system, 6),
+            "child_main_thread_cpu_seconds": round(thread_cpu_end - thread_cpu, 6),
         }
         data["probe_seconds"] = round(spent + time.perf_counter() - t, 6)
         with open(final + ".probe.json", "w") as f:

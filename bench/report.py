@@ -65,12 +65,22 @@ def rows(results):
             table.append((f"memdiag snapshot, {w} walker, {m}",
                           per(lambda s, k=key: f"{fmt(d(s)['snapshot_seconds'][k], 's')} "
                                                f"({d(s)['snapshot_vs_guppy'][k]:.2f}x guppy)")))
+    for w in WALKERS:
+        for m in MODES:
+            key = f"{w}-{m}"
+            if not any(key in d(s).get("snapshot_cpu_seconds", {}) for s in sizes):
+                continue
+            table.append((f"  CPU time, {w} walker, {m}",
+                          per(lambda s, k=key: f"{fmt(d(s)['snapshot_cpu_seconds'][k], 's')} "
+                                               f"({d(s)['snapshot_cpu_vs_guppy_cpu'][k]:.2f}x "
+                                               f"guppy's CPU)")))
     key = "compiled-fork" if any("compiled-fork" in s["memdiag"] for s in sizes) else "python-fork"
     table.append((f"{key} snapshot: walk+write / of it zlib",
                   per(lambda s: f"{fmt(d(s)['walk_seconds'][key], 's')} / "
                                 f"{fmt(d(s)['writer_zlib_seconds'], 's')}")))
     table += [
-        ("guppy3 hpy().heap()", per(lambda s: fmt(s["guppy_seconds"], "s"))),
+        ("guppy3 hpy().heap() (CPU time)", per(lambda s: f"{fmt(s['guppy_seconds'], 's')} "
+                                                         f"({fmt(s['guppy_cpu_seconds'], 's')})")),
         ("objgraph show_growth()", per(lambda s: fmt(s["objgraph_seconds"], "s"))),
         ("tracemalloc take_snapshot()+compare_to()",
          per(lambda s: fmt(d(s)["tracemalloc_seconds"], "s"))),

@@ -308,6 +308,7 @@ def derive(res):
     signals = res["signal_snapshots"]
     objects = b["file"]["objects"]
     snapshot_seconds, vs_guppy, extra, unshared, child_private, per_obj_file = {}, {}, {}, {}, {}, {}
+    cpu_seconds, cpu_vs_guppy = {}, {}
     for key, reps in runs.items():
         # Time: the median run. Memory: the worst run.
         seconds = statistics.median(
@@ -315,6 +316,11 @@ def derive(res):
         snapshot_seconds[key] = seconds
         vs_guppy[key] = seconds / res["guppy_seconds"]
         per_obj_file[key] = max(r["file"]["bytes"] / r["file"]["objects"] for r in reps)
+        cpus = [r["cpu_seconds"] if r["mode"] == "inline" else
+                (r.get("probe") or {}).get("child_cpu_seconds") for r in reps]
+        if None not in cpus:
+            cpu_seconds[key] = statistics.median(cpus)
+            cpu_vs_guppy[key] = cpu_seconds[key] / res["guppy_cpu_seconds"]
         if reps[0]["mode"] == "inline":
             extra[key] = max(r["rss_peak_rise_kb"] * 1024 / r["file"]["objects"] for r in reps)
             continue
@@ -331,6 +337,9 @@ def derive(res):
         "edges": b["file"]["edges"],
         "snapshot_seconds": snapshot_seconds,
         "snapshot_vs_guppy": vs_guppy,
+        "snapshot_cpu_seconds": cpu_seconds,
+        "snapshot_cpu_vs_guppy_cpu": cpu_vs_guppy,
+        "guppy_cpu_seconds": res["guppy_cpu_seconds"],
         "walker_extra_bytes_per_object": extra,
         "unshared_fraction": unshared,
         "child_private_fraction": child_private,

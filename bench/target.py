@@ -146,14 +146,17 @@ def memdiag_dump(hook, path, mode, pure):
     gc.collect()
     reset_peak()
     before = rss_kb()
+    cpu = time.process_time()
     t = clock()
     final = hook.dump(path, mode=mode)
     seconds = clock() - t
+    cpu = time.process_time() - cpu
     st = probe.status()
     os.environ.pop("MEMDIAG_PURE_PYTHON", None)
     out = {"path": final, "mode": mode, "pure": pure, "seconds": seconds,
            "rss_before_kb": before}
     if mode == "inline":
+        out["cpu_seconds"] = cpu
         out["rss_peak_rise_kb"] = st["VmHWM"] - before
         out["rss_kept_kb"] = st["VmRSS"] - before
     else:
@@ -234,14 +237,16 @@ def main_target(n, directory, python_inline=True, repeat=3):
     # Memory from the first call (with its result alive), time from every call.
     say("guppy3 hpy().heap()")
     from guppy import hpy
-    times = []
+    times, cpus = [], []
     for k in range(repeat):
         gc.collect()
         reset_peak()
         before = rss_kb()
+        cpu = time.process_time()
         t = clock()
         h = hpy().heap()
         times.append(clock() - t)
+        cpus.append(time.process_time() - cpu)
         if k == 0:
             st = probe.status()
             res["guppy_rss_added_kb"] = st["VmRSS"] - before
@@ -250,6 +255,7 @@ def main_target(n, directory, python_inline=True, repeat=3):
         del h
     res["guppy_runs"] = times
     res["guppy_seconds"] = statistics.median(times)
+    res["guppy_cpu_seconds"] = statistics.median(cpus)
     hook.uninstall()
     emit(event="result", **res)
 
