@@ -75,8 +75,8 @@ def rows(results):
                                                f"({d(s)['snapshot_cpu_vs_guppy_cpu'][k]:.2f}x "
                                                f"guppy's CPU)")))
     key = "compiled-fork" if any("compiled-fork" in s["memdiag"] for s in sizes) else "python-fork"
-    table.append((f"{key} snapshot: walk+write / of it zlib",
-                  per(lambda s: f"{fmt(d(s)['walk_seconds'][key], 's')} / "
+    table.append((f"{key} snapshot: walk+write; zlib alone on its columns",
+                  per(lambda s: f"{fmt(d(s)['walk_seconds'][key], 's')}; "
                                 f"{fmt(d(s)['writer_zlib_seconds'], 's')}")))
     table += [
         ("guppy3 hpy().heap() (CPU time)", per(lambda s: f"{fmt(s['guppy_seconds'], 's')} "
