@@ -10,8 +10,10 @@
  *   from tp_traverse with a visit callback, dict items from PyDict_Next,
  *   attributes from struct reads (__slots__, the instance __dict__ pointer,
  *   3.11+ inline values named from the type's shared keys: no __dict__ is
- *   ever created), frame locals from the frame's localsplus (no
- *   PyFrame_FastToLocals); every pointer kept is borrowed.  The label table
+ *   ever created; the fields of code objects and types, including what
+ *   their getters would build, co_localsplusnames, and what they cached),
+ *   frame locals from the frame's localsplus (no PyFrame_FastToLocals);
+ *   every pointer kept is borrowed.  The label table
  *   holds copies of the label strings (the target's are neither increfed nor
  *   hashed).  What remains is tiny: the type table holds the type objects,
  *   C __sizeof__ methods are called (they return small ints), tracemalloc is
@@ -156,13 +158,33 @@ enum {
 
 enum {
     K_DICT, K_LIST, K_TUPLE, K_SET, K_DEQUE, K_STR, K_BYTES, K_INT, K_FLOAT,
-    K_MODULE, K_TYPE, K_FUNCTION, K_FRAME, K_CELL, K_LRU, K_INSTANCE, K_OTHER,
-    NKINDS
+    K_MODULE, K_TYPE, K_FUNCTION, K_CODE, K_FRAME, K_CELL, K_LRU, K_INSTANCE,
+    K_OTHER, NKINDS
 };
 static const char *const KIND_NAMES[NKINDS] = {
     "dict", "list", "tuple", "set", "deque", "str", "bytes", "int", "float",
-    "module", "type", "function", "frame", "cell", "lru_cache", "instance",
-    "other"
+    "module", "type", "function", "code", "frame", "cell", "lru_cache",
+    "instance", "other"
+};
+
+/* Labels made on first use (not well-known), by name.  PyWalker makes the
+ * ones it uses from its own constants: interned strs that exist already
+ * (descriptor names of the code and type types); the C-only ones are plain
+ * strs of the walker's own (never interned: 3.12+ would make them immortal
+ * in the target). */
+enum {
+    NL_NAME, NL_QUALNAME, NL_SUBCLASSES,
+    NL_CO_CONSTS, NL_CO_NAMES, NL_CO_FILENAME, NL_CO_NAME, NL_CO_QUALNAME,
+    NL_CO_LINETABLE, NL_CO_EXCEPTIONTABLE, NL_CO_CODE, NL_CO_VARNAMES,
+    NL_CO_CELLVARS, NL_CO_FREEVARS, NL_CO_LOCALSPLUSNAMES, NL_CO_LOCALSPLUSKINDS,
+    NNAMED
+};
+static const struct { const char *name; int interned; } NAMED_LABELS[NNAMED] = {
+    {"__name__", 1}, {"__qualname__", 1}, {"__subclasses__", 0},
+    {"co_consts", 1}, {"co_names", 1}, {"co_filename", 1}, {"co_name", 1},
+    {"co_qualname", 1}, {"co_linetable", 1}, {"co_exceptiontable", 1},
+    {"co_code", 1}, {"co_varnames", 1}, {"co_cellvars", 1}, {"co_freevars", 1},
+    {"co_localsplusnames", 0}, {"co_localspluskinds", 0},
 };
 
 /* --------------------------------------------------------- memory stats */
@@ -494,6 +516,7 @@ typedef struct {
     size_t qn;
     int64_t q_last;
     PtrMap nlcache;         /* name-like dict key pointer -> label index */
+    int64_t named[NNAMED];  /* NAMED_LABELS' label indexes, -1 until used */
 
     PyTypeObject *deque_type;
     PyTypeObject *lru_type;
@@ -1366,6 +1389,30 @@ static int64_t label_cstr(W *w, const char *s)
     return label_of(w, o);
 }
 
+/* The label of NAMED_LABELS[i], made on first use. */
+static int64_t label_named(W *w, int i)
+{
+    if (w->named[i] >= 0) {
+        return w->named[i];
+    }
+    int64_t v;
+    if (NAMED_LABELS[i].interned) {
+        PyObject *o = PyUnicode_InternFromString(NAMED_LABELS[i].name);
+        if (o == NULL || PyList_Append(w->keep, o) < 0) {
+            Py_XDECREF(o);
+            w->err = 1;
+            return -1;
+        }
+        Py_DECREF(o);
+        v = label_of(w, o);
+    }
+    else {
+        v = label_cstr(w, NAMED_LABELS[i].name);
+    }
+    w->named[i] = v;
+    return v;
+}
+
 /* memdiag.walker.name_like for an exact str. */
 static int name_like(PyObject *s)
 {
@@ -1662,6 +1709,7 @@ static int compute_kind(W *w, PyTypeObject *tp)
     if (PyType_IsSubtype(tp, &PyModule_Type)) return K_MODULE;
     if (PyType_IsSubtype(tp, &PyType_Type)) return K_TYPE;
     if (tp == &PyFunction_Type) return K_FUNCTION;
+    if (tp == &PyCode_Type) return K_CODE;
     if (tp == &PyFrame_Type) return K_FRAME;
     if (tp == &PyCell_Type) return K_CELL;
     if (w->lru_type && tp == w->lru_type) return K_LRU;
@@ -1724,8 +1772,14 @@ static TypeInfo *new_type_info(W *w, PyTypeObject *tp)
     ti->size_mode = SZ_OBJECT;
     if (descr != NULL && PyFunction_Check(descr)) {
         ti->size_mode = SZ_PYFUNC;
+        /* PyWalker.info: the GC header, and the managed dict (3.11+) and
+         * weakref (3.12+) pointers sys.getsizeof counts. */
         ti->py_preheader = (flags & TPF_HAVE_GC) ? 16 : 0;
-#if !PY310 && !PY311
+#if PY311
+        if (flags & TPF_MANAGED_DICT) {
+            ti->py_preheader += 16;
+        }
+#elif !PY310
         if (flags & (TPF_MANAGED_DICT | TPF_MANAGED_WEAKREF)) {
             ti->py_preheader += 16;
         }
@@ -1779,10 +1833,12 @@ static TypeInfo *new_type_info(W *w, PyTypeObject *tp)
                 PyErr_Clear();
             }
         }
-        /* __slots__ and other members: PyWalker.info takes the member
-         * descriptors each heap type of the MRO has in its own dict, in
-         * dict order, labeled by their key.  Only object members are
-         * references (PyWalker also reads int/bool members as values). */
+        /* __slots__: PyWalker.info takes the member descriptors each heap
+         * type of the MRO has in its own dict, in dict order, labeled by
+         * their key, when the key is one of the type's (mangled) __slots__
+         * names: ht_slots, which a class statement sets and a C heap type
+         * does not have (its members may be ints or offsets).  Only object
+         * members can hold a reference. */
         if (mro != NULL && PyTuple_Check(mro)) {
             for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(mro); i++) {
                 PyObject *t = PyTuple_GET_ITEM(mro, i);
@@ -1791,7 +1847,8 @@ static TypeInfo *new_type_info(W *w, PyTypeObject *tp)
                     continue;
                 }
                 PyObject *td = ((PyTypeObject *)t)->tp_dict;
-                if (td == NULL || !PyDict_Check(td)) {
+                PyObject *names = ((PyHeapTypeObject *)t)->ht_slots;
+                if (td == NULL || !PyDict_Check(td) || names == NULL || !PyTuple_Check(names)) {
                     continue;
                 }
                 Py_ssize_t pos = 0;
@@ -1804,6 +1861,15 @@ static TypeInfo *new_type_info(W *w, PyTypeObject *tp)
                     PyMemberDef *m = ((PyMemberDescrObject *)val)->d_member;
                     if (m == NULL || (m->type != MD_T_OBJECT_EX && m->type != MD_T_OBJECT)
                             || !PyUnicode_Check(key)) {
+                        continue;
+                    }
+                    int listed = 0;
+                    for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(names) && !listed; k++) {
+                        PyObject *nm = PyTuple_GET_ITEM(names, k);
+                        listed = PyUnicode_Check(nm) && PyUnicode_Compare(nm, key) == 0;
+                    }
+                    PyErr_Clear();
+                    if (!listed) {
                         continue;
                     }
                     if (ti->nslots == cap) {
@@ -2286,8 +2352,9 @@ static int instance_edges(W *w, PyObject *o, uint32_t src, TypeInfo *ti, PtrVec 
         return 0;
     }
 #endif
-    PyObject **dp = ti->dictoffset != 0 ? _PyObject_GetDictPtr(o) : NULL;
-    PyObject *d = dp != NULL ? *dp : NULL;
+    /* PyWalker reads the slot at a positive tp_dictoffset only (a negative
+     * one, var-sized layouts, is left to tp_traverse: unlabeled). */
+    PyObject *d = ti->dictoffset > 0 ? *(PyObject **)((char *)o + ti->dictoffset) : NULL;
     if (d != NULL && Py_IS_TYPE(d, &PyDict_Type) && in_vec(refs, d)) {
         return emit_labeled(w, src, d, L_ATTR, LBL_DICT);
     }
@@ -2394,6 +2461,73 @@ static int do_edges(W *w, PyObject *o, uint32_t src, TypeInfo *ti)
         for (int i = 0; i < 3; i++) {
             if (fields[i] != NULL && fields[i] != Py_None
                     && emit_labeled(w, src, fields[i], L_ATTR, lbls[i]) < 0) {
+                return -1;
+            }
+        }
+        if (t->tp_flags & TPF_HEAPTYPE) {
+            /* A heap type's names are stored objects (a static type's are C
+             * strings, made into new str objects on every read). */
+            PyHeapTypeObject *ht = (PyHeapTypeObject *)t;
+            if (ht->ht_name != NULL && emit_labeled(w, src, ht->ht_name, L_ATTR,
+                                                    label_named(w, NL_NAME)) < 0) {
+                return -1;
+            }
+            if (ht->ht_qualname != NULL && emit_labeled(w, src, ht->ht_qualname, L_ATTR,
+                                                        label_named(w, NL_QUALNAME)) < 0) {
+                return -1;
+            }
+        }
+        /* C only (PyWalker cannot read it without calling __subclasses__(),
+         * which makes a list): the dict of weak references to subclasses,
+         * else an "unreached" dict.  3.12+ keeps a static builtin type's in
+         * the interpreter, and tp_subclasses is an index then. */
+#if PY310 || PY311
+        PyObject *subs = t->tp_subclasses;
+#else
+        PyObject *subs = (t->tp_flags & _Py_TPFLAGS_STATIC_BUILTIN) ? NULL
+                         : (PyObject *)t->tp_subclasses;
+#endif
+        if (subs != NULL && PyDict_CheckExact(subs)
+                && emit_labeled(w, src, subs, L_ATTR, label_named(w, NL_SUBCLASSES)) < 0) {
+            return -1;
+        }
+        break;
+    }
+    case K_CODE: {
+        /* Not gc-tracked: tp_traverse shows nothing, yet a code object holds
+         * constants, names and tables.  First the fields PyWalker reads (in
+         * its order), then the ones only C can read without making objects
+         * (3.11+: the locals' names and kinds, and what the co_code,
+         * co_varnames, co_cellvars and co_freevars getters cached). */
+        PyCodeObject *co = (PyCodeObject *)o;
+#if PY310
+        PyObject *fields[] = {co->co_consts, co->co_names, co->co_filename, co->co_name,
+                              co->co_linetable, co->co_code, co->co_varnames,
+                              co->co_cellvars, co->co_freevars};
+        int lbls[] = {NL_CO_CONSTS, NL_CO_NAMES, NL_CO_FILENAME, NL_CO_NAME,
+                      NL_CO_LINETABLE, NL_CO_CODE, NL_CO_VARNAMES, NL_CO_CELLVARS,
+                      NL_CO_FREEVARS};
+#else
+#  if PY311
+        PyObject *cached[4] = {co->_co_code, NULL, NULL, NULL};
+#  else
+        _PyCoCached *cc = co->_co_cached;
+        PyObject *cached[4] = {cc ? cc->_co_code : NULL, cc ? cc->_co_varnames : NULL,
+                               cc ? cc->_co_cellvars : NULL, cc ? cc->_co_freevars : NULL};
+#  endif
+        PyObject *fields[] = {co->co_consts, co->co_names, co->co_filename, co->co_name,
+                              co->co_qualname, co->co_linetable, co->co_exceptiontable,
+                              co->co_localsplusnames, co->co_localspluskinds,
+                              cached[0], cached[1], cached[2], cached[3]};
+        int lbls[] = {NL_CO_CONSTS, NL_CO_NAMES, NL_CO_FILENAME, NL_CO_NAME,
+                      NL_CO_QUALNAME, NL_CO_LINETABLE, NL_CO_EXCEPTIONTABLE,
+                      NL_CO_LOCALSPLUSNAMES, NL_CO_LOCALSPLUSKINDS, NL_CO_CODE,
+                      NL_CO_VARNAMES, NL_CO_CELLVARS, NL_CO_FREEVARS};
+#endif
+        use_labeled = 1;
+        for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+            if (fields[i] != NULL && fields[i] != Py_None
+                    && emit_labeled(w, src, fields[i], L_ATTR, label_named(w, lbls[i])) < 0) {
                 return -1;
             }
         }
@@ -2559,7 +2693,16 @@ static void push_utf8(W *w, PyObject *s, uint32_t idx)
 
 static uint32_t site_of(W *w, PyObject *o)
 {
+#if PY311
+    /* 3.11's _tracemalloc._get_object_traceback looks an object with a
+     * managed dict up at the wrong address (it forgets the dict pointers
+     * before the GC header) and finds nothing: look its block up here. */
+    (void)w->tb_func;
+    PyObject *tb = _PyTraceMalloc_GetTraceback(
+        0, (uintptr_t)o - (uintptr_t)_PyType_PreHeaderSize(Py_TYPE(o)));
+#else
     PyObject *tb = PyObject_CallOneArg(w->tb_func, o);
+#endif
     if (tb == NULL) {
         PyErr_Clear();
         return 0;
@@ -2882,6 +3025,9 @@ static int tuple_parts(PyObject *t, Py_ssize_t n, PyObject **out, const char *wh
 static int init_walker(W *w, PyObject *writer, int stream, int strings, int trace)
 {
     memset(w, 0, sizeof(*w));
+    for (int i = 0; i < NNAMED; i++) {
+        w->named[i] = -1;
+    }
     w->writer = Py_NewRef(writer);
     w->stream = stream;
     w->strings = strings;

@@ -201,7 +201,8 @@ def test_run_trace_frames_records_allocation_sites(start, tmp_path, walker):
 
 @pytest.mark.parametrize("walker", TRACE_WALKERS)
 def test_run_trace_frames_site_of_class_instances(start, tmp_path, walker):
-    if sys.version_info[:2] == (3, 11):
+    if sys.version_info[:2] == (3, 11) and walker == "python":
+        # The compiled walker looks their block up itself.
         pytest.xfail("3.11's tracemalloc looks up objects with a managed dict at the wrong "
                      "address (it forgets their pre-header) and finds no traceback")
     s = traced_snapshot(start, tmp_path, walker)

@@ -22,6 +22,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 
 from memdiag import hook, snapfile  # noqa: E402
+from memdiag import walker  # noqa: E402
 from memdiag.walker import PyWalker, type_name  # noqa: E402
 
 try:
@@ -221,6 +222,14 @@ def build_heap(freeze=False):
     h["meta"] = WithMeta
     h["partial"] = functools.partial(max, 1, key=None)
     h["module_ref"] = collections
+    # Var-sized instances with a __dict__ (a negative tp_dictoffset).
+    ts, isub = TupleSub((4, 5)), IntSub(8)
+    ts.attr, isub.attr = ["on a tuple"], ["on an int"]
+    h["varsized"] = [ts, isub]
+    # Code objects whose getters cached co_code (3.11+) and the name
+    # tuples (3.12+): objects only the compiled walker can reach.
+    code = make_closure.__code__
+    code.co_code, code.co_varnames, code.co_cellvars, code.co_freevars
     h["nested"] = {"level1": {"level2": {"level3": ["deep"]}}}
     try:
         raise ValueError("kept traceback")
@@ -233,6 +242,23 @@ def build_heap(freeze=False):
     h["cycle_addr"] = id(cyc)
     del cyc
     return h
+
+
+def managed_type_names():
+    """Names of the classes whose instances keep their dict before the object
+    (3.11+ Py_TPFLAGS_MANAGED_DICT)."""
+    if PY < (3, 11):
+        return []
+    names, stack, seen = set(), [object], set()
+    while stack:        # every class (gc.get_objects() misses frozen ones)
+        t = stack.pop()
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        if t.__flags__ & (1 << 4):
+            names.add(type_name(t))
+        stack.extend(type.__subclasses__(t))
+    return sorted(names)
 
 
 def start_thread():
@@ -381,6 +407,8 @@ def mode_equiv(outdir, freeze=False):
     tracemalloc.start(3)
     gc.disable()
     prepare_raw_fork()
+    # PyWalker reads dict pointers, as when the hook uses it.
+    walker.enable_pointer_reads()
     heap = build_heap(freeze)
     # The traceback's frame finished: give it its f_locals dict now (PyWalker
     # makes one in the fork child, 3.10-3.12, where it would be a new object).
@@ -398,6 +426,7 @@ def mode_equiv(outdir, freeze=False):
         "stack_roots": len(capture["stack_roots"]),
         "frozen_ids": heap.pop("frozen_ids", []),
         "permanent_ids": _walker.permanent_generation_ids(),
+        "managed_types": managed_type_names(),
     }
     paths = [os.path.join(outdir, f"{which}.snap") for which in WALKERS]
     options = {"strings": True, "trace": True, "may_materialize": True}
