@@ -1,9 +1,11 @@
 """The compiled walker (memdiag/_walker.c) against the specification, PyWalker.
 
 Every test runs real interpreters on real heaps (tests/walker_helpers/
-heapcheck.py), for each Python 3.10-3.13 found on this machine; a version is
-skipped when it has no interpreter or when memdiag._walker is not built for it
-(`pythonX.Y setup.py build_ext --inplace`).
+heapcheck.py). The interpreter running pytest is tested in every run; the
+other Pythons 3.10-3.13 found on this machine are `slow` cases (make
+test-slow, make test-all). A version is skipped when it has no interpreter or
+when memdiag._walker is not built for it (`pythonX.Y setup.py build_ext
+--inplace`).
 
 Equivalence: the helper builds a varied heap, captures the stacks with the C
 capture, then forks two children with identical heaps (fork(2) without
@@ -112,7 +114,11 @@ def python_with_walker(ver):
     return None, f"no Python {ver} interpreter found"
 
 
-@pytest.fixture(params=VERSIONS)
+CURRENT = "%d.%d" % sys.version_info[:2]
+
+
+@pytest.fixture(params=[v if v == CURRENT else pytest.param(v, marks=pytest.mark.slow)
+                        for v in VERSIONS])
 def python(request):
     exe, why = python_with_walker(request.param)
     if exe is None:
@@ -458,7 +464,7 @@ def test_same_snapshot_as_pywalker(python, tmp_path):
 def test_permanent_generation(python, tmp_path):
     """gc.freeze() puts objects where gc.get_objects() does not look; the C
     walker walks them too (its only other difference from PyWalker here)."""
-    info, py, c = equivalence_run(python, tmp_path, "freeze")
+    info, py, c = equivalence_run(python, tmp_path, "freeze", "notrace")
     problems, common, only_py, only_c, stats = compare(py, c, info)
     assert not problems, "\n".join(problems[:40])
     frozen = info["frozen_addr"]

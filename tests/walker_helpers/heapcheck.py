@@ -1,6 +1,7 @@
 """Test helper for tests/test_walker_c.py, run as a script under any Python.
 
-    python heapcheck.py equiv OUTDIR [freeze]  # one snapshot per walker, same heap
+    python heapcheck.py equiv OUTDIR [freeze] [notrace]
+                                               # one snapshot per walker, same heap
     python heapcheck.py inplace                # the C walk leaves the heap alone
     python heapcheck.py capture                # C capture against the Python one
     python heapcheck.py unshare N              # pages a forked C walk dirties
@@ -402,9 +403,10 @@ def fork_walk(k, paths, capture, options):
 
 # -------------------------------------------------------------------- modes
 
-def mode_equiv(outdir, freeze=False):
+def mode_equiv(outdir, freeze=False, trace=True):
     import tracemalloc
-    tracemalloc.start(3)
+    if trace:
+        tracemalloc.start(1)    # more frames: same check, twice the time
     gc.disable()
     prepare_raw_fork()
     # PyWalker reads dict pointers, as when the hook uses it.
@@ -429,7 +431,7 @@ def mode_equiv(outdir, freeze=False):
         "managed_types": managed_type_names(),
     }
     paths = [os.path.join(outdir, f"{which}.snap") for which in WALKERS]
-    options = {"strings": True, "trace": True, "may_materialize": True}
+    options = {"strings": True, "trace": trace, "may_materialize": True}
     for k in range(len(WALKERS)):
         fork_walk(k, paths, capture, options)
     event.set()
@@ -734,7 +736,8 @@ if __name__ == "__main__":
         sys.exit(0)
     mode = sys.argv[1]
     if mode == "equiv":
-        mode_equiv(sys.argv[2], freeze="freeze" in sys.argv[3:])
+        mode_equiv(sys.argv[2], freeze="freeze" in sys.argv[3:],
+                   trace="notrace" not in sys.argv[3:])
     elif mode == "inplace":
         mode_inplace()
     elif mode == "capture":
