@@ -26,6 +26,9 @@ class OptionalBuildExt(build_ext):
 setup(
     ext_modules=[Extension("memdiag._walker", ["memdiag/_walker.c"],
                            extra_compile_args=["-O2", "-std=c11", "-Wall"],
+                           optional=True),
+                 Extension("memdiag._fastmatch", ["memdiag/_fastmatch.c"],
+                           extra_compile_args=["-O2", "-std=c11", "-Wall"],
                            optional=True)],
     cmdclass={"build_ext": OptionalBuildExt},
 )

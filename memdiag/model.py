@@ -12,6 +12,7 @@ Columns are decoded on first use, so a `diff` never decodes the edge arrays.
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -51,10 +52,24 @@ def _bad_meta(meta):
 
 
 def decode_chunk(width, transform, count, raw):
-    """One encoded column chunk back to a numpy array."""
+    """One encoded column chunk back to a numpy array.
+
+    A shuffled column without delta coding comes back in the narrowest
+    unsigned type that holds its values (byte planes that are all zero are
+    skipped), so sizes and lengths take 2 or 4 bytes an object, not 8.
+    """
     dt = _DTYPES[width]
     if transform & sf.T_SHUFFLE and width > 1:
         planes = np.frombuffer(raw, np.uint8).reshape(width, count)
+        if not transform & sf.T_DELTA:
+            used = [k for k in range(width) if planes[k].any()]
+            top = used[-1] + 1 if used else 1
+            out_dt = _DTYPES[1 if top == 1 else 2 if top == 2 else 4 if top <= 4 else 8]
+            a = planes[0].astype(out_dt)
+            for k in used:
+                if k:
+                    a |= planes[k].astype(out_dt) << out_dt(8 * k)
+            return a
         a = np.ascontiguousarray(planes.T).view(dt).reshape(count)
     else:
         a = np.frombuffer(raw, dt)
@@ -88,6 +103,7 @@ class Snapshot:
         self.labels = list(t.get("labels", [])) or list(sf.WELL_KNOWN_LABELS)
         self.sites = t.get("sites", [])
         self._cols = {}
+        self._chunks = OrderedDict()
         self._name_ids = None
 
     @classmethod
@@ -119,6 +135,11 @@ class Snapshot:
         self._reader.close()
 
     # -------------------------------------------------------------- columns
+    # A column is decoded whole on first use (`column`), or chunk by chunk
+    # where a command needs a few values (`at`, `take`): a diff reads the
+    # parents and edges of a handful of containers, not of every object.
+
+    CHUNK_CACHE = 64
 
     def column(self, col):
         a = self._cols.get(col)
@@ -128,40 +149,104 @@ class Snapshot:
             n = self.n_objects if sf.COLUMN_COUNT_KEY[col] == "objects" else 0
             a = np.zeros(n, np.uint32)
         else:
-            parts = []
-            try:
-                for width, transform, count, raw in self._reader.payloads(col):
-                    parts.append(decode_chunk(width, transform, count, raw))
-                    if self.progress:
-                        self.progress(len(raw))
-            except sf.SnapshotFormatError as e:
-                raise SnapshotError(f"{self.path}: {e}") from None
-            a = np.concatenate(parts) if parts else np.zeros(0, np.uint64)
+            parts = [self._chunk(col, k, cache=False)
+                     for k in range(len(self._reader.chunks[col]))]
+            a = np.concatenate(parts) if len(parts) > 1 else (
+                parts[0] if parts else np.zeros(0, np.uint32))
+            if col == sf.COL_NEDGES and int(a.sum(dtype=np.uint64)) != self.n_edges:
+                self._corrupt("edge counts do not add up")
         a.flags.writeable = False
         self._cols[col] = a
-        self._check(col, a)
+        for key in [k for k in self._chunks if k[0] == col]:
+            del self._chunks[key]
         return a
 
-    def _check(self, col, a):
+    def _starts(self, col):
+        starts = self._cols.get(("starts", col))
+        if starts is None:
+            counts = [c.count for c in self._reader.chunks.get(col, [])]
+            starts = np.zeros(len(counts) + 1, np.int64)
+            np.cumsum(counts, out=starts[1:])
+            self._cols[("starts", col)] = starts
+        return starts
+
+    def _chunk(self, col, k, cache=True):
+        key = (col, k)
+        part = self._chunks.get(key)
+        if part is not None:
+            self._chunks.move_to_end(key)
+            return part
+        c = self._reader.chunks[col][k]
+        try:
+            raw = self._reader._inflate(c.offset, c.stored_len, c.count * c.width, c.crc)
+        except sf.SnapshotFormatError as e:
+            raise SnapshotError(f"{self.path}: {e}") from None
+        part = decode_chunk(c.width, c.transform, c.count, raw)
+        if self.progress:
+            self.progress(len(raw))
+        self._check(col, part, int(self._starts(col)[k]))
+        if cache:
+            self._chunks[key] = part
+            if len(self._chunks) > self.CHUNK_CACHE:
+                self._chunks.popitem(last=False)
+        return part
+
+    def at(self, col, i):
+        """One value of a column, decoding only its chunk."""
+        full = self._cols.get(col)
+        if full is not None:
+            return int(full[i])
+        starts = self._starts(col)
+        if not 0 <= i < starts[-1]:
+            raise IndexError(i)
+        k = int(np.searchsorted(starts, i, "right")) - 1
+        return int(self._chunk(col, k)[i - starts[k]])
+
+    def take(self, col, idx):
+        """Values of a column at many indexes, decoding only the chunks they fall in."""
+        full = self._cols.get(col)
+        idx = np.asarray(idx, dtype=np.int64)
+        if full is not None:
+            return full[idx]
+        if not len(idx):
+            return np.zeros(0, np.uint64)
+        starts = self._starts(col)
+        if idx.min() < 0 or idx.max() >= starts[-1]:
+            raise IndexError("index out of range")
+        ks = np.searchsorted(starts, idx, "right") - 1
+        out = None
+        few = len(np.unique(ks)) <= self.CHUNK_CACHE // 2
+        for k in np.unique(ks).tolist():
+            sel = ks == k
+            part = self._chunk(col, k, cache=few)
+            vals = part[idx[sel] - starts[k]]
+            if out is None or out.dtype.itemsize < vals.dtype.itemsize:
+                out = np.zeros(len(idx), vals.dtype) if out is None else out.astype(vals.dtype)
+            out[sel] = vals
+        return out
+
+    def _check(self, col, a, base=0):
         """Values that index other arrays must be in range: corrupt files fail here."""
         n = self.n_objects
         bad = None
-        if col == sf.COL_TYPE and len(a) and int(a.max()) >= len(self.type_names):
+        if not len(a):
+            return
+        if col == sf.COL_TYPE and int(a.max()) >= len(self.type_names):
             bad = "type index out of range"
-        elif col in (sf.COL_ETARGET, sf.COL_ROOT_OBJ) and len(a) and int(a.max()) >= n:
+        elif col in (sf.COL_ETARGET, sf.COL_ROOT_OBJ) and int(a.max()) >= n:
             bad = "object index out of range"
-        elif col == sf.COL_PARENT and len(a):
-            idx = np.arange(n, dtype=np.uint64)
-            if np.any((a != 0) & (a.astype(np.uint64) > idx)):
+        elif col == sf.COL_PARENT:
+            if np.any(a.astype(np.int64) > np.arange(base, base + len(a), dtype=np.int64)):
                 bad = "parent index out of order"
-        elif col == sf.COL_NEDGES and len(a) and int(a.sum(dtype=np.uint64)) != self.n_edges:
-            bad = "edge counts do not add up"
-        elif col in (sf.COL_ROOT_DESC, sf.COL_ROOT_NAME) and len(a) and int(a.max()) >= len(self.labels):
+        elif col in (sf.COL_ROOT_DESC, sf.COL_ROOT_NAME) and int(a.max()) >= len(self.labels):
             bad = "label index out of range"
-        elif col == sf.COL_SITE and len(a) and int(a.max()) > len(self.sites):
+        elif col == sf.COL_SITE and int(a.max()) > len(self.sites):
             bad = "site index out of range"   # 1-based; np.bincount sizes by the max
         if bad:
-            raise SnapshotError(f"{self.path}: corrupted snapshot ({bad})")
+            self._corrupt(bad)
+
+    def _corrupt(self, why):
+        raise SnapshotError(f"{self.path}: corrupted snapshot ({why})")
 
     def _validate_tables(self):
         if self.n_objects and not self.type_names:
@@ -201,14 +286,26 @@ class Snapshot:
     def plabel(self):
         return self.column(sf.COL_PLABEL)
 
-    @property
-    def edge_offsets(self):
-        a = self._cols.get("offsets")
-        if a is None:
-            a = np.zeros(self.n_objects + 1, np.int64)
-            np.cumsum(self.nedges, out=a[1:])
-            self._cols["offsets"] = a
-        return a
+    def edge_range(self, i):
+        """(first, end) positions of object i's edges in the edge columns."""
+        bases = self._cols.get("edge_bases")
+        if bases is None:
+            nchunks = len(self._reader.chunks.get(sf.COL_NEDGES, []))
+            sums = [int(self._chunk(sf.COL_NEDGES, k, cache=False).sum(dtype=np.uint64))
+                    for k in range(nchunks)]
+            bases = np.zeros(nchunks + 1, np.int64)
+            np.cumsum(sums, out=bases[1:])
+            if int(bases[-1]) != self.n_edges:
+                self._corrupt("edge counts do not add up")
+            self._cols["edge_bases"] = bases
+        starts = self._starts(sf.COL_NEDGES)
+        if not 0 <= i < self.n_objects:
+            raise IndexError(i)
+        k = int(np.searchsorted(starts, i, "right")) - 1
+        part = self._chunk(sf.COL_NEDGES, k)
+        j = i - int(starts[k])
+        first = int(bases[k]) + int(part[:j].sum(dtype=np.uint64))
+        return first, first + int(part[j])
 
     def edges_of(self, i):
         """(targets, labels) of object i's outgoing edges.
@@ -216,38 +313,21 @@ class Snapshot:
         Only the chunks holding them are decoded, so looking at a few
         containers does not decode every edge of a big snapshot.
         """
-        off = self.edge_offsets
-        lo, hi = int(off[i]), int(off[i + 1])
+        lo, hi = self.edge_range(int(i))
         return self._slice(sf.COL_ETARGET, lo, hi), self._slice(sf.COL_ELABEL, lo, hi)
 
     def _slice(self, col, lo, hi):
         full = self._cols.get(col)
         if full is not None:
             return full[lo:hi]
-        chunks = self._reader.chunks.get(col, [])
-        starts = self._cols.get(("starts", col))
-        if starts is None:
-            starts = np.zeros(len(chunks) + 1, np.int64)
-            np.cumsum([c.count for c in chunks], out=starts[1:])
-            self._cols[("starts", col)] = starts
         if hi <= lo:
             return np.zeros(0, np.uint32)
+        starts = self._starts(col)
+        if hi > starts[-1]:
+            self._corrupt("edge counts do not add up")
         first = int(np.searchsorted(starts, lo, "right")) - 1
         last = int(np.searchsorted(starts, hi - 1, "right")) - 1
-        parts = []
-        for k in range(first, last + 1):
-            part = self._cols.get(("chunk", col, k))
-            if part is None:
-                c = chunks[k]
-                try:
-                    raw = self._reader._inflate(c.offset, c.stored_len, c.count * c.width, c.crc)
-                except sf.SnapshotFormatError as e:
-                    raise SnapshotError(f"{self.path}: {e}") from None
-                part = decode_chunk(c.width, c.transform, c.count, raw)
-                if col == sf.COL_ETARGET and len(part) and int(part.max()) >= self.n_objects:
-                    raise SnapshotError(f"{self.path}: corrupted snapshot (object index out of range)")
-                self._cols[("chunk", col, k)] = part
-            parts.append(part)
+        parts = [self._chunk(col, k) for k in range(first, last + 1)]
         joined = parts[0] if len(parts) == 1 else np.concatenate(parts)
         base = int(starts[first])
         return joined[lo - base:hi - base]

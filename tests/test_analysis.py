@@ -175,3 +175,24 @@ def test_module_path_preferred_over_stack_path(tmp_path, module_first):
     s = write(g, tmp_path, "a.snap")
     chains, _ = retainer_chains(s, "CAP")
     assert chains[0].path == "lib.registry[*]"
+
+
+def test_compiled_and_numpy_address_matching_agree(monkeypatch):
+    """The hash join (memdiag._fastmatch) and the numpy fallback give the same pairs."""
+    import numpy as np
+    from memdiag.analysis import match as m
+    if m._fastmatch is None:
+        pytest.skip("memdiag._fastmatch is not built (python setup.py build_ext --inplace)")
+    rng = np.random.default_rng(7)
+    a = np.unique(rng.integers(1, 1 << 36, 210_000, dtype=np.uint64) << np.uint64(4))[:200_000]
+    a = rng.permutation(a)
+    b = np.concatenate([rng.permutation(a)[:120_000],
+                        rng.integers(1 << 37, 1 << 38, 80_000, dtype=np.uint64) << np.uint64(4)])
+    rng.shuffle(b)
+    fast = m.match_addresses(a, b)
+    monkeypatch.setattr(m, "_fastmatch", None)
+    slow = m.match_addresses(a, b)
+    assert len(fast[0]) == 120_000
+    for x, y in zip(fast, slow):
+        assert np.array_equal(np.asarray(x, np.int64), np.asarray(y, np.int64))
+    assert np.array_equal(a[np.asarray(fast[0], np.int64)], b[np.asarray(fast[1], np.int64)])

@@ -14,7 +14,7 @@ import numpy as np
 from ..model import MemorySummary
 from .match import global_type_ids, match
 from .suspects import find_suspects
-from .types import type_growth
+from .types import type_growth, type_table
 
 
 @dataclass(frozen=True)
@@ -51,14 +51,12 @@ def diff(snaps, top_suspects=20, min_growth=1):
     new_mask[ib] = False
     freed_mask = np.ones(first.n_objects, bool)
     freed_mask[ia] = False
-    new_counts = _count_by_name(last, gids[-1], names, new_mask)
-    freed_counts = _count_by_name(first, gids[0], names, freed_mask)
+    del ia, ib
+    new_counts = {n: c for n, (c, _) in type_table(last, new_mask).items()}
+    freed_counts = {n: c for n, (c, _) in type_table(first, freed_mask).items()}
+    del freed_mask
     types = type_growth(first, last, new_counts, freed_counts)
     suspects = find_suspects(snaps, gids, new_mask, top=top_suspects, min_growth=min_growth)
     return DiffResult(tuple(s.path for s in snaps), types, suspects, memory, True)
 
 
-def _count_by_name(snap, gid, names, mask):
-    g = gid[snap.type.astype(np.int64)[mask]]
-    counts = np.bincount(g, minlength=len(names))
-    return {names[k]: int(c) for k, c in enumerate(counts.tolist()) if c}

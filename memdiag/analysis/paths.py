@@ -40,7 +40,7 @@ def _short(type_name):
 
 def step_text(snap, node, parent_node, via_attr_dict):
     """(text, folded text, is_attr_dict) for the edge parent_node -> node."""
-    code = int(snap.plabel[node])
+    code = snap.at(sf.COL_PLABEL, node)
     kind = code & sf.LABEL_KIND_MASK
     payload = code >> sf.LABEL_KIND_BITS
     tname = snap.type_name_of(node)
@@ -73,19 +73,18 @@ def key_text(snap, key_idx):
     kind = snap.kind_of(key_idx)
     tname = snap.type_name_of(key_idx)
     if kind in ("str", "bytes"):
-        return f"<{tname} len {int(snap.length[key_idx])}>"
+        return f"<{tname} len {snap.at(sf.COL_LENGTH, key_idx)}>"
     if kind == "tuple":
-        return f"<tuple len {int(snap.length[key_idx])}>"
+        return f"<tuple len {snap.at(sf.COL_LENGTH, key_idx)}>"
     return f"<{tname}>"
 
 
 def chain_to_root(snap, i, max_steps=200):
     """[i, parent(i), ..., root] (possibly truncated) and whether it was cut."""
-    parent = snap.parent
     chain = [i]
     cur = i
     while True:
-        p = int(parent[cur])
+        p = snap.at(sf.COL_PARENT, cur)
         if p == 0:
             return chain, False
         cur = p - 1

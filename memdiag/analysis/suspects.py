@@ -13,6 +13,7 @@ from collections import Counter
 
 import numpy as np
 
+from .. import snapfile as sf
 from ..model import Suspect
 from .match import match
 
@@ -94,19 +95,13 @@ def _kept_elements(first, last, i_first, i_last):
 
 
 def _children_in_tree(snap, idx):
-    """Objects whose BFS parent is object idx.
-
-    They were discovered while idx was processed, so they form one run of
-    indexes; the running maximum of `parent` is sorted and finds it.
-    """
-    cummax = snap._cols.get("parent_cummax")
-    if cummax is None:
-        cummax = np.maximum.accumulate(snap.parent)
-        snap._cols["parent_cummax"] = cummax
-    lo = int(np.searchsorted(cummax, idx + 1, "left"))
-    hi = int(np.searchsorted(cummax, idx + 1, "right"))
-    run = np.arange(lo, hi)
-    return run[snap.parent[lo:hi] == idx + 1]
+    """Objects whose BFS parent is object idx: the targets of its edges that
+    it discovered (only the chunks holding them are decoded)."""
+    targets, _ = snap.edges_of(idx)
+    if not len(targets):
+        return np.zeros(0, np.int64)
+    targets = np.asarray(targets, dtype=np.int64)
+    return targets[snap.take(sf.COL_PARENT, targets) == idx + 1]
 
 
 def _added_type(snap, idx, new_mask):
@@ -137,26 +132,32 @@ def _subtree_new_sizes(snap, owners, new_mask, max_depth=16):
     fresh = np.flatnonzero(new_mask)
     if not len(fresh):
         return [0] * len(owners)
-    parent = snap.parent.astype(np.int64)[fresh] - 1
-    owner_of = {int(o): k for k, o in enumerate(owners.tolist())}
-    n = snap.n_objects
-    # label[i] = which owner object i is under; -1 = none yet
-    label = np.full(n, -1, np.int64)
-    for o, k in owner_of.items():
-        label[o] = k
+    parent = snap.take(sf.COL_PARENT, fresh).astype(np.int64) - 1
+    # owner of each fresh object, found level by level: a fresh object whose
+    # parent is an owner, or is a fresh object already assigned.
     got = np.full(len(fresh), -1, np.int64)
+    owner_pos = {int(o): k for k, o in enumerate(owners.tolist())}
+    o_sorted = np.array(sorted(owner_pos), dtype=np.int64)
+    o_label = np.array([owner_pos[o] for o in o_sorted.tolist()], dtype=np.int64)
+    pos = np.searchsorted(o_sorted, parent)
+    pos[pos == len(o_sorted)] = 0
+    direct = o_sorted[pos] == parent
+    got[direct] = o_label[pos[direct]]
     for _ in range(max_depth):
-        pending = got < 0
-        if not pending.any():
+        pending = np.flatnonzero(got < 0)
+        if not len(pending):
             break
-        par = parent[pending]
-        lab = np.where(par >= 0, label[np.maximum(par, 0)], -1)
-        if not (lab >= 0).any():
-            break
-        idx = np.flatnonzero(pending)
+        # parents that are fresh objects: where are they in `fresh`?
+        p = parent[pending]
+        at = np.searchsorted(fresh, p)
+        at[at == len(fresh)] = 0
+        inside = fresh[at] == p
+        lab = np.where(inside, got[at], -1)
         hit = lab >= 0
-        got[idx[hit]] = lab[hit]
-        label[fresh[idx[hit]]] = lab[hit]
-    sizes = np.bincount(got[got >= 0], weights=snap.size[fresh[got >= 0]].astype(np.float64),
+        if not hit.any():
+            break
+        got[pending[hit]] = lab[hit]
+    ok = got >= 0
+    sizes = np.bincount(got[ok], weights=snap.size[fresh[ok]].astype(np.float64),
                         minlength=len(owners))
     return [int(x) for x in sizes.tolist()]

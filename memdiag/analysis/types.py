@@ -7,13 +7,35 @@ import numpy as np
 from ..model import TypeGrowth, TypeStat
 
 
-def type_table(snap):
-    """{type name: (count, bytes)} for one snapshot."""
-    name_ids, names = snap.name_ids()
-    per_name = name_ids[snap.type.astype(np.int64)]
-    counts = np.bincount(per_name, minlength=len(names))
-    sizes = np.bincount(per_name, weights=snap.size.astype(np.float64), minlength=len(names))
-    return {n: (int(c), int(s)) for n, c, s in zip(names, counts.tolist(), sizes.tolist()) if c}
+STEP = 1 << 20
+
+
+def counts_by_type(snap, mask=None):
+    """(count, bytes) per type index, in slices so temporaries stay small."""
+    ntypes = len(snap.type_names)
+    counts = np.zeros(ntypes, np.int64)
+    sizes = np.zeros(ntypes, np.float64)
+    types, size = snap.type, snap.size
+    for lo in range(0, snap.n_objects, STEP):
+        t = types[lo:lo + STEP]
+        w = size[lo:lo + STEP]
+        if mask is not None:
+            m = mask[lo:lo + STEP]
+            t, w = t[m], w[m]
+        counts += np.bincount(t, minlength=ntypes)
+        sizes += np.bincount(t, weights=w, minlength=ntypes)
+    return counts, sizes
+
+
+def type_table(snap, mask=None):
+    """{type name: (count, bytes)} for one snapshot (or the objects in mask)."""
+    counts, sizes = counts_by_type(snap, mask)
+    out = {}
+    for name, c, s in zip(snap.type_names, counts.tolist(), sizes.tolist()):
+        if c:
+            c0, s0 = out.get(name, (0, 0))
+            out[name] = (c0 + c, s0 + int(s))
+    return out
 
 
 def type_stats(snap):
