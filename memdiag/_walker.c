@@ -27,15 +27,22 @@
  *   object), sized from pymalloc's block count.  ADDR, PARENT and PLABEL are
  *   written when an object is discovered, the other columns when it is
  *   processed: no other per-object array.  Chunk buffers are per column.
- * - Release the GIL in the live target: the writer compresses with zlib,
- *   which releases it, and other threads could then free objects the walker
- *   points to.  In-process (may_materialize=False) the encoded chunks stay in
- *   memory, compressed with the process's own libz, until the walk is over.
- *   In a throwaway fork child (may_materialize=True) a thread hands full
- *   chunks to writer.write_chunk while the walk goes on.
+ * - Release the GIL: other threads could then free objects the walker
+ *   points to.  The walk holds it from start to end.  Full column chunks are
+ *   encoded by the walk and deflated (with the process's own libz, as
+ *   zlib.compress would, crc32 included) by native worker threads that never
+ *   touch a Python object, while the walk goes on.  In-process
+ *   (may_materialize=False) the compressed chunks stay in memory until the
+ *   walk is over, then go to writer.write_compressed (which may release the
+ *   GIL: no object pointer is used any more).  In a throwaway fork child
+ *   (may_materialize=True) the walk hands each finished chunk to
+ *   writer.write_compressed as it comes, in order.  Without libz, the writer
+ *   compresses (writer.write_chunk).
  *
  * Speed comes from discovering edges in batches (prefetching table slots for
- * edges dozens ahead), huge pages for the table, and SSE2 byte shuffling.
+ * edges dozens ahead), huge pages for the table, SSE2 byte shuffling, and
+ * deflating on other cores (workers below the walk's priority, columns'
+ * first chunks staggered so that chunks come one at a time).
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -50,6 +57,11 @@
 #include <dlfcn.h>
 #include <time.h>
 #include <pthread.h>
+#include <signal.h>
+#include <sched.h>
+#include <errno.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #if defined(__SSE2__)
 #  include <emmintrin.h>
 #endif
@@ -444,16 +456,40 @@ typedef struct {
 typedef struct {
     void *vals;             /* CHUNK values: uint64 (width 8), uint32, or bytes (STR_DATA) */
     uint32_t n;
+    uint32_t limit;         /* flushed at this many: CHUNK but for the first */
 } Col;
 
-/* An encoded chunk kept in memory until the walk is over (live target). */
+/* A chunk kept in memory until the walk is over (live target): compressed
+ * (crc of the stored bytes), or raw when there is no libz to compress it. */
 typedef struct {
     int column;
     uint32_t count;
     size_t raw_len;
-    uint8_t *data;          /* zlib-compressed if stored_len < raw_len */
+    uint8_t *data;
     size_t stored_len;
+    uint32_t crc;
+    int compressed;
 } Pending;
+
+/* A full column chunk on its way through the compression workers: the walk
+ * encodes it into raw, a worker deflates raw into out (no GIL, no Python
+ * object), the walk takes finished jobs in submission order. */
+typedef struct {
+    int state;              /* J_FREE, J_QUEUED, J_BUSY, J_DONE */
+    int column;
+    uint32_t count;
+    uint64_t seq;
+    uint8_t *raw;           /* CHUNK * 8 bytes */
+    size_t raw_len;
+    uint8_t *out;           /* compressBound(CHUNK * 8): pages touched as used */
+    size_t out_cap, out_len;
+    uint32_t crc;
+    int zerr;
+} Job;
+enum { J_FREE, J_QUEUED, J_BUSY, J_DONE };
+#define MAX_WORKERS 4
+#define WORKER_NICE 3
+#define MAX_JOBS (MAX_WORKERS + 2)
 
 /* An edge waiting to be discovered (see q_flush), or an object's end. */
 typedef struct {
@@ -469,8 +505,6 @@ typedef struct {
 #define Q_OPAQUE_PREV 0xFFFFFFFFu
 #define QMAX 8192
 #define BATCH 256
-#define WT_DEPTH 4
-#define PENDING_RAW ((size_t)1 << 20)
 
 typedef struct {
     /* objects: index i <-> addrs[i]; tab maps addresses to indexes */
@@ -524,22 +558,23 @@ typedef struct {
     PyObject *str_dict;
     PyObject *str_module;
 
-    /* fork child: a thread hands full chunks to the writer (whose zlib runs
-     * without the GIL) while the walk goes on; see wt_* */
-    int wt_on;
-    pthread_t wt;
-    pthread_mutex_t wt_mu;
-    pthread_cond_t wt_cv;
-    struct { int column; uint32_t count; size_t len; uint8_t *buf; } wt_q[WT_DEPTH];
-    int wt_head, wt_n, wt_busy, wt_stop, wt_err;
-    PyThreadState *tstate;
-    uint8_t *wt_free[WT_DEPTH];
-    int wt_nfree;
-    PyObject *wt_exc[3];
-    double wt_old_interval;
+    /* compression workers (see zw_*): native threads that never touch a
+     * Python object, so they run while the walk holds the GIL */
+    int level;              /* writer.level */
+    int nworkers, nworkers_started;
+    pthread_t workers[MAX_WORKERS];
+    pthread_mutex_t mu;
+    pthread_cond_t cv_work, cv_done;
+    Job jobs[MAX_JOBS];
+    int njobs;
+    uint64_t next_seq, next_take;
+    int stop, mu_ok;
+    double compress_seconds;    /* workers' time in deflate, summed */
+    double worker_cpu_seconds, walk_cpu_seconds;
+    void *zs;               /* z_stream of the walk's own deflate (no workers) */
 
     uint64_t nedges, roots, nstrings, string_bytes, heap;
-    double write_seconds, yield_seconds, wait_seconds;
+    double write_seconds, wait_seconds;
     uint32_t cur_edges;
     int err;
     long pagesize;
@@ -560,19 +595,54 @@ static void set_nomem(W *w)
 
 /* ------------------------------------------------------------ encoding */
 
-/* zlib, found at import in the process (Python's zlib module loads it): the
- * live-target walk keeps its chunks compressed until it may write them. */
-typedef int (*compress2_fn)(uint8_t *, unsigned long *, const uint8_t *, unsigned long, int);
-typedef int (*uncompress_fn)(uint8_t *, unsigned long *, const uint8_t *, unsigned long);
+/* zlib, found at import in the process (Python's zlib module loads it).
+ * Chunks are deflated with it in native threads, as zlib.compress(payload,
+ * writer.level) would (same format: zlib header, default window and memory
+ * level), and their crc32 computed there too. */
+#if defined(__has_include)
+#  if __has_include(<zlib.h>)
+#    include <zlib.h>
+#    define HAVE_ZLIB_H 1
+#  endif
+#endif
+#ifndef HAVE_ZLIB_H
+/* zlib's z_stream, unchanged since zlib 1.0 (deflateInit2_ checks its size) */
+typedef struct {
+    const unsigned char *next_in;
+    unsigned int avail_in;
+    unsigned long total_in;
+    unsigned char *next_out;
+    unsigned int avail_out;
+    unsigned long total_out;
+    const char *msg;
+    void *state;
+    void *zalloc, *zfree, *opaque;
+    int data_type;
+    unsigned long adler, reserved;
+} z_stream;
+#define Z_OK 0
+#define Z_STREAM_END 1
+#define Z_FINISH 4
+#define Z_DEFLATED 8
+#define Z_DEFAULT_STRATEGY 0
+#endif
+typedef int (*deflate_init2_fn)(z_stream *, int, int, int, int, int, const char *, int);
+typedef int (*deflate_fn)(z_stream *, int);
 typedef unsigned long (*bound_fn)(unsigned long);
-static compress2_fn z_compress2;
-static uncompress_fn z_uncompress;
+typedef unsigned long (*crc32_fn)(unsigned long, const unsigned char *, unsigned int);
+typedef const char *(*version_fn)(void);
+static deflate_init2_fn z_deflate_init2;
+static deflate_fn z_deflate;
+static int (*z_deflate_reset)(z_stream *);
+static int (*z_deflate_end)(z_stream *);
 static bound_fn z_bound;
+static crc32_fn z_crc32;
+static version_fn z_version;
 
 static void load_zlib(void)
 {
     const char *names[] = {"libz.so.1", "libz.so", NULL};
-    for (int i = 0; names[i] != NULL && z_compress2 == NULL; i++) {
+    for (int i = 0; names[i] != NULL && z_deflate == NULL; i++) {
         void *h = dlopen(names[i], RTLD_LAZY | RTLD_LOCAL | RTLD_NOLOAD);
         if (h == NULL) {
             h = dlopen(names[i], RTLD_LAZY | RTLD_LOCAL);
@@ -580,14 +650,27 @@ static void load_zlib(void)
         if (h == NULL) {
             continue;
         }
-        z_compress2 = (compress2_fn)dlsym(h, "compress2");
-        z_uncompress = (uncompress_fn)dlsym(h, "uncompress");
+        z_deflate_init2 = (deflate_init2_fn)dlsym(h, "deflateInit2_");
+        z_deflate = (deflate_fn)dlsym(h, "deflate");
+        z_deflate_reset = (int (*)(z_stream *))dlsym(h, "deflateReset");
+        z_deflate_end = (int (*)(z_stream *))dlsym(h, "deflateEnd");
         z_bound = (bound_fn)dlsym(h, "compressBound");
-        if (!z_compress2 || !z_uncompress || !z_bound) {
-            z_compress2 = NULL;
+        z_crc32 = (crc32_fn)dlsym(h, "crc32");
+        z_version = (version_fn)dlsym(h, "zlibVersion");
+        if (!z_deflate_init2 || !z_deflate || !z_deflate_reset || !z_deflate_end || !z_bound
+                || !z_crc32 || !z_version) {
+            z_deflate = NULL;
         }
     }
 }
+
+/* The first chunk of each column is cut short by a different amount (the
+ * format lets chunks hold any count), so that columns filling at the same
+ * pace (the object columns; the two edge columns) hand their chunks to the
+ * compression workers one after the other rather than all at once. */
+static const uint8_t STAGGER[NCOLS] = {
+    8, 1, 2, 3, 4, 5, 6, 7, 8, 4, 8, 8, 8, 8, 8, 8, 8, 8,
+};
 
 static size_t col_bytes(int column)
 {
@@ -702,6 +785,13 @@ static size_t encode_into(Col *c, int column, uint8_t *out)
     return n * 4;
 }
 
+static double thread_cpu_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 static double now_seconds(void)
 {
     struct timespec ts;
@@ -709,37 +799,33 @@ static double now_seconds(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* writer.write_chunk(column, width, transform, count, payload): the payload
- * is a memoryview of the walker's buffer, released after the call. */
-/* 0, or 1 when the payload buffer is still exported (never reuse it), or
- * -1 with an exception. */
-static int write_chunk(W *w, int column, uint32_t count, uint8_t *data, size_t len)
+/* writer.write_compressed(column, width, transform, count, stored, crc), or
+ * with compressed=0 writer.write_chunk(column, width, transform, count,
+ * payload): data is a memoryview of the walker's buffer, released after the
+ * call.  0, or 1 when the buffer is still exported (never reuse it), or -1
+ * with an exception. */
+static int write_block(W *w, int column, uint32_t count, uint8_t *data, size_t len,
+                       int compressed, uint32_t crc)
 {
     PyObject *mv = PyMemoryView_FromMemory((char *)data, (Py_ssize_t)len, PyBUF_READ);
     if (mv == NULL) {
         return -1;
     }
     double t0 = now_seconds();
-    PyObject *r = PyObject_CallMethod(w->writer, "write_chunk", "iiiIO", column,
-                                      (int)CODING[column].width,
-                                      (int)CODING[column].transform,
-                                      (unsigned int)count, mv);
-    int kept = 0;
-    if (r == NULL) {
-        PyObject *t, *v, *tb;
-        PyErr_Fetch(&t, &v, &tb);
-        PyObject *rel = PyObject_CallMethod(mv, "release", NULL);
-        kept = rel == NULL;
-        Py_XDECREF(rel);
-        PyErr_Clear();
-        PyErr_Restore(t, v, tb);
-    }
-    else {
-        PyObject *rel = PyObject_CallMethod(mv, "release", NULL);
-        kept = rel == NULL;   /* someone kept an export of the buffer */
-        Py_XDECREF(rel);
-        PyErr_Clear();
-    }
+    PyObject *r = compressed
+        ? PyObject_CallMethod(w->writer, "write_compressed", "iiiIOk", column,
+                              (int)CODING[column].width, (int)CODING[column].transform,
+                              (unsigned int)count, mv, (unsigned long)crc)
+        : PyObject_CallMethod(w->writer, "write_chunk", "iiiIO", column,
+                              (int)CODING[column].width, (int)CODING[column].transform,
+                              (unsigned int)count, mv);
+    PyObject *t, *v, *tb;
+    PyErr_Fetch(&t, &v, &tb);
+    PyObject *rel = PyObject_CallMethod(mv, "release", NULL);
+    int kept = rel == NULL;     /* someone kept an export of the buffer */
+    Py_XDECREF(rel);
+    PyErr_Clear();
+    PyErr_Restore(t, v, tb);
     Py_DECREF(mv);
     w->write_seconds += now_seconds() - t0;
     if (r == NULL) {
@@ -749,231 +835,332 @@ static int write_chunk(W *w, int column, uint32_t count, uint8_t *data, size_t l
     return kept;
 }
 
-/* ------------------------------------------------------- writer thread */
+/* ------------------------------------------------- compression workers */
 
-static void *wt_main(void *arg)
+/* Deflate and crc one job's raw bytes into its out buffer. */
+static void deflate_job(z_stream *zs, Job *j)
+{
+    j->zerr = 1;
+    if (z_deflate_reset(zs) != Z_OK) {
+        return;
+    }
+    zs->next_in = j->raw;
+    zs->avail_in = (unsigned int)j->raw_len;
+    zs->next_out = j->out;
+    zs->avail_out = (unsigned int)j->out_cap;
+    if (z_deflate(zs, Z_FINISH) != Z_STREAM_END) {
+        return;
+    }
+    j->out_len = j->out_cap - zs->avail_out;
+    j->crc = (uint32_t)z_crc32(0, j->out, (unsigned int)j->out_len);
+    j->zerr = 0;
+}
+
+static int zs_init(W *w, z_stream *zs)
+{
+    memset(zs, 0, sizeof(*zs));
+    return z_deflate_init2(zs, w->level, Z_DEFLATED, 15, 8, Z_DEFAULT_STRATEGY,
+                           z_version(), (int)sizeof(z_stream)) == Z_OK ? 0 : -1;
+}
+
+static void *zw_main(void *arg)
 {
     W *w = arg;
-    PyGILState_STATE st = PyGILState_Ensure();
-    PyThreadState *ts = PyEval_SaveThread();
-    for (;;) {
-        pthread_mutex_lock(&w->wt_mu);
-        while (w->wt_n == 0 && !w->wt_stop) {
-            pthread_cond_wait(&w->wt_cv, &w->wt_mu);
+    z_stream zs;
+    /* Below the walk (Linux: nice is per thread), so that the scheduler
+     * keeps the walk on a core of its own and the workers share the rest. */
+    {
+        pid_t tid = (pid_t)syscall(SYS_gettid);
+        errno = 0;
+        int cur = getpriority(PRIO_PROCESS, (id_t)tid);
+        if (errno == 0) {
+            setpriority(PRIO_PROCESS, (id_t)tid, cur + WORKER_NICE);
         }
-        if (w->wt_n == 0) {
-            pthread_mutex_unlock(&w->wt_mu);
-            break;
-        }
-        int column = w->wt_q[w->wt_head].column;
-        uint32_t count = w->wt_q[w->wt_head].count;
-        size_t len = w->wt_q[w->wt_head].len;
-        uint8_t *buf = w->wt_q[w->wt_head].buf;
-        int failed = w->wt_err;
-        w->wt_busy = 1;
-        pthread_mutex_unlock(&w->wt_mu);
-        int r = 0;
-        if (!failed) {
-            PyEval_RestoreThread(ts);
-            r = write_chunk(w, column, count, buf, len);
-            if (r < 0) {
-                PyErr_Fetch(&w->wt_exc[0], &w->wt_exc[1], &w->wt_exc[2]);
-            }
-            ts = PyEval_SaveThread();
-        }
-        pthread_mutex_lock(&w->wt_mu);
-        w->wt_head = (w->wt_head + 1) % WT_DEPTH;
-        w->wt_n--;
-        w->wt_busy = 0;
-        if (r < 0) {
-            w->wt_err = 1;
-        }
-        if (r == 0) {
-            w->wt_free[w->wt_nfree++] = buf;    /* else: leaked on purpose */
-        }
-        pthread_cond_broadcast(&w->wt_cv);
-        pthread_mutex_unlock(&w->wt_mu);
     }
-    PyEval_RestoreThread(ts);
-    PyGILState_Release(st);
+    int ok = zs_init(w, &zs) == 0;
+    double busy = 0;
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        /* the queued job submitted first */
+        Job *j = NULL;
+        for (int k = 0; k < w->njobs; k++) {
+            if (w->jobs[k].state == J_QUEUED && (j == NULL || w->jobs[k].seq < j->seq)) {
+                j = &w->jobs[k];
+            }
+        }
+        if (j == NULL) {
+            if (w->stop) {
+                break;
+            }
+            pthread_cond_wait(&w->cv_work, &w->mu);
+            continue;
+        }
+        j->state = J_BUSY;
+        pthread_mutex_unlock(&w->mu);
+        double t0 = now_seconds();
+        if (ok) {
+            deflate_job(&zs, j);
+        }
+        else {
+            j->zerr = 1;
+        }
+        busy += now_seconds() - t0;
+        pthread_mutex_lock(&w->mu);
+        j->state = J_DONE;
+        pthread_cond_broadcast(&w->cv_done);
+    }
+    w->compress_seconds += busy;
+    w->worker_cpu_seconds += thread_cpu_seconds();
+    pthread_mutex_unlock(&w->mu);
+    if (ok) {
+        z_deflate_end(&zs);
+    }
     return NULL;
 }
 
-static void set_switch_interval(double *old, double value)
+/* How many workers: one per CPU this process may run on, up to 4. */
+static int cpu_count(void)
 {
-    PyObject *get = PySys_GetObject("getswitchinterval");    /* borrowed */
-    PyObject *set = PySys_GetObject("setswitchinterval");
-    if (get == NULL || set == NULL) {
-        PyErr_Clear();
+#ifdef CPU_COUNT
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0) {
+        return CPU_COUNT(&set);
+    }
+#endif
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+/* Job buffers, and the workers (none if threads cannot be made: the walk
+ * then deflates each chunk itself).  Without libz, nothing: the writer
+ * compresses.  Workers run with every signal blocked, so a signal to the
+ * target never lands on one. */
+static int zw_start(W *w)
+{
+    if (z_deflate == NULL) {
+        return 0;
+    }
+    int want = cpu_count();
+    if (want > MAX_WORKERS) {
+        want = MAX_WORKERS;
+    }
+    const char *env = getenv("MEMDIAG_COMPRESS_THREADS");
+    if (env != NULL && *env) {
+        want = atoi(env);
+        want = want < 0 ? 0 : want > MAX_WORKERS ? MAX_WORKERS : want;
+    }
+    size_t cap = (size_t)z_bound((unsigned long)CHUNK * 8);
+    w->njobs = want + 2 > MAX_JOBS ? MAX_JOBS : want + 2;
+    for (int k = 0; k < w->njobs; k++) {
+        Job *j = &w->jobs[k];
+        j->state = J_FREE;
+        j->raw = xcalloc((size_t)CHUNK * 8);
+        j->out = xcalloc(cap);
+        j->out_cap = cap;
+        if (j->raw == NULL || j->out == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    if (pthread_mutex_init(&w->mu, NULL) != 0 || pthread_cond_init(&w->cv_work, NULL) != 0
+            || pthread_cond_init(&w->cv_done, NULL) != 0) {
+        PyErr_SetString(PyExc_RuntimeError, "memdiag walker: no mutex");
+        return -1;
+    }
+    w->mu_ok = 1;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    for (int k = 0; k < want; k++) {
+        if (pthread_create(&w->workers[w->nworkers], NULL, zw_main, w) != 0) {
+            break;
+        }
+        w->nworkers++;
+    }
+    w->nworkers_started = w->nworkers;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return 0;
+}
+
+/* Stop and join the workers (they finish the jobs queued first). */
+static void zw_stop(W *w)
+{
+    if (w->zs != NULL) {
+        z_deflate_end(w->zs);
+        xfree(w->zs, sizeof(z_stream));
+        w->zs = NULL;
+    }
+    if (w->njobs == 0 || w->mu_ok == 0) {
         return;
     }
-    if (old != NULL) {
-        PyObject *r = PyObject_CallNoArgs(get);
-        *old = r ? PyFloat_AsDouble(r) : 0.005;
-        Py_XDECREF(r);
+    if (w->nworkers) {
+        pthread_mutex_lock(&w->mu);
+        w->stop = 1;
+        pthread_cond_broadcast(&w->cv_work);
+        pthread_mutex_unlock(&w->mu);
+        for (int k = 0; k < w->nworkers; k++) {
+            pthread_join(w->workers[k], NULL);
+        }
+        w->nworkers = 0;
     }
-    PyObject *v = PyFloat_FromDouble(value);
-    PyObject *r = v ? PyObject_CallOneArg(set, v) : NULL;
-    Py_XDECREF(v);
-    Py_XDECREF(r);
-    PyErr_Clear();
+    pthread_cond_destroy(&w->cv_work);
+    pthread_cond_destroy(&w->cv_done);
+    pthread_mutex_destroy(&w->mu);
+    w->mu_ok = 0;
 }
 
-/* Start the writer thread (fork child only). 0 = not started: write inline. */
-static int wt_start(W *w)
+static int keep_pending(W *w, int column, uint32_t count, const uint8_t *data, size_t len,
+                        size_t raw_len, int compressed, uint32_t crc)
 {
-    if (pthread_mutex_init(&w->wt_mu, NULL) != 0) {
-        return 0;
+    if (w->npending == w->pendcap) {
+        size_t ncap = w->pendcap ? w->pendcap * 2 : 64;
+        Pending *np = xrealloc(w->pending, w->pendcap * sizeof(Pending),
+                               ncap * sizeof(Pending));
+        if (np == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        w->pending = np;
+        w->pendcap = ncap;
     }
-    if (pthread_cond_init(&w->wt_cv, NULL) != 0) {
-        pthread_mutex_destroy(&w->wt_mu);
-        return 0;
+    uint8_t *copy = xcalloc(len);
+    if (copy == NULL) {
+        PyErr_NoMemory();
+        return -1;
     }
-    for (int i = 0; i < WT_DEPTH; i++) {
-        w->wt_free[i] = xcalloc((size_t)CHUNK * 8);
-        if (w->wt_free[i] == NULL) {
-            for (int j = 0; j < i; j++) {
-                xfree(w->wt_free[j], (size_t)CHUNK * 8);
+    memcpy(copy, data, len);
+    Pending *pd = &w->pending[w->npending++];
+    pd->column = column;
+    pd->count = count;
+    pd->raw_len = raw_len;
+    pd->data = copy;
+    pd->stored_len = len;
+    pd->crc = crc;
+    pd->compressed = compressed;
+    w->pending_bytes += len;
+    if (w->pending_bytes > w->pending_peak) {
+        w->pending_peak = w->pending_bytes;
+    }
+    return 0;
+}
+
+/* A deflated job to its place: the file (fork child), or memory until the
+ * walk is over (live target). */
+static int job_out(W *w, Job *j)
+{
+    if (j->zerr) {
+        PyErr_SetString(PyExc_RuntimeError, "memdiag walker: deflate failed");
+        return -1;
+    }
+    if (w->stream) {
+        int r = write_block(w, j->column, j->count, j->out, j->out_len, 1, j->crc);
+        if (r == 1) {   /* still exported: never written into again */
+            j->out = xcalloc(j->out_cap);
+            if (j->out == NULL) {
+                PyErr_NoMemory();
+                return -1;
             }
-            pthread_cond_destroy(&w->wt_cv);
-            pthread_mutex_destroy(&w->wt_mu);
+            r = 0;
+        }
+        return r;
+    }
+    return keep_pending(w, j->column, j->count, j->out, j->out_len, j->raw_len, 1, j->crc);
+}
+
+/* Take finished jobs in submission order; with wait, until all are taken.
+ * The walk holds the GIL throughout (nothing else runs Python meanwhile). */
+static int zw_take(W *w, int wait)
+{
+    for (;;) {
+        Job *j = NULL;
+        if (w->next_take == w->next_seq) {
             return 0;
         }
-    }
-    w->wt_nfree = WT_DEPTH;
-    /* A thread waiting for the GIL asks for it after the switch interval;
-     * the walk offers it after every batch. */
-    set_switch_interval(&w->wt_old_interval, 0.000002);
-    if (pthread_create(&w->wt, NULL, wt_main, w) != 0) {
-        set_switch_interval(NULL, w->wt_old_interval);
-        for (int i = 0; i < WT_DEPTH; i++) {
-            xfree(w->wt_free[i], (size_t)CHUNK * 8);
+        int done = 0;
+        pthread_mutex_lock(&w->mu);
+        for (;;) {
+            for (int k = 0; k < w->njobs; k++) {
+                if (w->jobs[k].state != J_FREE && w->jobs[k].seq == w->next_take) {
+                    j = &w->jobs[k];
+                }
+            }
+            done = j != NULL && j->state == J_DONE;
+            if (j == NULL || done || !wait) {
+                break;
+            }
+            double t0 = now_seconds();
+            pthread_cond_wait(&w->cv_done, &w->mu);
+            w->wait_seconds += now_seconds() - t0;
+            j = NULL;
         }
-        w->wt_nfree = 0;
-        pthread_cond_destroy(&w->wt_cv);
-        pthread_mutex_destroy(&w->wt_mu);
-        return 0;
-    }
-    w->tstate = PyThreadState_Get();
-    w->wt_on = 1;
-    return 1;
-}
-
-/* Whether another thread (the writer) has asked for the GIL. */
-static inline int gil_wanted(W *w)
-{
-#if PY313
-    return _Py_eval_breaker_bit_is_set(w->tstate, _PY_GIL_DROP_REQUEST_BIT);
-#else
-    return _Py_atomic_load_relaxed(&w->tstate->interp->ceval.gil_drop_request) != 0;
-#endif
-}
-
-static inline void wt_yield(W *w)
-{
-    if (w->wt_on) {
-        double t0 = now_seconds();
-        Py_BEGIN_ALLOW_THREADS
-        Py_END_ALLOW_THREADS
-        w->yield_seconds += now_seconds() - t0;
-    }
-}
-
-/* Wait (without the GIL) until cond holds; the caller holds no lock. */
-#define WT_WAIT_UNTIL(w, cond)                                  \
-    do {                                                        \
-        Py_BEGIN_ALLOW_THREADS                                  \
-        pthread_mutex_lock(&(w)->wt_mu);                        \
-        while (!(cond)) {                                       \
-            pthread_cond_wait(&(w)->wt_cv, &(w)->wt_mu);        \
-        }                                                       \
-        pthread_mutex_unlock(&(w)->wt_mu);                      \
-        Py_END_ALLOW_THREADS                                    \
-    } while (0)
-
-static int wt_check(W *w)
-{
-    if (w->wt_err) {
-        if (!PyErr_Occurred()) {
-            PyErr_SetString(PyExc_RuntimeError, "memdiag walker: writing a chunk failed");
+        pthread_mutex_unlock(&w->mu);
+        if (!done) {
+            return 0;
         }
-        return -1;
+        int r = job_out(w, j);
+        pthread_mutex_lock(&w->mu);
+        j->state = J_FREE;
+        w->next_take++;
+        pthread_mutex_unlock(&w->mu);
+        if (r < 0) {
+            return -1;
+        }
     }
-    return 0;
 }
 
-/* Encode a full column into a free buffer and queue it for the writer. */
-static int wt_submit(W *w, Col *c, int column)
+/* Encode a full column into a free job and queue it for the workers (or
+ * deflate it here when there are none). */
+static int zw_submit(W *w, Col *c, int column)
 {
-    double t0 = now_seconds();
-    WT_WAIT_UNTIL(w, w->wt_nfree > 0 || w->wt_err);
-    w->wait_seconds += now_seconds() - t0;
-    if (w->wt_err) {
-        return wt_check(w);
+    Job *j = NULL;
+    for (;;) {
+        if (zw_take(w, 0) < 0) {
+            return -1;
+        }
+        pthread_mutex_lock(&w->mu);
+        for (int k = 0; k < w->njobs && j == NULL; k++) {
+            if (w->jobs[k].state == J_FREE) {
+                j = &w->jobs[k];
+            }
+        }
+        pthread_mutex_unlock(&w->mu);
+        if (j != NULL) {
+            break;
+        }
+        /* all busy: wait for the oldest (the one to take next) */
+        if (zw_take(w, 1) < 0) {
+            return -1;
+        }
     }
-    pthread_mutex_lock(&w->wt_mu);
-    uint8_t *buf = w->wt_free[--w->wt_nfree];
-    pthread_mutex_unlock(&w->wt_mu);
-    uint32_t count = c->n;
-    size_t len = encode_into(c, column, buf);
+    j->column = column;
+    j->count = c->n;
+    j->raw_len = encode_into(c, column, j->raw);
     c->n = 0;
-    pthread_mutex_lock(&w->wt_mu);
-    int k = (w->wt_head + w->wt_n) % WT_DEPTH;
-    w->wt_q[k].column = column;
-    w->wt_q[k].count = count;
-    w->wt_q[k].len = len;
-    w->wt_q[k].buf = buf;
-    w->wt_n++;
-    pthread_cond_broadcast(&w->wt_cv);
-    pthread_mutex_unlock(&w->wt_mu);
-    wt_yield(w);            /* the writer may start on it now */
-    return 0;
-}
-
-/* Until the writer has written everything queued (it then holds no object). */
-static int wt_drain(W *w)
-{
-    if (!w->wt_on) {
-        return 0;
-    }
-    WT_WAIT_UNTIL(w, (w->wt_n == 0 && !w->wt_busy) || w->wt_err);
-    return wt_check(w);
-}
-
-/* Stop the thread; restore its exception if a write failed. */
-static int wt_finish(W *w)
-{
-    if (!w->wt_on) {
-        return 0;
-    }
-    pthread_mutex_lock(&w->wt_mu);
-    w->wt_stop = 1;
-    pthread_cond_broadcast(&w->wt_cv);
-    pthread_mutex_unlock(&w->wt_mu);
-    Py_BEGIN_ALLOW_THREADS
-    pthread_join(w->wt, NULL);
-    Py_END_ALLOW_THREADS
-    w->wt_on = 0;
-    set_switch_interval(NULL, w->wt_old_interval);
-    for (int i = 0; i < w->wt_nfree; i++) {
-        xfree(w->wt_free[i], (size_t)CHUNK * 8);
-    }
-    w->wt_nfree = 0;
-    pthread_cond_destroy(&w->wt_cv);
-    pthread_mutex_destroy(&w->wt_mu);
-    if (w->wt_exc[0] != NULL) {
-        if (PyErr_Occurred()) {
-            Py_CLEAR(w->wt_exc[0]);
-            Py_CLEAR(w->wt_exc[1]);
-            Py_CLEAR(w->wt_exc[2]);
+    j->seq = w->next_seq++;
+    if (w->nworkers == 0) {
+        double t0 = now_seconds();
+        if (w->zs == NULL) {
+            w->zs = xcalloc(sizeof(z_stream));
+            if (w->zs == NULL || zs_init(w, w->zs) < 0) {
+                xfree(w->zs, sizeof(z_stream));
+                w->zs = NULL;
+            }
+        }
+        if (w->zs != NULL) {
+            deflate_job(w->zs, j);
         }
         else {
-            PyErr_Restore(w->wt_exc[0], w->wt_exc[1], w->wt_exc[2]);
-            w->wt_exc[0] = w->wt_exc[1] = w->wt_exc[2] = NULL;
+            j->zerr = 1;
         }
-        return -1;
+        w->compress_seconds += now_seconds() - t0;
+        j->state = J_DONE;
+        return zw_take(w, 1);
     }
-    return w->wt_err ? wt_check(w) : 0;
+    pthread_mutex_lock(&w->mu);
+    j->state = J_QUEUED;
+    pthread_cond_signal(&w->cv_work);
+    pthread_mutex_unlock(&w->mu);
+    return 0;
 }
 
 static int ensure_raw(W *w)
@@ -991,12 +1178,15 @@ static int ensure_raw(W *w)
 static int col_flush(W *w, int column)
 {
     Col *c = &w->cols[column];
+    c->limit = CHUNK;
     if (c->n == 0) {
         return 0;
     }
-    if (w->wt_on) {
-        return wt_submit(w, c, column);
+    if (w->njobs) {
+        return zw_submit(w, c, column);
     }
+    /* no libz: the writer compresses (in the fork child as the chunk fills;
+     * in the live target once the walk is over) */
     if (ensure_raw(w) < 0) {
         return -1;
     }
@@ -1004,66 +1194,14 @@ static int col_flush(W *w, int column)
     size_t len = encode_into(c, column, w->raw);
     c->n = 0;
     if (w->stream) {
-        int r = write_chunk(w, column, count, w->raw, len);
+        int r = write_block(w, column, count, w->raw, len, 0, 0);
         if (r == 1) {
             w->raw = NULL;      /* still exported: never written into again */
             r = 0;
         }
         return r;
     }
-    if (w->npending == w->pendcap) {
-        size_t ncap = w->pendcap ? w->pendcap * 2 : 64;
-        Pending *np = xrealloc(w->pending, w->pendcap * sizeof(Pending),
-                               ncap * sizeof(Pending));
-        if (np == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        w->pending = np;
-        w->pendcap = ncap;
-    }
-    Pending *pd = &w->pending[w->npending];
-    uint8_t *data = NULL;
-    size_t stored = len;
-    /* Chunks stay as they are while they take less than 8 bytes an object
-     * (or 1 MiB): a small heap pauses the target no longer for this; past
-     * that, they are compressed. */
-    size_t raw_allowed = w->n * 8 > PENDING_RAW ? w->n * 8 : PENDING_RAW;
-    if (z_compress2 != NULL && w->pending_bytes + len > raw_allowed) {
-        unsigned long bound = z_bound((unsigned long)len);
-        data = xcalloc(bound);
-        unsigned long dlen = bound;
-        if (data != NULL && z_compress2(data, &dlen, w->raw, (unsigned long)len, 1) == 0
-                && dlen < len) {
-            uint8_t *shrunk = xrealloc(data, bound, dlen);
-            if (shrunk != NULL) {
-                data = shrunk;
-                bound = dlen;
-            }
-            stored = dlen;
-        }
-        else {
-            xfree(data, bound);
-            data = NULL;
-        }
-    }
-    if (data == NULL) {
-        data = xcalloc(len);
-        if (data == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        memcpy(data, w->raw, len);
-        stored = len;
-    }
-    pd->column = column;
-    pd->count = count;
-    pd->raw_len = len;
-    pd->data = data;
-    pd->stored_len = stored;
-    w->npending++;
-    w->pending_bytes += stored;
-    return 0;
+    return keep_pending(w, column, count, w->raw, len, len, 0, 0);
 }
 
 /* The chunks kept in memory, to the writer, once the walk is over. */
@@ -1071,27 +1209,14 @@ static int write_pending(W *w)
 {
     for (size_t i = 0; i < w->npending; i++) {
         Pending *pd = &w->pending[i];
-        uint8_t *data = pd->data;
-        if (pd->stored_len < pd->raw_len) {
-            if (ensure_raw(w) < 0) {
-                return -1;
-            }
-            unsigned long dlen = (unsigned long)pd->raw_len;
-            if (z_uncompress(w->raw, &dlen, pd->data, (unsigned long)pd->stored_len) != 0
-                    || dlen != pd->raw_len) {
-                PyErr_SetString(PyExc_RuntimeError, "memdiag walker: chunk does not inflate");
-                return -1;
-            }
-            data = w->raw;
-        }
-        int r = write_chunk(w, pd->column, pd->count, data, pd->raw_len);
+        int r = write_block(w, pd->column, pd->count, pd->data, pd->stored_len,
+                            pd->compressed, pd->crc);
         if (r < 0) {
             return -1;
         }
-        if (r == 1 && data == w->raw) {
-            w->raw = NULL;
+        if (r == 0) {
+            xfree(pd->data, pd->stored_len);    /* else: leaked on purpose */
         }
-        xfree(pd->data, pd->stored_len);
         pd->data = NULL;
         w->pending_bytes -= pd->stored_len;
     }
@@ -1108,7 +1233,7 @@ static inline void push(W *w, int column, uint64_t v)
     else {
         ((uint32_t *)c->vals)[c->n++] = (uint32_t)v;
     }
-    if (c->n == CHUNK && col_flush(w, column) < 0) {
+    if (c->n == c->limit && col_flush(w, column) < 0) {
         w->err = 1;
     }
 }
@@ -1118,13 +1243,13 @@ static void push_bytes(W *w, int column, const uint8_t *p, size_t len)
     Col *c = &w->cols[column];
     uint8_t *buf = (uint8_t *)c->vals;
     while (len) {
-        size_t room = CHUNK - c->n;
+        size_t room = c->limit - c->n;
         size_t k = len < room ? len : room;
         memcpy(buf + c->n, p, k);
         c->n += (uint32_t)k;
         p += k;
         len -= k;
-        if (c->n == CHUNK && col_flush(w, column) < 0) {
+        if (c->n == c->limit && col_flush(w, column) < 0) {
             w->err = 1;
             return;
         }
@@ -1933,9 +2058,6 @@ static int q_flush(W *w)
             if (e) {
                 __builtin_prefetch(&w->addrs[(e & IDX_MASK) - 1]);
             }
-        }
-        if ((i & 63) == 63 && w->wt_on && gil_wanted(w)) {
-            wt_yield(w);
         }
         uint32_t kind = q[i].src >> 30, src = q[i].src & Q_SRC_MASK;
         PyObject *obj = q[i].obj;
@@ -2795,17 +2917,11 @@ static int process(W *w)
             if (process_one(w, (uint32_t)i) < 0) {
                 goto fail;
             }
-            if (w->wt_on && (i & 15) == 0 && gil_wanted(w)) {
-                wt_yield(w);
-            }
         }
         if (q_flush(w) < 0) {
             goto fail;
         }
         w->done = end;
-        if (w->wt_on && gil_wanted(w)) {
-            wt_yield(w);
-        }
     }
     return 0;
 fail:
@@ -2922,6 +3038,11 @@ static void walker_free(W *w)
     }
     xfree(w->pending, w->pendcap * sizeof(Pending));
     xfree(w->raw, (size_t)CHUNK * 8);
+    for (int k = 0; k < w->njobs; k++) {
+        xfree(w->jobs[k].raw, (size_t)CHUNK * 8);
+        xfree(w->jobs[k].out, w->jobs[k].out_cap);
+    }
+    w->njobs = 0;
     xfree(w->q, QMAX * sizeof(QE));
     free(w->addrs);
     w->addrs = NULL;
@@ -3046,6 +3167,7 @@ static int init_walker(W *w, PyObject *writer, int stream, int strings, int trac
             PyErr_NoMemory();
             return -1;
         }
+        w->cols[c].limit = CHUNK * STAGGER[c] / 8;
     }
     if (map_init(&w->lcache, 10) < 0 || map_init(&w->tmap, 10) < 0
             || map_init(&w->executing, 6) < 0 || stamp_init(&w->labeled) < 0) {
@@ -3177,13 +3299,14 @@ static PyObject *build_result(W *w)
         return NULL;
     }
     PyObject *stats = Py_BuildValue(
-        "{s:n,s:n,s:n,s:n,s:n,s:n,s:d,s:d,s:d}",
+        "{s:n,s:n,s:n,s:n,s:n,s:n,s:d,s:d,s:d,s:i,s:d,s:d}",
         "peak_bytes", (Py_ssize_t)(mem_peak + w->n * sizeof(PyObject *)),
         "pending_bytes", (Py_ssize_t)w->pending_peak,
         "ignored", (Py_ssize_t)w->ignored.n, "table_slots", (Py_ssize_t)w->tcap,
         "types", (Py_ssize_t)w->ntypes, "labels", PyList_GET_SIZE(w->label_list),
-        "write_seconds", w->write_seconds, "yield_seconds", w->yield_seconds,
-        "wait_seconds", w->wait_seconds);
+        "write_seconds", w->write_seconds, "compress_seconds", w->compress_seconds,
+        "wait_seconds", w->wait_seconds, "compress_threads", w->nworkers_started,
+        "worker_cpu_seconds", w->worker_cpu_seconds, "walk_cpu_seconds", w->walk_cpu_seconds);
     if (stats == NULL) {
         Py_DECREF(trailer);
         return NULL;
@@ -3205,12 +3328,22 @@ static PyObject *walk_impl(PyObject *args, PyObject *writer, PyObject *module_ro
     PtrVec cand = {0};
     mem_cur = mem_peak = 0;
     int gc_was = PyGC_Disable();
+    double cpu0 = thread_cpu_seconds();
 
     if (init_walker(&w, writer, may_materialize, strings, trace) < 0) {
         goto done;
     }
-    if (may_materialize && !getenv("MEMDIAG_NO_WRITER_THREAD")) {
-        wt_start(&w);
+    /* Full chunks are deflated by native worker threads while the walk goes
+     * on (both modes: they touch no Python object, the walk keeps the GIL). */
+    {
+        PyObject *lv = PyObject_GetAttrString(writer, "level");
+        long v = lv != NULL ? PyLong_AsLong(lv) : 1;
+        Py_XDECREF(lv);
+        PyErr_Clear();
+        w.level = (v >= -1 && v <= 9) ? (int)v : 1;
+    }
+    if (zw_start(&w) < 0) {
+        goto done;
     }
     /* Ignored up front, as PyWalker does: the writer and its containers
      * (PyWalker.__init__); the walker's own tables and the argument lists
@@ -3304,9 +3437,8 @@ static PyObject *walk_impl(PyObject *args, PyObject *writer, PyObject *module_ro
     if (process(&w) < 0) {
         goto done;
     }
-    /* 4. everything only memdiag's own objects reach (the writer thread is
-     * idle: it holds no object while the walker looks at memdiag's) */
-    if (wt_drain(&w) < 0 || mark_ignored(&w, seeds.v, seeds.n) < 0) {
+    /* 4. everything only memdiag's own objects reach */
+    if (mark_ignored(&w, seeds.v, seeds.n) < 0) {
         goto done;
     }
     /* 5. gc-tracked objects no root reached: collect first (walking may add
@@ -3352,27 +3484,20 @@ static PyObject *walk_impl(PyObject *args, PyObject *writer, PyObject *module_ro
             goto done;
         }
     }
-    if (wt_finish(&w) < 0) {
+    if (w.njobs && zw_take(&w, 1) < 0) {
         goto done;
     }
+    zw_stop(&w);
+    w.walk_cpu_seconds = thread_cpu_seconds() - cpu0;
     /* No raw object pointer is used past this point: the chunks kept in
      * memory may now go to the writer (which may release the GIL). */
-    w.pending_peak = w.pending_bytes;
     if (write_pending(&w) < 0) {
         goto done;
     }
     result = build_result(&w);
 
 done:
-    if (w.wt_on) {
-        PyObject *t, *v, *tb;
-        PyErr_Fetch(&t, &v, &tb);
-        wt_finish(&w);
-        if (t != NULL) {
-            PyErr_Clear();
-            PyErr_Restore(t, v, tb);
-        }
-    }
+    zw_stop(&w);
     vec_free(&seeds);
     vec_free(&cand);
     walker_free(&w);
@@ -3389,8 +3514,9 @@ PyDoc_STRVAR(walk_doc,
 "Returns {'trailer': {...}, 'walker': 'c', 'type_objects': [types in type\n"
 "index order], 'stats': {'peak_bytes', 'pending_bytes', ...}}.\n\n"
 "may_materialize=True promises a throwaway fork child: chunks are written as\n"
-"they fill, by a thread, and the GIL is released during the walk. Otherwise\n"
-"the GIL is held throughout and nothing is written until the walk is over.\n"
+"they are compressed, during the walk. Otherwise nothing is written until the\n"
+"walk is over. Either way the GIL is held throughout the walk; chunks are\n"
+"compressed by native threads (MEMDIAG_COMPRESS_THREADS: how many, 0-4).\n"
 "The argument lists themselves are ignored like `ignore`'s objects.");
 
 static PyObject *walk(PyObject *self, PyObject *args)

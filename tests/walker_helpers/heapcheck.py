@@ -494,8 +494,19 @@ def mode_inplace():
     gc.enable()
     interval = sys.getswitchinterval()
     small = snapfile.Writer(io.BytesIO())
-    _walker.walk(small, [("json", sys.modules["json"])] if "json" in sys.modules else [],
-                 [], [], [small.__dict__], [], False, False, True)
+    # (and the walk deflating chunks itself, with no worker thread)
+    os.environ["MEMDIAG_COMPRESS_THREADS"] = "0"
+    try:
+        res = _walker.walk(small, [("json", sys.modules["json"])] if "json" in sys.modules else [],
+                           [], [], [small.__dict__], [], False, False, True)
+    finally:
+        del os.environ["MEMDIAG_COMPRESS_THREADS"]
+    small_trailer = res["trailer"]
+    small_trailer["types"] = [type_name(t) for t in res.pop("type_objects")]
+    small.finish(small_trailer)
+    small_objects = snapfile.Reader.from_bytes(small.f.getvalue()).trailer["objects"]
+    small_threads = res["stats"]["compress_threads"]
+    del res, small_trailer
     gc_enabled_after = gc.isenabled()
     switch_interval_restored = sys.getswitchinterval() == interval
     gc.disable()
@@ -509,7 +520,8 @@ def mode_inplace():
         "gc_enabled_after": gc_enabled_after,
         "switch_interval_restored": switch_interval_restored,
         "raw_bytes": raw_bytes, "pending_bytes": stats["pending_bytes"],
-        "peak_bytes": stats["peak_bytes"],
+        "peak_bytes": stats["peak_bytes"], "compress_threads": stats["compress_threads"],
+        "small_objects": small_objects, "small_threads": small_threads,
     }))
 
 
