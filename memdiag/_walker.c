@@ -2956,6 +2956,176 @@ static int add_root(W *w, PyObject *obj, int kind, PyObject *desc, PyObject *nam
     return w->err ? -1 : 0;
 }
 
+/* ------------------------------------------------- unreached candidates */
+
+/* The gc-tracked objects not indexed nor ignored, in the order of the
+ * generation lists (as gc.get_objects() lists them), into cand.  Following
+ * a linked list is a cache miss per object, one after the other: the lists
+ * are cut at "anchors" (tracked objects the walk indexed, spread over the
+ * index) and the pieces followed side by side, so that many misses are in
+ * flight at once; then the pieces are put back in list order. */
+#define GC_CHAINS 48
+#define GC_RING 64
+
+static int gc_scan_serial(W *w, PyGC_Head **heads, int nheads, PtrVec *cand)
+{
+    for (int g = 0; g < nheads; g++) {
+        PyGC_Head *head = heads[g];
+        PyGC_Head *gc = _PyGCHead_NEXT(head);
+        while (gc != NULL && gc != head) {
+            PyObject *buf[1024];
+            size_t nb = 0;
+            while (nb < 1024 && gc != NULL && gc != head) {
+                buf[nb++] = (PyObject *)(gc + 1);
+                gc = _PyGCHead_NEXT(gc);
+            }
+            for (size_t i = 0; i < nb; i++) {
+                if (i + 16 < nb) {
+                    tab_prefetch(w, buf[i + 16]);
+                }
+                if (!is_known(w, buf[i]) && vec_push(cand, buf[i]) < 0) {
+                    return -1;
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+typedef struct {
+    PyGC_Head *start;       /* the head or anchor the piece starts after */
+    PyGC_Head *cur;         /* its next node */
+    PyGC_Head *end;         /* the head or anchor it ended at */
+    PtrVec cand;
+} GcChain;
+
+static inline size_t stop_slot(const void *p)
+{
+    return (size_t)((((uint64_t)(uintptr_t)p >> 4) * 0x9E3779B97F4A7C15ULL) >> 56);
+}
+
+static int gc_candidates(W *w, PyGC_Head **heads, int nheads, PtrVec *cand)
+{
+    if (w->n < 100000 || nheads >= GC_CHAINS / 2) {
+        return gc_scan_serial(w, heads, nheads, cand);
+    }
+    GcChain ch[GC_CHAINS];
+    PyGC_Head *stops[256] = {0};   /* open addressing: the heads and anchors */
+    int nch = 0;
+    for (int g = 0; g < nheads; g++) {
+        ch[nch++].start = heads[g];
+    }
+    size_t step = w->n / (GC_CHAINS - nheads) + 1;
+    for (size_t k = step / 2; k < w->n && nch < GC_CHAINS; k += step) {
+        PyObject *o = w->addrs[k];
+        if (!_PyObject_IS_GC(o) || !_PyObject_GC_IS_TRACKED(o)) {
+            continue;
+        }
+        ch[nch++].start = ((PyGC_Head *)o) - 1;
+    }
+    int nstart = 0;
+    for (int c = 0; c < nch; c++) {
+        size_t i = stop_slot(ch[c].start);
+        while (stops[i] != NULL && stops[i] != ch[c].start) {
+            i = (i + 1) & 255;
+        }
+        if (stops[i] != NULL) {
+            continue;           /* the same anchor twice */
+        }
+        stops[i] = ch[c].start;
+        ch[nstart].start = ch[c].start;
+        ch[nstart].cur = _PyGCHead_NEXT(ch[c].start);
+        ch[nstart].end = NULL;
+        ch[nstart].cand = (PtrVec){0};
+        nstart++;
+    }
+    nch = nstart;
+    struct { PyObject *o; int c; } ring[GC_RING];
+    size_t rn = 0;
+    int active = nch, rc = 0;
+    while (active && rc == 0) {
+        for (int c = 0; c < nch; c++) {
+            if (ch[c].end != NULL) {
+                continue;
+            }
+            PyGC_Head *g = ch[c].cur;
+            size_t i = stop_slot(g);
+            while (stops[i] != NULL && stops[i] != g) {
+                i = (i + 1) & 255;
+            }
+            if (g == NULL || stops[i] == g) {
+                ch[c].end = g != NULL ? g : ch[c].start;
+                rc = g == NULL ? 1 : 0;     /* a broken list: scan it serially */
+                active--;
+                continue;
+            }
+            PyGC_Head *nx = _PyGCHead_NEXT(g);
+            __builtin_prefetch(nx);
+            ch[c].cur = nx;
+            /* is it known? table slot now, address soon, the check later */
+            PyObject *o = (PyObject *)(g + 1);
+            tab_prefetch(w, o);
+            size_t k = rn % GC_RING;
+            if (rn >= GC_RING) {
+                PyObject *old = ring[k].o;
+                if (!is_known(w, old) && vec_push(&ch[ring[k].c].cand, old) < 0) {
+                    rc = -1;
+                    break;
+                }
+            }
+            ring[k].o = o;
+            ring[k].c = c;
+            rn++;
+            if (rn > GC_RING / 2) {
+                PyObject *mid = ring[(rn - GC_RING / 2) % GC_RING].o;
+                uint32_t e = w->tab[slot_of(hmix(mid), w->tcap)];
+                if (e) {
+                    __builtin_prefetch(&w->addrs[(e & IDX_MASK) - 1]);
+                }
+            }
+        }
+    }
+    for (size_t j = rn > GC_RING ? rn - GC_RING : 0; j < rn && rc == 0; j++) {
+        size_t k = j % GC_RING;
+        if (!is_known(w, ring[k].o) && vec_push(&ch[ring[k].c].cand, ring[k].o) < 0) {
+            rc = -1;
+        }
+    }
+    /* each list: from its head, piece after piece, back to the head */
+    for (int g = 0; g < nheads && rc == 0; g++) {
+        int c = g, guard = 0;
+        for (;;) {
+            for (size_t j = 0; j < ch[c].cand.n && rc == 0; j++) {
+                if (vec_push(cand, ch[c].cand.v[j]) < 0) {
+                    rc = -1;
+                }
+            }
+            if (rc != 0 || ch[c].end == heads[g]) {
+                break;
+            }
+            int next = -1;
+            for (int d = 0; d < nch; d++) {
+                if (ch[d].start == ch[c].end) {
+                    next = d;
+                }
+            }
+            if (next < 0 || ++guard > nch) {
+                rc = 1;
+                break;
+            }
+            c = next;
+        }
+    }
+    for (int c = 0; c < nch; c++) {
+        vec_free(&ch[c].cand);
+    }
+    if (rc == 1) {
+        cand->n = 0;
+        return gc_scan_serial(w, heads, nheads, cand);
+    }
+    return rc;
+}
+
 /* PyWalker.mark_ignored: everything reachable from the seeds without going
  * through an indexed object is ignored; running frames are never entered. */
 static int mark_ignored(W *w, PyObject **seeds, size_t nseeds)
@@ -3446,27 +3616,14 @@ static PyObject *walk_impl(PyObject *args, PyObject *writer, PyObject *module_ro
     {
         PyInterpreterState *interp = _PyInterpreterState_GET();
         struct _gc_runtime_state *gcs = &interp->gc;
+        PyGC_Head *heads[NUM_GENERATIONS + 1];
         for (int g = 0; g <= NUM_GENERATIONS; g++) {
-            PyGC_Head *head = g < NUM_GENERATIONS ? &gcs->generations[g].head
-                                                  : &gcs->permanent_generation.head;
-            PyGC_Head *gc = _PyGCHead_NEXT(head);
-            while (gc != NULL && gc != head) {
-                PyObject *buf[1024];
-                size_t nb = 0;
-                while (nb < 1024 && gc != NULL && gc != head) {
-                    buf[nb++] = (PyObject *)(gc + 1);
-                    gc = _PyGCHead_NEXT(gc);
-                }
-                for (size_t i = 0; i < nb; i++) {
-                    if (i + 16 < nb) {
-                        tab_prefetch(&w, buf[i + 16]);
-                    }
-                    if (!is_known(&w, buf[i]) && vec_push(&cand, buf[i]) < 0) {
-                        set_nomem(&w);
-                        goto done;
-                    }
-                }
-            }
+            heads[g] = g < NUM_GENERATIONS ? &gcs->generations[g].head
+                                           : &gcs->permanent_generation.head;
+        }
+        if (gc_candidates(&w, heads, NUM_GENERATIONS + 1, &cand) < 0) {
+            set_nomem(&w);
+            goto done;
         }
     }
     for (size_t i = 0; i < cand.n; i++) {

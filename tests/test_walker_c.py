@@ -496,6 +496,9 @@ def test_inplace_walk_leaves_the_heap_alone(python):
     # Chunks were deflated by worker threads; with none (the walk deflating
     # them itself, fork-child streaming) the snapshot reads back as well.
     assert r["compress_threads"] >= 1
+    # Unreached objects (cycles in both young and old generations) are
+    # rooted in the order of the gc's lists.
+    assert r["unreached_roots"] > 500 and r["unreached_in_order"]
     assert r["small_threads"] == 0 and r["small_objects"] > 100
 
 

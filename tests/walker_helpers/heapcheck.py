@@ -446,7 +446,7 @@ def mode_inplace():
     import io
     gc.disable()
     heap = build_heap()
-    synthetic_heap(400_000)     # enough chunks to be kept compressed
+    synthetic_heap(400_000, garbage_every=97)   # enough chunks to be kept compressed
     t, event = start_thread()
     holder = Reordered()
     holder.value = "inline"
@@ -479,6 +479,16 @@ def mode_inplace():
     r = snapfile.Reader.from_bytes(buf.getvalue())
     raw_bytes = sum(c.count * c.width for chunks in r.chunks.values() for c in chunks)
     addrs = r.column_values(snapfile.COL_ADDR)
+    # Unreached roots come in the order of the generation lists (the walker
+    # follows the lists in pieces side by side on a heap this big).
+    where = {id(o): k for k, o in enumerate(gc.get_objects())}
+    for k, a in enumerate(_walker.permanent_generation_ids()):
+        where.setdefault(a, len(where) + k)
+    unreached = [addrs[o] for o, kind in zip(r.column_values(snapfile.COL_ROOT_OBJ),
+                                             r.column_values(snapfile.COL_ROOT_KIND))
+                 if kind == snapfile.ROOT_UNREACHED]
+    positions = [where.get(a, -1) for a in unreached]
+    unreached_in_order = all(p >= 0 for p in positions) and positions == sorted(positions)
     nedges = r.column_values(snapfile.COL_NEDGES)
     et = r.column_values(snapfile.COL_ETARGET)
     el = r.column_values(snapfile.COL_ELABEL)
@@ -522,6 +532,7 @@ def mode_inplace():
         "raw_bytes": raw_bytes, "pending_bytes": stats["pending_bytes"],
         "peak_bytes": stats["peak_bytes"], "compress_threads": stats["compress_threads"],
         "small_objects": small_objects, "small_threads": small_threads,
+        "unreached_roots": len(unreached), "unreached_in_order": unreached_in_order,
     }))
 
 
@@ -601,8 +612,11 @@ class Item:
         self.tags = [i, -i]
 
 
-def synthetic_heap(n):
-    """About n objects: instances with inline values, dicts, lists, strs, ints."""
+def synthetic_heap(n, garbage_every=0):
+    """About n objects: instances with inline values, dicts, lists, strs, ints;
+    with garbage_every, an unreachable cycle every that many instances (and a
+    collection half way, so that both young and old generation lists hold
+    some)."""
     data = []
     per = 6
     for i in range(n // per):
@@ -610,6 +624,11 @@ def synthetic_heap(n):
         data.append(it)
         if i % 10 == 0:
             data.append({"key%d" % i: it, "k": (i, "x")})
+        if garbage_every and i % garbage_every == 0:
+            cycle = ["garbage", i]
+            cycle.append(cycle)
+            if i == (n // per) // 2 // garbage_every * garbage_every:
+                gc.collect(1)
     HEAP["synthetic"] = data
     return data
 
