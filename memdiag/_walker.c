@@ -41,8 +41,8 @@
  *
  * Speed comes from discovering edges in batches (prefetching table slots for
  * edges dozens ahead), huge pages for the table, SSE2 byte shuffling, and
- * deflating on other cores (workers below the walk's priority, columns'
- * first chunks staggered so that chunks come one at a time).
+ * deflating on other cores (the columns' first chunks staggered so that
+ * chunks come one at a time).
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -59,9 +59,6 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sched.h>
-#include <errno.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
 #if defined(__SSE2__)
 #  include <emmintrin.h>
 #endif
@@ -488,7 +485,6 @@ typedef struct {
 } Job;
 enum { J_FREE, J_QUEUED, J_BUSY, J_DONE };
 #define MAX_WORKERS 4
-#define WORKER_NICE 3
 #define MAX_JOBS (MAX_WORKERS + 2)
 
 /* An edge waiting to be discovered (see q_flush), or an object's end. */
@@ -867,16 +863,6 @@ static void *zw_main(void *arg)
 {
     W *w = arg;
     z_stream zs;
-    /* Below the walk (Linux: nice is per thread), so that the scheduler
-     * keeps the walk on a core of its own and the workers share the rest. */
-    {
-        pid_t tid = (pid_t)syscall(SYS_gettid);
-        errno = 0;
-        int cur = getpriority(PRIO_PROCESS, (id_t)tid);
-        if (errno == 0) {
-            setpriority(PRIO_PROCESS, (id_t)tid, cur + WORKER_NICE);
-        }
-    }
     int ok = zs_init(w, &zs) == 0;
     double busy = 0;
     pthread_mutex_lock(&w->mu);
