@@ -1524,14 +1524,20 @@ static int64_t label_named(W *w, int i)
     return v;
 }
 
-/* memdiag.walker.name_like for an exact str. */
-static int name_like(PyObject *s)
+/* memdiag.walker.key_written for an exact str: name_like, and interned.
+ * Keys that come from source code (literals, attribute and keyword names) are
+ * interned; keys read from input (tokens, ids, JSON) are not, whatever they
+ * look like. */
+static int key_written(PyObject *s)
 {
 #if PY310 || PY311
     if (!PyUnicode_IS_READY(s)) {
         return 0;
     }
 #endif
+    if (!PyUnicode_CHECK_INTERNED(s)) {
+        return 0;
+    }
     Py_ssize_t n = PyUnicode_GET_LENGTH(s);
     if (n == 0 || n > 64 || !PyUnicode_IS_ASCII(s)) {
         return 0;
@@ -2494,7 +2500,7 @@ static int do_edges(W *w, PyObject *o, uint32_t src, TypeInfo *ti)
             if (map_get(&w->nlcache, k, &cached)) {
                 lbl = L_ITEM | (cached << 3);
             }
-            else if (PyUnicode_CheckExact(k) && name_like(k)) {
+            else if (PyUnicode_CheckExact(k) && key_written(k)) {
                 int64_t l = label_of(w, k);
                 if (l < 0 || map_put(&w->nlcache, k, (uint32_t)l) < 0) {
                     set_nomem(w);

@@ -66,6 +66,30 @@ def name_like(s: str) -> bool:
     return True
 
 
+def key_written(s: str) -> bool:
+    """Whether a dict key is written in full as a path label: it is name_like
+    and interned. Keys that come from source code (literals, attribute and
+    keyword names, module globals) are interned; keys made at run time from
+    input (session tokens, ids, parsed JSON) are not, whatever they look like,
+    so they are written only as their type and length.
+
+    >>> enable_pointer_reads()
+    True
+    >>> import sys; key_written(sys.intern("reg_ary"))
+    True
+    >>> key_written("".join(["Xk9fQ", "wLpZ"]))   # made at run time: not interned
+    False
+
+    Interning is read from the str's state field (pointer reads, enabled by the
+    hook with ctypes); without them only name_like decides.
+    """
+    if not name_like(s):
+        return False
+    if _read_byte is None or not _INTERN_READS_OK:
+        return True
+    return bool(_read_byte(id(s) + _STR_STATE_OFFSET) & 3)
+
+
 def type_kind(tp) -> str:
     """The walker's kind for a type; it decides how edges are labeled."""
     sub = issubclass
@@ -389,7 +413,7 @@ class PyWalker:
                 labeled.add(id(k))
                 labeled.add(id(v))
                 kidx = emit(k, sf.L_KEY)
-                if type(k) is str and name_like(k):
+                if type(k) is str and key_written(k):
                     emit(v, sf.L_ITEM | self.label(k) << 3)
                 else:
                     emit(v, sf.L_ITEM_OPAQUE | (kidx or 0) << 3)
@@ -653,7 +677,24 @@ def enable_pointer_reads():
     _read_word = lambda addr: word.from_address(addr).value  # noqa: E731
     _read_byte = lambda addr: byte.from_address(addr).value  # noqa: E731
     _object_at = lambda addr: cast(addr, pyobj).value       # noqa: E731
+    _check_intern_reads()
     return True
+
+
+# PyASCIIObject: ob_refcnt, ob_type, length, hash, then the state bit field,
+# whose two lowest bits say "interned" on 3.10-3.13.
+_STR_STATE_OFFSET = 4 * (8 if sys.maxsize > 2 ** 32 else 4)
+_INTERN_READS_OK = False
+
+
+def _check_intern_reads():
+    """Trust the state bits only if they tell an interned str from a fresh one
+    here (a debug build's larger header would fail this)."""
+    global _INTERN_READS_OK
+    fresh = "".join(["memdiag_", "intern_probe"])
+    known = sys.intern("__dict__")
+    state = lambda s: _read_byte(id(s) + _STR_STATE_OFFSET) & 3  # noqa: E731
+    _INTERN_READS_OK = state(known) != 0 and state(fresh) == 0
 
 
 _WORD = 8 if sys.maxsize > 2 ** 32 else 4
