@@ -360,6 +360,14 @@ class Snapshot:
     def kind_of(self, i):
         return self.type_kinds[int(self.type[i])]
 
+    def matching_type_names(self, name):
+        """The type names `name` stands for: itself, or those ending in '.' + name.
+
+        >>> snap.matching_type_names("CAP")
+        ['ccap.cap.CAP']
+        """
+        return sorted({n for n in self.type_names if n == name or n.endswith("." + name)})
+
     def find_type(self, name):
         """Indexes of all objects whose type name is `name` (or ends with '.' + name)."""
         ids = [k for k, n in enumerate(self.type_names)

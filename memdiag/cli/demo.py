@@ -77,13 +77,23 @@ def command(sample="captcha", requests=500, warmup=200, out_dir="demo-out"):
         _say(f"{b}  ({secs:.2f}s)")
     finally:
         _stop(proc)
-    rel_a, rel_b = os.path.relpath(a), os.path.relpath(b)
+    rel_a, rel_b = _short(a), _short(b)
     _say(f"memdiag diff {rel_a} {rel_b}")
-    diff_cmd.command([a, b])
+    diff_cmd.command([rel_a, rel_b])
     if type_name:
         _say(f"memdiag retainers {rel_b} --since {rel_a} --type {type_name}")
-        retainers_cmd.command(b, type_name, since=a, top=5)
+        retainers_cmd.command(rel_b, type_name, since=rel_a, top=5)
     return 0
+
+
+def _short(path):
+    """The path relative to the current directory when it is below it.
+
+    >>> _short("/tmp/rd/memdiag-1-1.snap")   # from /work/main
+    '/tmp/rd/memdiag-1-1.snap'
+    """
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
 
 
 def _ready(proc, timeout=30.0):

@@ -22,7 +22,8 @@ def command(snapshot, type_name, since=None, top=10, as_json=False):
     if as_json:
         print_json(retainers_json(type_name, chains, total))
     else:
-        emit(retainers_blocks(snapshot, type_name, chains, total, since), rich_wanted())
+        shown = ", ".join(snap.matching_type_names(type_name))
+        emit(retainers_blocks(snapshot, shown, chains, total, since), rich_wanted())
     return 0
 
 

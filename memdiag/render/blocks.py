@@ -43,8 +43,8 @@ def human_bytes(n, signed=False):
 
 
 def signed(n):
-    """+500, -3, 0."""
-    return f"+{n}" if n > 0 else str(n)
+    """+500, -3, 0, +1,200."""
+    return f"+{n:,}" if n > 0 else f"{n:,}"
 
 
 def print_plain(blocks, out=None):

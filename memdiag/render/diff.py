@@ -47,9 +47,9 @@ def diff_blocks(result, top=10, snap_names=None):
     for n, s in enumerate(suspects[:top], 1):
         row = [str(n), s.path, _short(s.type)]
         if several:
-            row.append(" → ".join(str(x) for x in s.lengths))
+            row.append(" → ".join(f"{x:,}" for x in s.lengths))
         else:
-            row += [str(s.len_before), str(s.len_after)]
+            row += [f"{s.len_before:,}", f"{s.len_after:,}"]
         row += [signed(s.growth), s.added_type or "", human_bytes(s.size_delta, signed=True)]
         rows.append(row)
     blocks.append(Table("Suspects: containers alive in every snapshot that grew", cols, rows))
@@ -57,9 +57,9 @@ def diff_blocks(result, top=10, snap_names=None):
     for t in result.types[:top]:
         if t.count_delta == 0 and t.size_delta == 0:
             continue
-        trows.append([t.type, str(t.count_before), str(t.count_after), signed(t.count_delta),
-                      "" if t.new is None else str(t.new),
-                      "" if t.freed is None else str(t.freed),
+        trows.append([t.type, f"{t.count_before:,}", f"{t.count_after:,}", signed(t.count_delta),
+                      "" if t.new is None else f"{t.new:,}",
+                      "" if t.freed is None else f"{t.freed:,}",
                       human_bytes(t.size_delta, signed=True)])
     blocks.append(Table("Types by growth", [("type", "l"), ("before", "r"), ("after", "r"),
                                              ("delta", "r"), ("new", "r"), ("freed", "r"),
