@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..model import MemorySummary
+from .. import snapfile as sf
+from ..model import MemorySummary, decode_side_by_side
 from .match import global_type_ids, match
 from .suspects import find_suspects
 from .types import type_growth, type_table
@@ -46,17 +47,18 @@ def diff(snaps, top_suspects=20, min_growth=1):
         # Addresses mean nothing across processes: compare type totals only.
         return DiffResult(tuple(s.path for s in snaps), type_growth(first, last), [],
                           memory, False)
+    decode_side_by_side(snaps, (sf.COL_ADDR, sf.COL_TYPE, sf.COL_SIZE, sf.COL_LENGTH))
     ia, ib = match(first, last, gids[0], gids[-1])
     new_mask = np.ones(last.n_objects, bool)
     new_mask[ib] = False
     freed_mask = np.ones(first.n_objects, bool)
     freed_mask[ia] = False
-    del ia, ib
     new_counts = {n: c for n, (c, _) in type_table(last, new_mask).items()}
     freed_counts = {n: c for n, (c, _) in type_table(first, freed_mask).items()}
     del freed_mask
     types = type_growth(first, last, new_counts, freed_counts)
-    suspects = find_suspects(snaps, gids, new_mask, top=top_suspects, min_growth=min_growth)
+    suspects = find_suspects(snaps, gids, new_mask, top=top_suspects, min_growth=min_growth,
+                             matched=(ia, ib))
     return DiffResult(tuple(s.path for s in snaps), types, suspects, memory, True)
 
 

@@ -20,9 +20,13 @@ from .match import match
 CONTAINER_KINDS = ("list", "dict", "set", "deque")
 
 
+def _container_types(snap):
+    """Per type index of snap: whether objects of that type are containers."""
+    return np.array([k in CONTAINER_KINDS for k in snap.type_kinds] or [False])
+
+
 def containers(snap):
-    kinds = np.array([k in CONTAINER_KINDS for k in snap.type_kinds] or [False])
-    return np.flatnonzero(kinds[snap.type.astype(np.int64)])
+    return np.flatnonzero(_container_types(snap)[snap.type.astype(np.int64)])
 
 
 # An empty container in the first snapshot cannot be told apart from a new
@@ -31,18 +35,26 @@ def containers(snap):
 MIN_GROWTH_FROM_EMPTY = 10
 
 
-def find_suspects(snaps, gids, new_mask_last=None, top=20, min_growth=1):
+def find_suspects(snaps, gids, new_mask_last=None, top=20, min_growth=1, matched=None):
     """Suspects across snapshots (oldest first), best first, at most `top`.
 
     A container counts as the same object in every snapshot when address and
     type match and, if it held anything in the first snapshot, some of those
     elements are still in it in the last one (an address reused by a new
-    container shares none).
+    container shares none). `matched` is (ia, ib), every object matched
+    between the first and the last snapshot, when the caller has it already;
+    with two snapshots the containers are then taken from it.
     """
     first, last = snaps[0], snaps[-1]
     # aligned[k][j] is the index in snaps[k] of the j-th container followed.
-    aligned = [containers(last)]
-    for k in range(len(snaps) - 2, -1, -1):
+    if matched is not None and len(snaps) == 2:
+        ia, ib = matched
+        keep = (_container_types(last)[last.type[ib].astype(np.int64)]
+                & _container_types(first)[first.type[ia].astype(np.int64)])
+        aligned = [np.asarray(ia[keep], np.int64), np.asarray(ib[keep], np.int64)]
+    else:
+        aligned = [containers(last)]
+    for k in range(len(snaps) - 2 - (len(aligned) - 1), -1, -1):
         ip, ic = match(snaps[k], snaps[k + 1], gids[k], gids[k + 1],
                        containers(snaps[k]), aligned[0])
         order = np.argsort(ic)
