@@ -122,13 +122,15 @@ def _mix(h, s):
     return (h ^ s) * _M
 
 
-def step_signatures(snap):
-    """Per object, a 64-bit signature of its discovering edge, folded like paths."""
-    code = snap.plabel.astype(np.uint64)
+def step_signatures(snap, idx):
+    """For objects idx, a 64-bit signature of each one's discovering edge,
+    folded like paths. Computed for the objects asked for only, so that the
+    temporaries stay the size of a selection, not of the heap."""
+    code = snap.plabel[idx].astype(np.uint64)
     kind = code & np.uint64(sf.LABEL_KIND_MASK)
     folded = np.where((kind == sf.L_INDEX) | (kind == sf.L_ITEM_OPAQUE), kind, code)
     name_ids, _ = snap.name_ids()
-    tsig = name_ids[snap.type.astype(np.int64)].astype(np.uint64)
+    tsig = name_ids[snap.type[idx].astype(np.int64)].astype(np.uint64)
     # Unlabeled hops render with the type of what they reach, so they fold on it.
     unl = kind == sf.L_NONE
     folded = np.where(unl, (tsig << np.uint64(8)) | np.uint64(0x80), folded << np.uint64(1))
@@ -142,7 +144,6 @@ def shape_hashes(snap, sel, max_depth=64):
     """
     sel = np.asarray(sel, dtype=np.int64)
     parent = snap.parent
-    sig = step_signatures(snap)
     h = np.zeros(len(sel), np.uint64)
     cur = sel.copy()
     todo = np.arange(len(sel))
@@ -157,7 +158,7 @@ def shape_hashes(snap, sel, max_depth=64):
             done = todo[at_root]
             h[done] = _mix(h[done], root_sigs(cur[done]))
         go = todo[~at_root]
-        h[go] = _mix(h[go], sig[cur[go]])
+        h[go] = _mix(h[go], step_signatures(snap, cur[go]))
         cur[go] = parent[cur[go]].astype(np.int64) - 1
         todo = go
     if len(todo):
