@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define BATCH 32
+
 static inline uint64_t hash_addr(uint64_t x)
 {
     x ^= x >> 33;
@@ -64,35 +66,59 @@ static PyObject *match(PyObject *self, PyObject *args)
     uint32_t *ob = (uint32_t *)PyBytes_AS_STRING(ib);
     Py_ssize_t found = 0;
     Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t i = 0; i < n; i++) {
-        size_t h = hash_addr(a[i]) & mask;
-        for (;;) {
-            uint32_t slot = table[h];
-            if (slot == 0) {
-                table[h] = (uint32_t)i + 1;
-                break;
+    /* Both loops go in batches: hash a batch and prefetch its table slots
+     * (when probing, then also the addresses those slots point to) before
+     * using them, so that the cache misses of a batch overlap. */
+    size_t hs[BATCH];
+    for (Py_ssize_t i0 = 0; i0 < n; i0 += BATCH) {
+        Py_ssize_t i1 = i0 + BATCH < n ? i0 + BATCH : n;
+        for (Py_ssize_t i = i0; i < i1; i++) {
+            hs[i - i0] = hash_addr(a[i]) & mask;
+            __builtin_prefetch(&table[hs[i - i0]], 1);
+        }
+        for (Py_ssize_t i = i0; i < i1; i++) {
+            size_t h = hs[i - i0];
+            for (;;) {
+                uint32_t slot = table[h];
+                if (slot == 0) {
+                    table[h] = (uint32_t)i + 1;
+                    break;
+                }
+                if (a[slot - 1] == a[i]) {
+                    break;          /* a repeated address: keep the first */
+                }
+                h = (h + 1) & mask;
             }
-            if (a[slot - 1] == a[i]) {
-                break;              /* a repeated address: keep the first */
-            }
-            h = (h + 1) & mask;
         }
     }
-    for (Py_ssize_t j = 0; j < m && found < most; j++) {
-        uint64_t key = b[j];
-        size_t h = hash_addr(key) & mask;
-        for (;;) {
-            uint32_t slot = table[h];
-            if (slot == 0) {
-                break;
+    for (Py_ssize_t j0 = 0; j0 < m && found < most; j0 += BATCH) {
+        Py_ssize_t j1 = j0 + BATCH < m ? j0 + BATCH : m;
+        for (Py_ssize_t j = j0; j < j1; j++) {
+            hs[j - j0] = hash_addr(b[j]) & mask;
+            __builtin_prefetch(&table[hs[j - j0]], 0);
+        }
+        for (Py_ssize_t j = j0; j < j1; j++) {
+            uint32_t slot = table[hs[j - j0]];
+            if (slot) {
+                __builtin_prefetch(&a[slot - 1], 0);
             }
-            if (a[slot - 1] == key) {
-                oa[found] = slot - 1;
-                ob[found] = (uint32_t)j;
-                found++;
-                break;
+        }
+        for (Py_ssize_t j = j0; j < j1 && found < most; j++) {
+            uint64_t key = b[j];
+            size_t h = hs[j - j0];
+            for (;;) {
+                uint32_t slot = table[h];
+                if (slot == 0) {
+                    break;
+                }
+                if (a[slot - 1] == key) {
+                    oa[found] = slot - 1;
+                    ob[found] = (uint32_t)j;
+                    found++;
+                    break;
+                }
+                h = (h + 1) & mask;
             }
-            h = (h + 1) & mask;
         }
     }
     Py_END_ALLOW_THREADS
