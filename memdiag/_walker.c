@@ -459,7 +459,7 @@ typedef struct {
 /* A chunk kept in memory until the walk is over (live target): compressed
  * (crc of the stored bytes), or raw when there is no libz to compress it. */
 typedef struct {
-    int column;
+    int column, width;
     uint32_t count;
     size_t raw_len;
     uint8_t *data;
@@ -473,7 +473,7 @@ typedef struct {
  * object), the walk takes finished jobs in submission order. */
 typedef struct {
     int state;              /* J_FREE, J_QUEUED, J_BUSY, J_DONE */
-    int column;
+    int column, width;      /* width: as encoded (see encode_into) */
     uint32_t count;
     uint64_t seq;
     uint8_t *raw;           /* CHUNK * 8 bytes */
@@ -621,6 +621,7 @@ typedef struct {
 #define Z_FINISH 4
 #define Z_DEFLATED 8
 #define Z_DEFAULT_STRATEGY 0
+#define Z_RLE 3
 #endif
 typedef int (*deflate_init2_fn)(z_stream *, int, int, int, int, int, const char *, int);
 typedef int (*deflate_fn)(z_stream *, int);
@@ -733,18 +734,37 @@ static void shuffle4(const uint32_t *v, size_t n, uint8_t *out)
     }
 }
 
+/* The narrowest width (1, 2, 4, 8) that holds every bit in `all`. */
+static inline int width_of(uint64_t all)
+{
+    return all >> 32 ? 8 : all >> 16 ? 4 : all >> 8 ? 2 : 1;
+}
+
 /* The column transform of snapfile.encode (delta from 0 at the chunk start,
- * zig-zag, byte shuffle, little-endian), into out; the values are spent. */
-static size_t encode_into(Col *c, int column, uint8_t *out)
+ * zig-zag, byte shuffle, little-endian), into out; the values are spent.
+ * A shuffled column without delta coding is written in the narrowest width
+ * that holds its values in this chunk (*width): the byte planes above it,
+ * all zero, are dropped. Delta-coded columns keep their width (their deltas
+ * wrap modulo 2^(8 * width)). */
+static size_t encode_into(Col *c, int column, uint8_t *out, int *width_out)
 {
     size_t n = c->n;
     int width = CODING[column].width, tr = CODING[column].transform;
+    *width_out = width;
     if (column == COL_STR_DATA) {
         memcpy(out, c->vals, n);
         return n;
     }
+    int narrow = (tr & T_SHUFFLE) && !(tr & T_DELTA);
     if (width == 8) {
         uint64_t *v = c->vals;
+        if (narrow) {
+            uint64_t all = 0;
+            for (size_t i = 0; i < n; i++) {
+                all |= v[i];
+            }
+            *width_out = width_of(all);
+        }
         if (tr & T_DELTA) {
             uint64_t prev = 0;
             for (size_t i = 0; i < n; i++) {
@@ -756,10 +776,17 @@ static size_t encode_into(Col *c, int column, uint8_t *out)
                 v[i] = d;
             }
         }
-        shuffle8(v, n, out);
-        return n * 8;
+        shuffle8(v, n, out);    /* the planes kept come first */
+        return n * (size_t)*width_out;
     }
     uint32_t *v = c->vals;
+    if (narrow) {
+        uint32_t all = 0;
+        for (size_t i = 0; i < n; i++) {
+            all |= v[i];
+        }
+        *width_out = width_of(all);
+    }
     if (tr & T_DELTA) {
         uint32_t prev = 0;
         for (size_t i = 0; i < n; i++) {
@@ -777,8 +804,14 @@ static size_t encode_into(Col *c, int column, uint8_t *out)
         }
         return n;
     }
+    if (*width_out == 1) {
+        for (size_t i = 0; i < n; i++) {
+            out[i] = (uint8_t)v[i];
+        }
+        return n;
+    }
     shuffle4(v, n, out);   /* every other column is 4 bytes wide */
-    return n * 4;
+    return n * (size_t)*width_out;
 }
 
 static double thread_cpu_seconds(void)
@@ -800,8 +833,8 @@ static double now_seconds(void)
  * payload): data is a memoryview of the walker's buffer, released after the
  * call.  0, or 1 when the buffer is still exported (never reuse it), or -1
  * with an exception. */
-static int write_block(W *w, int column, uint32_t count, uint8_t *data, size_t len,
-                       int compressed, uint32_t crc)
+static int write_block(W *w, int column, int width, uint32_t count, uint8_t *data,
+                       size_t len, int compressed, uint32_t crc)
 {
     PyObject *mv = PyMemoryView_FromMemory((char *)data, (Py_ssize_t)len, PyBUF_READ);
     if (mv == NULL) {
@@ -810,10 +843,10 @@ static int write_block(W *w, int column, uint32_t count, uint8_t *data, size_t l
     double t0 = now_seconds();
     PyObject *r = compressed
         ? PyObject_CallMethod(w->writer, "write_compressed", "iiiIOk", column,
-                              (int)CODING[column].width, (int)CODING[column].transform,
+                              width, (int)CODING[column].transform,
                               (unsigned int)count, mv, (unsigned long)crc)
         : PyObject_CallMethod(w->writer, "write_chunk", "iiiIO", column,
-                              (int)CODING[column].width, (int)CODING[column].transform,
+                              width, (int)CODING[column].transform,
                               (unsigned int)count, mv);
     PyObject *t, *v, *tb;
     PyErr_Fetch(&t, &v, &tb);
@@ -833,9 +866,20 @@ static int write_block(W *w, int column, uint32_t count, uint8_t *data, size_t l
 
 /* ------------------------------------------------- compression workers */
 
-/* Deflate and crc one job's raw bytes into its out buffer. */
-static void deflate_job(z_stream *zs, Job *j)
+/* Columns deflated with Z_RLE: their byte planes are either nearly random
+ * (the low bytes of address and edge target deltas), where the default
+ * strategy's string matching finds little and costs most of the time, or
+ * runs of zeros, which RLE codes as well. Same stream format. */
+static inline int rle_column(int column)
 {
+    return column == COL_ADDR || column == COL_ETARGET;
+}
+
+/* Deflate and crc one job's raw bytes into its out buffer; zs[0] is a
+ * default-strategy stream, zs[1] an RLE one. */
+static void deflate_job(z_stream *zs2, Job *j)
+{
+    z_stream *zs = &zs2[rle_column(j->column)];
     j->zerr = 1;
     if (z_deflate_reset(zs) != Z_OK) {
         return;
@@ -852,18 +896,33 @@ static void deflate_job(z_stream *zs, Job *j)
     j->zerr = 0;
 }
 
+/* The two streams of deflate_job. */
 static int zs_init(W *w, z_stream *zs)
 {
-    memset(zs, 0, sizeof(*zs));
-    return z_deflate_init2(zs, w->level, Z_DEFLATED, 15, 8, Z_DEFAULT_STRATEGY,
-                           z_version(), (int)sizeof(z_stream)) == Z_OK ? 0 : -1;
+    memset(zs, 0, 2 * sizeof(*zs));
+    if (z_deflate_init2(&zs[0], w->level, Z_DEFLATED, 15, 8, Z_DEFAULT_STRATEGY,
+                        z_version(), (int)sizeof(z_stream)) != Z_OK) {
+        return -1;
+    }
+    if (z_deflate_init2(&zs[1], w->level, Z_DEFLATED, 15, 8, Z_RLE,
+                        z_version(), (int)sizeof(z_stream)) != Z_OK) {
+        z_deflate_end(&zs[0]);
+        return -1;
+    }
+    return 0;
+}
+
+static void zs_end(z_stream *zs)
+{
+    z_deflate_end(&zs[0]);
+    z_deflate_end(&zs[1]);
 }
 
 static void *zw_main(void *arg)
 {
     W *w = arg;
-    z_stream zs;
-    int ok = zs_init(w, &zs) == 0;
+    z_stream zs[2];
+    int ok = zs_init(w, zs) == 0;
     double busy = 0;
     pthread_mutex_lock(&w->mu);
     for (;;) {
@@ -885,7 +944,7 @@ static void *zw_main(void *arg)
         pthread_mutex_unlock(&w->mu);
         double t0 = now_seconds();
         if (ok) {
-            deflate_job(&zs, j);
+            deflate_job(zs, j);
         }
         else {
             j->zerr = 1;
@@ -899,7 +958,7 @@ static void *zw_main(void *arg)
     w->worker_cpu_seconds += thread_cpu_seconds();
     pthread_mutex_unlock(&w->mu);
     if (ok) {
-        z_deflate_end(&zs);
+        zs_end(zs);
     }
     return NULL;
 }
@@ -972,8 +1031,8 @@ static int zw_start(W *w)
 static void zw_stop(W *w)
 {
     if (w->zs != NULL) {
-        z_deflate_end(w->zs);
-        xfree(w->zs, sizeof(z_stream));
+        zs_end(w->zs);
+        xfree(w->zs, 2 * sizeof(z_stream));
         w->zs = NULL;
     }
     if (w->njobs == 0 || w->mu_ok == 0) {
@@ -995,8 +1054,8 @@ static void zw_stop(W *w)
     w->mu_ok = 0;
 }
 
-static int keep_pending(W *w, int column, uint32_t count, const uint8_t *data, size_t len,
-                        size_t raw_len, int compressed, uint32_t crc)
+static int keep_pending(W *w, int column, int width, uint32_t count, const uint8_t *data,
+                        size_t len, size_t raw_len, int compressed, uint32_t crc)
 {
     if (w->npending == w->pendcap) {
         size_t ncap = w->pendcap ? w->pendcap * 2 : 64;
@@ -1017,6 +1076,7 @@ static int keep_pending(W *w, int column, uint32_t count, const uint8_t *data, s
     memcpy(copy, data, len);
     Pending *pd = &w->pending[w->npending++];
     pd->column = column;
+    pd->width = width;
     pd->count = count;
     pd->raw_len = raw_len;
     pd->data = copy;
@@ -1039,7 +1099,8 @@ static int job_out(W *w, Job *j)
         return -1;
     }
     if (w->stream) {
-        int r = write_block(w, j->column, j->count, j->out, j->out_len, 1, j->crc);
+        int r = write_block(w, j->column, j->width, j->count, j->out, j->out_len, 1,
+                            j->crc);
         if (r == 1) {   /* still exported: never written into again */
             j->out = xcalloc(j->out_cap);
             if (j->out == NULL) {
@@ -1050,7 +1111,8 @@ static int job_out(W *w, Job *j)
         }
         return r;
     }
-    return keep_pending(w, j->column, j->count, j->out, j->out_len, j->raw_len, 1, j->crc);
+    return keep_pending(w, j->column, j->width, j->count, j->out, j->out_len, j->raw_len, 1,
+                        j->crc);
 }
 
 /* Take finished jobs in submission order; with wait, until all are taken.
@@ -1120,15 +1182,15 @@ static int zw_submit(W *w, Col *c, int column)
     }
     j->column = column;
     j->count = c->n;
-    j->raw_len = encode_into(c, column, j->raw);
+    j->raw_len = encode_into(c, column, j->raw, &j->width);
     c->n = 0;
     j->seq = w->next_seq++;
     if (w->nworkers == 0) {
         double t0 = now_seconds();
         if (w->zs == NULL) {
-            w->zs = xcalloc(sizeof(z_stream));
+            w->zs = xcalloc(2 * sizeof(z_stream));
             if (w->zs == NULL || zs_init(w, w->zs) < 0) {
-                xfree(w->zs, sizeof(z_stream));
+                xfree(w->zs, 2 * sizeof(z_stream));
                 w->zs = NULL;
             }
         }
@@ -1177,17 +1239,18 @@ static int col_flush(W *w, int column)
         return -1;
     }
     uint32_t count = c->n;
-    size_t len = encode_into(c, column, w->raw);
+    int width;
+    size_t len = encode_into(c, column, w->raw, &width);
     c->n = 0;
     if (w->stream) {
-        int r = write_block(w, column, count, w->raw, len, 0, 0);
+        int r = write_block(w, column, width, count, w->raw, len, 0, 0);
         if (r == 1) {
             w->raw = NULL;      /* still exported: never written into again */
             r = 0;
         }
         return r;
     }
-    return keep_pending(w, column, count, w->raw, len, len, 0, 0);
+    return keep_pending(w, column, width, count, w->raw, len, len, 0, 0);
 }
 
 /* The chunks kept in memory, to the writer, once the walk is over. */
@@ -1195,7 +1258,7 @@ static int write_pending(W *w)
 {
     for (size_t i = 0; i < w->npending; i++) {
         Pending *pd = &w->pending[i];
-        int r = write_block(w, pd->column, pd->count, pd->data, pd->stored_len,
+        int r = write_block(w, pd->column, pd->width, pd->count, pd->data, pd->stored_len,
                             pd->compressed, pd->crc);
         if (r < 0) {
             return -1;

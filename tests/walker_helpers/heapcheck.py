@@ -477,7 +477,9 @@ def mode_inplace():
             ptr = 0
         managed_dict_ptr = ptr
     r = snapfile.Reader.from_bytes(buf.getvalue())
-    raw_bytes = sum(c.count * c.width for chunks in r.chunks.values() for c in chunks)
+    # at the columns' full width (the writer narrows chunks that fit fewer bytes)
+    raw_bytes = sum(c.count * snapfile.COLUMN_CODING[c.column][0]
+                    for chunks in r.chunks.values() for c in chunks)
     addrs = r.column_values(snapfile.COL_ADDR)
     # Unreached roots come in the order of the generation lists (the walker
     # follows the lists in pieces side by side on a heap this big).
