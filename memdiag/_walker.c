@@ -567,7 +567,7 @@ typedef struct {
     int stop, mu_ok;
     double compress_seconds;    /* workers' time in deflate, summed */
     double worker_cpu_seconds, walk_cpu_seconds;
-    void *zs;               /* z_stream of the walk's own deflate (no workers) */
+    void *zs;               /* z_streams of the walk's own deflate (no workers, or helping) */
 
     uint64_t nedges, roots, nstrings, string_bytes, heap;
     double write_seconds, wait_seconds;
@@ -1115,6 +1115,52 @@ static int job_out(W *w, Job *j)
                         j->crc);
 }
 
+/* The walk's own z_streams (deflate_job's pair), made when first needed;
+ * NULL if they cannot be. */
+static z_stream *own_zs(W *w)
+{
+    if (w->zs == NULL) {
+        w->zs = xcalloc(2 * sizeof(z_stream));
+        if (w->zs != NULL && zs_init(w, w->zs) < 0) {
+            xfree(w->zs, 2 * sizeof(z_stream));
+            w->zs = NULL;
+        }
+    }
+    return w->zs;
+}
+
+/* Called with w->mu held, while the walk would wait for a worker: deflate
+ * the oldest queued job here instead (the walk's thread would sleep
+ * otherwise); 1 if there was one. */
+static int zw_help(W *w)
+{
+    Job *j = NULL;
+    for (int k = 0; k < w->njobs; k++) {
+        if (w->jobs[k].state == J_QUEUED && (j == NULL || w->jobs[k].seq < j->seq)) {
+            j = &w->jobs[k];
+        }
+    }
+    if (j == NULL) {
+        return 0;
+    }
+    j->state = J_BUSY;
+    pthread_mutex_unlock(&w->mu);
+    double t0 = now_seconds();
+    z_stream *zs = own_zs(w);
+    if (zs != NULL) {
+        deflate_job(zs, j);
+    }
+    else {
+        j->zerr = 1;
+    }
+    double spent = now_seconds() - t0;
+    pthread_mutex_lock(&w->mu);
+    w->compress_seconds += spent;
+    j->state = J_DONE;
+    pthread_cond_broadcast(&w->cv_done);
+    return 1;
+}
+
 /* Take finished jobs in submission order; with wait, until all are taken.
  * The walk holds the GIL throughout (nothing else runs Python meanwhile). */
 static int zw_take(W *w, int wait)
@@ -1135,6 +1181,10 @@ static int zw_take(W *w, int wait)
             done = j != NULL && j->state == J_DONE;
             if (j == NULL || done || !wait) {
                 break;
+            }
+            if (zw_help(w)) {
+                j = NULL;
+                continue;
             }
             double t0 = now_seconds();
             pthread_cond_wait(&w->cv_done, &w->mu);
@@ -1187,14 +1237,7 @@ static int zw_submit(W *w, Col *c, int column)
     j->seq = w->next_seq++;
     if (w->nworkers == 0) {
         double t0 = now_seconds();
-        if (w->zs == NULL) {
-            w->zs = xcalloc(2 * sizeof(z_stream));
-            if (w->zs == NULL || zs_init(w, w->zs) < 0) {
-                xfree(w->zs, 2 * sizeof(z_stream));
-                w->zs = NULL;
-            }
-        }
-        if (w->zs != NULL) {
+        if (own_zs(w) != NULL) {
             deflate_job(w->zs, j);
         }
         else {
