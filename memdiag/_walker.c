@@ -3002,6 +3002,37 @@ static int process_one(W *w, uint32_t i)
     return w->err ? -1 : 0;
 }
 
+/* Once the object has arrived (prefetched PF_OBJ ahead), fetch what its
+ * edges are read from: a list's items, a dict's keys, an instance's values. */
+static inline void prefetch_payload(PyObject *o)
+{
+    PyTypeObject *tp = Py_TYPE(o);
+    if (tp == &PyList_Type) {
+        __builtin_prefetch(((PyListObject *)o)->ob_item);
+    }
+    else if (tp == &PyDict_Type) {
+        __builtin_prefetch(((PyDictObject *)o)->ma_keys);
+    }
+#if PY311
+    else if (tp->tp_flags & TPF_MANAGED_DICT) {
+        PyDictValues *v = *_PyObject_ValuesPointer(o);
+        if (v != NULL) {
+            __builtin_prefetch(v);
+        }
+    }
+#elif PY312
+    else if (tp->tp_flags & TPF_MANAGED_DICT) {
+        PyDictOrValues dorv = *_PyObject_DictOrValuesPointer(o);
+        if (_PyDictOrValues_IsValues(dorv)) {
+            __builtin_prefetch(_PyDictOrValues_GetValues(dorv));
+        }
+    }
+#endif
+}
+
+#define PF_OBJ 8
+#define PF_PAYLOAD 4
+
 /* Walk to exhaustion: objects in index order, a batch at a time (their
  * edges are discovered together; see q_flush). */
 static int process(W *w)
@@ -3009,8 +3040,12 @@ static int process(W *w)
     while (w->done < w->n) {
         size_t end = w->done + BATCH < w->n ? w->done + BATCH : w->n;
         for (size_t i = w->done; i < end; i++) {
-            if (i + 4 < end) {
-                __builtin_prefetch(w->addrs[i + 4]);
+            /* objects up to w->n are discovered: prefetch past the batch */
+            if (i + PF_OBJ < w->n) {
+                __builtin_prefetch(w->addrs[i + PF_OBJ]);
+            }
+            if (i + PF_PAYLOAD < w->n) {
+                prefetch_payload(w->addrs[i + PF_PAYLOAD]);
             }
             if (process_one(w, (uint32_t)i) < 0) {
                 goto fail;
