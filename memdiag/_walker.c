@@ -442,6 +442,7 @@ typedef struct {
     Py_ssize_t py_preheader;
     int managed;
     int has_dict_getset;    /* a heap type in the MRO has a __dict__ getset */
+    int plain;              /* tp_traverse shows the type and the attributes only */
     int type_known;         /* the type object is indexed or ignored */
     Py_ssize_t dictoffset;
     Slot *slots;
@@ -575,6 +576,13 @@ typedef struct {
     int err;
     long pagesize;
 } W;
+
+/* The tp_traverse of classes defined in Python (typeobject.c's static
+ * subtype_traverse), read from the writer's class (snapfile.Writer) when a
+ * walk starts; NULL (no plain fast path) if that is not such a class.  Not
+ * from a class made for the purpose: that would be garbage left to collect,
+ * or an object of memdiag's own in every heap. */
+static traverseproc subtype_traverse_fn;
 
 static PyCFunction object_sizeof_meth, list_sizeof_meth, str_sizeof_meth, int_sizeof_meth,
                    dict_sizeof_meth;
@@ -2174,6 +2182,24 @@ static TypeInfo *new_type_info(W *w, PyTypeObject *tp)
                 }
             }
         }
+        /* Plain: a class (and its bases up to object) defined in Python
+         * without __slots__, its attributes in an instance dict (3.10) or
+         * managed (3.11+).  subtype_traverse then visits the dict or the
+         * attribute values, and the type: nothing else. */
+        if (ti->nslots == 0 && subtype_traverse_fn != NULL && ti->has_dict_getset
+                && (flags & TPF_HEAPTYPE) && (flags & TPF_HAVE_GC) && tp->tp_is_gc == NULL) {
+            PyTypeObject *b = tp;
+            int ok = 1;
+            while (b != NULL && b->tp_traverse == subtype_traverse_fn) {
+                ok = ok && Py_SIZE(b) == 0;
+                b = b->tp_base;
+            }
+#if PY310
+            ti->plain = ok && b == &PyBaseObject_Type && ti->dictoffset > 0;
+#else
+            ti->plain = ok && b == &PyBaseObject_Type && ti->managed;
+#endif
+        }
     }
     return ti;
 }
@@ -2586,7 +2612,7 @@ static int instance_edges(W *w, PyObject *o, uint32_t src, TypeInfo *ti, PtrVec 
             }
         }
 #endif
-        if (d != NULL && Py_IS_TYPE(d, &PyDict_Type) && in_vec(refs, d)) {
+        if (d != NULL && Py_IS_TYPE(d, &PyDict_Type) && (refs == NULL || in_vec(refs, d))) {
             return emit_labeled(w, src, d, L_ATTR, LBL_DICT);
         }
         if (values != NULL && keys != NULL && DK_IS_UNICODE(keys)) {
@@ -2637,10 +2663,91 @@ static int instance_edges(W *w, PyObject *o, uint32_t src, TypeInfo *ti, PtrVec 
     /* PyWalker reads the slot at a positive tp_dictoffset only (a negative
      * one, var-sized layouts, is left to tp_traverse: unlabeled). */
     PyObject *d = ti->dictoffset > 0 ? *(PyObject **)((char *)o + ti->dictoffset) : NULL;
-    if (d != NULL && Py_IS_TYPE(d, &PyDict_Type) && in_vec(refs, d)) {
+    if (d != NULL && Py_IS_TYPE(d, &PyDict_Type) && (refs == NULL || in_vec(refs, d))) {
         return emit_labeled(w, src, d, L_ATTR, LBL_DICT);
     }
     return 0;
+}
+
+/* A plain instance (TypeInfo.plain): its dict (*d) and the values array
+ * (*n entries) that subtype_traverse visits besides the type; *n = -1 when
+ * it cannot tell. */
+static inline PyObject **plain_refs(PyObject *o, TypeInfo *ti, PyObject **d, Py_ssize_t *n)
+{
+    *n = 0;
+#if PY310
+    *d = *(PyObject **)((char *)o + ti->dictoffset);
+    return NULL;
+#else
+    PyTypeObject *tp = ti->tp;
+    PyDictKeysObject *keys = ((PyHeapTypeObject *)tp)->ht_cached_keys;
+    PyDictValues *values = NULL;
+#  if PY311
+    *d = *_PyObject_ManagedDictPointer(o);
+    values = *d == NULL ? *_PyObject_ValuesPointer(o) : NULL;
+#  elif PY312
+    PyDictOrValues dorv = *_PyObject_DictOrValuesPointer(o);
+    *d = NULL;
+    if (_PyDictOrValues_IsValues(dorv)) {
+        values = _PyDictOrValues_GetValues(dorv);
+    }
+    else {
+        *d = _PyDictOrValues_GetDict(dorv);
+    }
+#  else
+    *d = (PyObject *)_PyObject_ManagedDictPointer(o)->dict;
+    if (tp->tp_flags & Py_TPFLAGS_INLINE_VALUES) {
+        values = _PyObject_InlineValues(o);
+        if (!values->valid) {
+            values = NULL;
+        }
+    }
+#  endif
+    if (values == NULL) {
+        return NULL;
+    }
+#  if PY313
+    (void)keys;
+    *n = values->capacity;      /* all of the array: at least what is visited */
+#  else
+    *n = keys != NULL ? keys->dk_nentries : -1;
+#  endif
+    return values->values;
+#endif
+}
+
+/* A plain instance's edges without tp_traverse: instance_edges, then the
+ * type, exactly as do_edges would emit them when every other object
+ * subtype_traverse visits was labeled.  1 if done; 2 if the labeled edges
+ * are out and the rest must come from tp_traverse's list; 0 if nothing was
+ * done (3.11+: an instance dict); -1 on error. */
+static int plain_edges(W *w, PyObject *o, uint32_t src, TypeInfo *ti)
+{
+    PyObject *d;
+    Py_ssize_t n;
+    PyObject **vals = plain_refs(o, ti, &d, &n);
+#if !PY310
+    if (d != NULL) {
+        return 0;       /* nothing out yet: do_edges does it all */
+    }
+#endif
+    if (instance_edges(w, o, src, ti, NULL) < 0 || w->err) {
+        return -1;
+    }
+    int covered = n >= 0 && (d == NULL || stamp_has(&w->labeled, d));
+    for (Py_ssize_t i = 0; i < n && covered; i++) {
+        if (vals[i] != NULL && !stamp_has(&w->labeled, vals[i])) {
+            covered = 0;
+        }
+    }
+    if (!covered) {
+        return 2;
+    }
+    PyObject *tp = (PyObject *)Py_TYPE(o);
+    if (!stamp_has(&w->labeled, tp) && emit(w, src, tp, L_ATTR | (LBL_CLASS << 3)) < 0) {
+        return -1;
+    }
+    return 1;
 }
 
 static int do_edges(W *w, PyObject *o, uint32_t src, TypeInfo *ti)
@@ -2870,6 +2977,22 @@ static int do_edges(W *w, PyObject *o, uint32_t src, TypeInfo *ti)
     }
     case K_INSTANCE:
         use_labeled = 1;
+        if (ti->plain) {
+            int r = plain_edges(w, o, src, ti);
+            if (r < 0) {
+                return -1;
+            }
+            if (r == 1) {
+                return 0;
+            }
+            if (r == 2) {
+                if (referents(w, o, &w->refs) < 0) {
+                    return -1;
+                }
+                have_refs = 1;
+                break;
+            }
+        }
         if (referents(w, o, &w->refs) < 0) {
             return -1;
         }
@@ -3693,6 +3816,14 @@ static PyObject *walk_impl(PyObject *args, PyObject *writer, PyObject *module_ro
     PtrVec cand = {0};
     mem_cur = mem_peak = 0;
     int gc_was = PyGC_Disable();
+    if (subtype_traverse_fn == NULL) {
+        PyTypeObject *wt = Py_TYPE(writer);
+        if ((wt->tp_flags & TPF_HEAPTYPE) && (wt->tp_flags & TPF_HAVE_GC)
+                && wt->tp_base == &PyBaseObject_Type && wt->tp_dictoffset != 0
+                && wt->tp_traverse != NULL) {
+            subtype_traverse_fn = wt->tp_traverse;
+        }
+    }
     double cpu0 = thread_cpu_seconds();
 
     if (init_walker(&w, writer, may_materialize, strings, trace) < 0) {
