@@ -7,7 +7,7 @@
  *
  * It is an open-addressing hash join: build a table of a's indexes, probe it
  * with b. About 10x faster than sorting both arrays with numpy, and the table
- * (4 bytes a slot, at most half full) is the only extra memory. The analyses
+ * (4 bytes a slot, half full) is the only extra memory. The analyses
  * fall back to numpy when this extension is not built.
  */
 
@@ -25,6 +25,11 @@ static inline uint64_t hash_addr(uint64_t x)
     x *= 0xff51afd7ed558ccdULL;
     x ^= x >> 33;
     return x;
+}
+
+static inline size_t slot_of(uint64_t hash, size_t cap)
+{
+    return (size_t)(((unsigned __int128)hash * cap) >> 64);
 }
 
 static PyObject *match(PyObject *self, PyObject *args)
@@ -45,11 +50,9 @@ static PyObject *match(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_OverflowError, "too many objects for 32-bit indexes");
         goto done;
     }
-    size_t cap = 16;
-    while (cap < (size_t)n * 2) {
-        cap <<= 1;
-    }
-    size_t mask = cap - 1;
+    /* Exactly twice as many slots as addresses (not the next power of two,
+     * which can double the table): a hash maps to a slot by multiply-shift. */
+    size_t cap = (size_t)n * 2 < 16 ? 16 : (size_t)n * 2;
     Py_ssize_t most = n < m ? n : m;
     ia = PyBytes_FromStringAndSize(NULL, most * 4);
     ib = PyBytes_FromStringAndSize(NULL, most * 4);
@@ -73,7 +76,7 @@ static PyObject *match(PyObject *self, PyObject *args)
     for (Py_ssize_t i0 = 0; i0 < n; i0 += BATCH) {
         Py_ssize_t i1 = i0 + BATCH < n ? i0 + BATCH : n;
         for (Py_ssize_t i = i0; i < i1; i++) {
-            hs[i - i0] = hash_addr(a[i]) & mask;
+            hs[i - i0] = slot_of(hash_addr(a[i]), cap);
             __builtin_prefetch(&table[hs[i - i0]], 1);
         }
         for (Py_ssize_t i = i0; i < i1; i++) {
@@ -87,14 +90,14 @@ static PyObject *match(PyObject *self, PyObject *args)
                 if (a[slot - 1] == a[i]) {
                     break;          /* a repeated address: keep the first */
                 }
-                h = (h + 1) & mask;
+                h = h + 1 == cap ? 0 : h + 1;
             }
         }
     }
     for (Py_ssize_t j0 = 0; j0 < m && found < most; j0 += BATCH) {
         Py_ssize_t j1 = j0 + BATCH < m ? j0 + BATCH : m;
         for (Py_ssize_t j = j0; j < j1; j++) {
-            hs[j - j0] = hash_addr(b[j]) & mask;
+            hs[j - j0] = slot_of(hash_addr(b[j]), cap);
             __builtin_prefetch(&table[hs[j - j0]], 0);
         }
         for (Py_ssize_t j = j0; j < j1; j++) {
@@ -117,7 +120,7 @@ static PyObject *match(PyObject *self, PyObject *args)
                     found++;
                     break;
                 }
-                h = (h + 1) & mask;
+                h = h + 1 == cap ? 0 : h + 1;
             }
         }
     }

@@ -80,6 +80,22 @@ def decode_chunk(width, transform, count, raw):
     return a
 
 
+def _join(parts):
+    """np.concatenate(parts), letting go of each part once it is copied: the
+    pages of the result are touched only as they are filled, so the peak is
+    about one column, not two."""
+    if len(parts) <= 1:
+        return parts[0] if parts else np.zeros(0, np.uint32)
+    out = np.empty(sum(len(p) for p in parts), np.result_type(*parts))
+    pos = 0
+    for k in range(len(parts)):
+        n = len(parts[k])
+        out[pos:pos + n] = parts[k]
+        parts[k] = None
+        pos += n
+    return out
+
+
 def decode_side_by_side(snaps, cols):
     """Decode these columns of several snapshots, one thread per snapshot.
 
@@ -184,8 +200,7 @@ class Snapshot:
         else:
             parts = [self._chunk(col, k, cache=False)
                      for k in range(len(self._reader.chunks[col]))]
-            a = np.concatenate(parts) if len(parts) > 1 else (
-                parts[0] if parts else np.zeros(0, np.uint32))
+            a = _join(parts)
             if col == sf.COL_NEDGES and int(a.sum(dtype=np.uint64)) != self.n_edges:
                 self._corrupt("edge counts do not add up")
         a.flags.writeable = False

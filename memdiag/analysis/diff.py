@@ -14,7 +14,7 @@ import numpy as np
 from .. import snapfile as sf
 from ..model import MemorySummary, decode_side_by_side
 from .match import global_type_ids, match
-from .suspects import find_suspects
+from .suspects import find_suspects, matched_containers
 from .types import type_growth, type_table
 
 
@@ -53,12 +53,14 @@ def diff(snaps, top_suspects=20, min_growth=1):
     new_mask[ib] = False
     freed_mask = np.ones(first.n_objects, bool)
     freed_mask[ia] = False
+    pairs = matched_containers(first, last, ia, ib) if len(snaps) == 2 else None
+    del ia, ib
     new_counts = {n: c for n, (c, _) in type_table(last, new_mask).items()}
     freed_counts = {n: c for n, (c, _) in type_table(first, freed_mask).items()}
     del freed_mask
     types = type_growth(first, last, new_counts, freed_counts)
     suspects = find_suspects(snaps, gids, new_mask, top=top_suspects, min_growth=min_growth,
-                             matched=(ia, ib))
+                             matched=pairs)
     return DiffResult(tuple(s.path for s in snaps), types, suspects, memory, True)
 
 

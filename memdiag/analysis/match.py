@@ -60,5 +60,12 @@ def match(a, b, ga, gb, idx_a=None, idx_b=None):
     pa, pb = match_addresses(addr_a, addr_b)
     ia = pa if idx_a is None else np.asarray(idx_a)[pa]
     ib = pb if idx_b is None else np.asarray(idx_b)[pb]
-    same = ga[a.type[ia]] == gb[b.type[ib]]
+    same = np.empty(len(ia), bool)
+    ta, tb = a.type, b.type
+    for lo in range(0, len(ia), _STEP):       # in slices: small temporaries
+        hi = lo + _STEP
+        same[lo:hi] = ga[ta[ia[lo:hi]]] == gb[tb[ib[lo:hi]]]
     return ia[same], ib[same]
+
+
+_STEP = 1 << 18

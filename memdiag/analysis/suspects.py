@@ -35,23 +35,27 @@ def containers(snap):
 MIN_GROWTH_FROM_EMPTY = 10
 
 
+def matched_containers(first, last, ia, ib):
+    """Of the objects matched between two snapshots (ia in first, ib in last),
+    the pairs that are containers."""
+    keep = (_container_types(last)[last.type[ib].astype(np.int64)]
+            & _container_types(first)[first.type[ia].astype(np.int64)])
+    return ia[keep], ib[keep]
+
+
 def find_suspects(snaps, gids, new_mask_last=None, top=20, min_growth=1, matched=None):
     """Suspects across snapshots (oldest first), best first, at most `top`.
 
     A container counts as the same object in every snapshot when address and
     type match and, if it held anything in the first snapshot, some of those
     elements are still in it in the last one (an address reused by a new
-    container shares none). `matched` is (ia, ib), every object matched
-    between the first and the last snapshot, when the caller has it already;
-    with two snapshots the containers are then taken from it.
+    container shares none). With two snapshots, `matched` may give the
+    containers matched between them already (matched_containers()).
     """
     first, last = snaps[0], snaps[-1]
     # aligned[k][j] is the index in snaps[k] of the j-th container followed.
     if matched is not None and len(snaps) == 2:
-        ia, ib = matched
-        keep = (_container_types(last)[last.type[ib].astype(np.int64)]
-                & _container_types(first)[first.type[ia].astype(np.int64)])
-        aligned = [np.asarray(ia[keep], np.int64), np.asarray(ib[keep], np.int64)]
+        aligned = list(matched)
     else:
         aligned = [containers(last)]
     for k in range(len(snaps) - 2 - (len(aligned) - 1), -1, -1):
