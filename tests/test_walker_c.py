@@ -540,3 +540,36 @@ def test_capture_matches_the_python_capture(python):
     assert r["c_frames_in_py"] and r["c_frames"] <= r["py_frames"]
     if r["c_threads"]:
         assert all(kind == "dict" for _, kind in r["c_threads"])
+
+
+@pytest.mark.parametrize("no_libdeflate", ["", "1"])
+def test_both_compressors_write_loadable_files(tmp_path, no_libdeflate):
+    """The compiled walker deflates with libdeflate when the system has it and
+    with zlib otherwise (or with MEMDIAG_NO_LIBDEFLATE=1): both paths write
+    files whose every column inflates, checks out and holds the heap."""
+    exe, why = python_with_walker(CURRENT)
+    if exe is None:
+        pytest.skip(why)
+    from memdiag.model import Snapshot
+    code = ("import memdiag\n"
+            "class Planted: pass\n"
+            "KEEP = [Planted() for _ in range(20000)]\n"
+            "NUMS = [i * 7919 for i in range(50000)]\n"
+            "for mode in ('fork', 'inline'):\n"
+            "    print(memdiag.dump(%r + '/' + mode + '.snap', mode=mode))\n") % str(tmp_path)
+    env = _env()
+    env["MEMDIAG_NO_LIBDEFLATE"] = no_libdeflate
+    r = subprocess.run([exe, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    for path in r.stdout.split():
+        snap = Snapshot.load(path)
+        assert snap.meta["walker"] == "c"
+        for col in range(sf.COL_ADDR, sf.COL_STR_DATA + 1):
+            if snap._reader.has(col):
+                snap.column(col)        # inflates, checks crc and values
+        names = snap.type_names
+        planted = names.index("__main__.Planted")
+        assert int((snap.type == planted).sum()) == 20000
+        keep = snap.path_of(int(snap.find_type("Planted")[0])).text()
+        assert keep.startswith("__main__.KEEP["), keep
