@@ -643,35 +643,20 @@ def mode_unshare(n):
     gc.disable()
     synthetic_heap(n)
     capture = hook._capture()
-    r_fd, w_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            os.close(r_fd)
-            gc.disable()
-            before = smaps_rollup()
-            walk_into("/dev/null", "c", capture, strings=False, may_materialize=True)
-            after = smaps_rollup()
-            os.write(w_fd, json.dumps({"before": before, "after": after}).encode())
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(w_fd)
-    data = b""
-    while True:
-        chunk = os.read(r_fd, 65536)
-        if not chunk:
-            break
-        data += chunk
-    os.waitpid(pid, 0)
-    child = json.loads(data)
+
+    def walk():
+        before = smaps_rollup()
+        walk_into("/dev/null", "c", capture, strings=False, may_materialize=True)
+        return {"before": before, "after": smaps_rollup()}
+
+    child = _child_json(walk)
     print(json.dumps({"parent": smaps_rollup(), "child_before": child["before"],
                       "child_after": child["after"], "objects_hint": n}))
 
 
-def _timed_child(fn):
-    """Run fn() in a fork child; (wall, cpu, result) of its best... one run."""
+def _child_json(fn):
+    """Run fn() in a fork child (gc off) and return the dict it returned,
+    sent back through a pipe as JSON."""
     r_fd, w_fd = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -679,26 +664,35 @@ def _timed_child(fn):
         try:
             os.close(r_fd)
             gc.disable()
-            t0, c0 = time.perf_counter(), time.process_time()
-            extra = fn()
-            out = {"wall": time.perf_counter() - t0, "cpu": time.process_time() - c0,
-                   "maxrss": __import__("resource").getrusage(
-                       __import__("resource").RUSAGE_SELF).ru_maxrss * 1024}
-            out.update(extra or {})
-            os.write(w_fd, json.dumps(out).encode())
+            os.write(w_fd, json.dumps(fn()).encode())
             code = 0
         finally:
             os._exit(code)
     os.close(w_fd)
-    data = b""
+    chunks = []
     while True:
         chunk = os.read(r_fd, 65536)
         if not chunk:
             break
-        data += chunk
+        chunks.append(chunk)
     os.close(r_fd)
     os.waitpid(pid, 0)
-    return json.loads(data)
+    return json.loads(b"".join(chunks))
+
+
+def _timed_child(fn):
+    """Run fn() in a fork child: its wall and CPU time, peak RSS, and what fn
+    returned (a dict, or None)."""
+    import resource
+
+    def timed():
+        t0, c0 = time.perf_counter(), time.process_time()
+        extra = fn()
+        out = {"wall": time.perf_counter() - t0, "cpu": time.process_time() - c0,
+               "maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+        out.update(extra or {})
+        return out
+    return _child_json(timed)
 
 
 def mode_bench(n, guppy=False, python_walker=False, repeat=3):
