@@ -4305,7 +4305,18 @@ static PyObject *permanent_generation_ids(PyObject *self, PyObject *noargs)
 
 /* --------------------------------------------------------------- module */
 
+/* compressor() -> "libdeflate", "zlib" or "none": what the walk deflates with. */
+static PyObject *compressor(PyObject *self, PyObject *unused)
+{
+    (void)self;
+    (void)unused;
+    return PyUnicode_FromString(ld_alloc != NULL ? "libdeflate" : z_deflate != NULL ? "zlib"
+                                                                                  : "none");
+}
+
 static PyMethodDef methods[] = {
+    {"compressor", compressor, METH_NOARGS,
+     "compressor() -> 'libdeflate', 'zlib' or 'none' (the writer compresses)"},
     {"walk", walk, METH_VARARGS, walk_doc},
     {"capture", capture, METH_VARARGS, capture_doc},
     {"permanent_generation_ids", permanent_generation_ids, METH_NOARGS, permanent_ids_doc},

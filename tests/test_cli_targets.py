@@ -10,6 +10,7 @@ afterwards was not signaled.
 import json
 import os
 import signal
+import shutil
 import subprocess
 import sys
 import time
@@ -319,6 +320,8 @@ def test_registry_entry_that_is_a_fifo_does_not_hang(procs, tmp_path):
 def test_may_signal_but_not_read_the_registry(tmp_path, targets, nobody_python):
     """A user given CAP_KILL (a support account, a sidecar) may signal root's
     target but cannot read its 0700 registry: refused, nothing sent."""
+    if shutil.which("setpriv") is None:
+        pytest.skip("no setpriv (util-linux) to grant CAP_KILL with")
     t = start_target(tmp_path, started=targets)
     env = nobody_python.cli_env()
     p = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOGROUP}", "--clear-groups",

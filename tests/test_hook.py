@@ -729,15 +729,19 @@ def test_registry_forgets_processes_that_are_gone(start, tmp_path):
     """Every hooked process registers (with `memdiag run`, every Python child
     too); one killed, or ending without uninstall(), must not stay forever."""
     from conftest import kill_pid
-    from memdiag import hook
-    reg = hook.registry_dir()
-    p = loop(start, tmp_path, "fork")
+    # A temp dir of the test's own: another hooked process of this user (a
+    # parallel CI job) would sweep a shared registry between the steps below.
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp)}
+    reg = os.path.join(str(tmp), f"memdiag-{os.getuid()}", "hooks")
+    p = loop(start, tmp_path, "fork", env=env)
     p.kill(signal.SIGUSR2)
     wait_file(os.path.join(p.dir, f"memdiag-{p.pid}-1.snap"), proc=p)
     entries = [os.path.join(reg, f"{p.pid}.json"), os.path.join(reg, f"{p.pid}.status")]
     assert all(os.path.exists(e) for e in entries)
     kill_pid(p.pid)
     assert all(os.path.exists(e) for e in entries)     # nobody cleaned up yet
-    q = loop(start, tmp_path, "fork")                  # the next hooked process does
+    q = loop(start, tmp_path, "fork", env=env)         # the next hooked process does
     assert not any(os.path.exists(e) for e in entries)
     assert os.path.exists(os.path.join(reg, f"{q.pid}.json"))

@@ -559,6 +559,12 @@ def test_both_compressors_write_loadable_files(tmp_path, no_libdeflate):
             "    print(memdiag.dump(%r + '/' + mode + '.snap', mode=mode))\n") % str(tmp_path)
     env = _env()
     env["MEMDIAG_NO_LIBDEFLATE"] = no_libdeflate
+    which = subprocess.run([exe, "-c", "import memdiag._walker as w; print(w.compressor())"],
+                           capture_output=True, text=True, cwd=ROOT, env=env, timeout=60)
+    import ctypes.util
+    if not no_libdeflate and ctypes.util.find_library("deflate") is None:
+        pytest.skip("no libdeflate on this machine: the other case tests zlib")
+    assert which.stdout.strip() == ("zlib" if no_libdeflate else "libdeflate"), which
     r = subprocess.run([exe, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env,
                        timeout=120)
     assert r.returncode == 0, r.stderr
