@@ -53,7 +53,7 @@ static PyObject *match(PyObject *self, PyObject *args)
     /* Exactly twice as many slots as addresses (not the next power of two,
      * which can double the table): a hash maps to a slot by multiply-shift. */
     size_t cap = (size_t)n * 2 < 16 ? 16 : (size_t)n * 2;
-    Py_ssize_t most = n < m ? n : m;
+    Py_ssize_t most = m;    /* each b[j] matches at most once (b may repeat an address) */
     ia = PyBytes_FromStringAndSize(NULL, most * 4);
     ib = PyBytes_FromStringAndSize(NULL, most * 4);
     table = calloc(cap, sizeof(uint32_t));
@@ -94,7 +94,7 @@ static PyObject *match(PyObject *self, PyObject *args)
             }
         }
     }
-    for (Py_ssize_t j0 = 0; j0 < m && found < most; j0 += BATCH) {
+    for (Py_ssize_t j0 = 0; j0 < m; j0 += BATCH) {
         Py_ssize_t j1 = j0 + BATCH < m ? j0 + BATCH : m;
         for (Py_ssize_t j = j0; j < j1; j++) {
             hs[j - j0] = slot_of(hash_addr(b[j]), cap);
@@ -106,7 +106,7 @@ static PyObject *match(PyObject *self, PyObject *args)
                 __builtin_prefetch(&a[slot - 1], 0);
             }
         }
-        for (Py_ssize_t j = j0; j < j1 && found < most; j++) {
+        for (Py_ssize_t j = j0; j < j1; j++) {
             uint64_t key = b[j];
             size_t h = hs[j - j0];
             for (;;) {

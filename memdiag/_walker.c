@@ -836,13 +836,7 @@ static size_t encode_into(Col *c, int column, uint8_t *out, int *width_out)
             v[i] = d;
         }
     }
-    if (width == 1) {
-        for (size_t i = 0; i < n; i++) {
-            out[i] = (uint8_t)v[i];
-        }
-        return n;
-    }
-    if (*width_out == 1) {
+    if (*width_out == 1) {     /* a 1-byte column, or one narrowed to 1 byte */
         for (size_t i = 0; i < n; i++) {
             out[i] = (uint8_t)v[i];
         }
@@ -1174,6 +1168,9 @@ static int job_out(W *w, Job *j)
         if (r == 1) {   /* still exported: never written into again */
             j->out = xcalloc(j->out_cap);
             if (j->out == NULL) {
+                /* the walk fails (w->err): col_flush submits no more jobs,
+                 * so this job's missing buffer is never written into */
+                w->err = 1;
                 PyErr_NoMemory();
                 return -1;
             }
@@ -1340,6 +1337,13 @@ static int col_flush(W *w, int column)
 {
     Col *c = &w->cols[column];
     c->limit = CHUNK;
+    if (w->err) {
+        /* the walk has failed already (its exception is set): write nothing
+         * more, which would lose that exception; drop the values so that
+         * later pushes stay in bounds until the walk stops */
+        c->n = 0;
+        return -1;
+    }
     if (c->n == 0) {
         return 0;
     }

@@ -662,15 +662,24 @@ def _close_inherited_fds(keep):
     """Close the target's files and sockets in the snapshot child (0-2 and
     `keep` stay): a copy held here would keep a connection or pipe that the
     target closes open for its peer until the snapshot is written."""
+    keep = set(keep) | {0, 1, 2}
     try:
-        top = max(os.sysconf("SC_OPEN_MAX"), 256)
-    except (ValueError, OSError):
-        top = 65536
-    low = 3
-    for fd in sorted({k for k in keep if k >= 3}):
-        os.closerange(low, fd)
-        low = fd + 1
-    os.closerange(low, top)
+        # The fds that are open, not every number up to the limit: without
+        # close_range(2) closerange() tries each one, and a container's
+        # nofile limit can be 2^30.
+        fds = [int(n) for n in os.listdir("/proc/self/fd")]
+    except (OSError, ValueError):
+        try:
+            top = min(os.sysconf("SC_OPEN_MAX"), 1 << 16)
+        except (ValueError, OSError):
+            top = 1 << 16
+        fds = range(3, max(top, 256))
+    for fd in fds:
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass       # the listing's own fd, gone already
 
 
 def _child_setup():

@@ -116,7 +116,7 @@ def decode_side_by_side(snaps, cols):
         try:
             for c in cols:
                 snap.column(c)
-        except BaseException as e:  # re-raised in the calling thread
+        except Exception as e:  # re-raised in the calling thread
             errors.append(e)
 
     threads = [threading.Thread(target=work, args=(snap,), daemon=True) for snap in snaps[1:]]
@@ -262,10 +262,14 @@ class Snapshot:
         if idx.min() < 0 or idx.max() >= starts[-1]:
             raise IndexError("index out of range")
         ks = np.searchsorted(starts, idx, "right") - 1
+        # Group the indexes by chunk once (not one scan of idx per chunk).
+        order = np.argsort(ks, kind="stable")
+        chunks, firsts = np.unique(ks[order], return_index=True)
+        bounds = np.append(firsts, len(order))
         out = None
-        few = len(np.unique(ks)) <= self.CHUNK_CACHE // 2
-        for k in np.unique(ks).tolist():
-            sel = ks == k
+        few = len(chunks) <= self.CHUNK_CACHE // 2
+        for n, k in enumerate(chunks.tolist()):
+            sel = order[bounds[n]:bounds[n + 1]]
             part = self._chunk(col, k, cache=few)
             vals = part[idx[sel] - starts[k]]
             if out is None or out.dtype.itemsize < vals.dtype.itemsize:
@@ -411,18 +415,19 @@ class Snapshot:
     def matching_type_names(self, name):
         """The type names `name` stands for: itself, or those ending in '.' + name.
 
-        >>> snap.matching_type_names("CAP")
+        >>> snap.matching_type_names("CAP")                  # doctest: +SKIP
         ['ccap.cap.CAP']
         """
         return sorted({n for n in self.type_names if n == name or n.endswith("." + name)})
 
     def find_type(self, name):
         """Indexes of all objects whose type name is `name` (or ends with '.' + name)."""
-        ids = [k for k, n in enumerate(self.type_names)
-               if n == name or n.endswith("." + name)]
+        names = set(self.matching_type_names(name))
+        ids = [k for k, n in enumerate(self.type_names) if n in names]
         if not ids:
             return np.zeros(0, np.int64)
-        return np.flatnonzero(np.isin(self.type, np.array(ids, dtype=self.type.dtype)))
+        # int64: an index above the column's narrowed dtype matches nothing
+        return np.flatnonzero(np.isin(self.type, np.array(ids, dtype=np.int64)))
 
     def site_text(self, site):
         """'app.py:42' for a 1-based site index (most recent frame), '' if unknown."""

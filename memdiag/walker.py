@@ -683,7 +683,8 @@ def enable_pointer_reads():
 
 # PyASCIIObject: ob_refcnt, ob_type, length, hash, then the state bit field,
 # whose two lowest bits say "interned" on 3.10-3.13.
-_STR_STATE_OFFSET = 4 * (8 if sys.maxsize > 2 ** 32 else 4)
+_WORD = 8 if sys.maxsize > 2 ** 32 else 4
+_STR_STATE_OFFSET = 4 * _WORD
 _INTERN_READS_OK = False
 
 
@@ -696,8 +697,6 @@ def _check_intern_reads():
     state = lambda s: _read_byte(id(s) + _STR_STATE_OFFSET) & 3  # noqa: E731
     _INTERN_READS_OK = state(known) != 0 and state(fresh) == 0
 
-
-_WORD = 8 if sys.maxsize > 2 ** 32 else 4
 
 
 def _dict_at_offset(o, dictoffset):

@@ -191,9 +191,19 @@ def test_compiled_and_numpy_address_matching_agree(monkeypatch):
                         rng.integers(1 << 37, 1 << 38, 80_001, dtype=np.uint64) << np.uint64(4)])
     rng.shuffle(b)
     fast = m.match_addresses(a, b)
+    _fm = m._fastmatch
     monkeypatch.setattr(m, "_fastmatch", None)
     slow = m.match_addresses(a, b)
     assert len(fast[0]) == 120_000
     for x, y in zip(fast, slow):
         assert np.array_equal(np.asarray(x, np.int64), np.asarray(y, np.int64))
     assert np.array_equal(a[np.asarray(fast[0], np.int64)], b[np.asarray(fast[1], np.int64)])
+    # b repeating an address (a damaged file) more often than a has entries
+    a2 = np.array([16, 32, 48], np.uint64)
+    b2 = np.array([32, 32, 32, 32, 48], np.uint64)
+    slow2 = m.match_addresses(a2, b2)
+    monkeypatch.setattr(m, "_fastmatch", _fm)
+    fast2 = m.match_addresses(a2, b2)
+    assert len(fast2[0]) == 5
+    for x, y in zip(fast2, slow2):
+        assert np.array_equal(np.asarray(x, np.int64), np.asarray(y, np.int64))

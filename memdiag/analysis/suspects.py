@@ -56,9 +56,11 @@ def find_suspects(snaps, gids, new_mask_last=None, top=20, min_growth=1, matched
     # aligned[k][j] is the index in snaps[k] of the j-th container followed.
     if matched is not None and len(snaps) == 2:
         aligned = list(matched)
+        followed = 1            # snaps[0] is aligned already
     else:
         aligned = [containers(last)]
-    for k in range(len(snaps) - 2 - (len(aligned) - 1), -1, -1):
+        followed = 0
+    for k in range(len(snaps) - 2 - followed, -1, -1):
         ip, ic = match(snaps[k], snaps[k + 1], gids[k], gids[k + 1],
                        containers(snaps[k]), aligned[0])
         order = np.argsort(ic)
@@ -116,7 +118,7 @@ def _children_in_tree(snap, idx):
     targets, _ = snap.edges_of(idx)
     if not len(targets):
         return np.zeros(0, np.int64)
-    targets = np.asarray(targets, dtype=np.int64)
+    targets = np.unique(np.asarray(targets, dtype=np.int64))   # an item held twice counts once
     return targets[snap.take(sf.COL_PARENT, targets) == idx + 1]
 
 

@@ -19,10 +19,10 @@ def command(snapshot, type_name, since=None, top=10, as_json=False):
         more = f"; did you mean {', '.join(close)}?" if close else ""
         raise MemdiagError(f"no objects of type {type_name!r} in {snapshot}{more}",
                            EXIT_USAGE) from None
+    shown = ", ".join(snap.matching_type_names(type_name))
     if as_json:
-        print_json(retainers_json(type_name, chains, total))
+        print_json(retainers_json(shown, chains, total))
     else:
-        shown = ", ".join(snap.matching_type_names(type_name))
         emit(retainers_blocks(snapshot, shown, chains, total, since), rich_wanted())
     return 0
 
