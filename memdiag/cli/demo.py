@@ -89,8 +89,12 @@ def command(sample="captcha", requests=500, warmup=200, out_dir="demo-out"):
 def _short(path):
     """The path relative to the current directory when it is below it.
 
-    >>> _short("/tmp/rd/memdiag-1-1.snap")   # from /work/main
-    '/tmp/rd/memdiag-1-1.snap'
+    >>> here = os.getcwd()
+    >>> _short(os.path.join(here, "demo-out", "memdiag-1-1.snap"))
+    'demo-out/memdiag-1-1.snap'
+    >>> outside = os.path.join(os.path.dirname(here), "memdiag-1-1.snap")
+    >>> _short(outside) == outside
+    True
     """
     rel = os.path.relpath(path)
     return path if rel.startswith("..") else rel

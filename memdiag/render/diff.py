@@ -37,8 +37,6 @@ def diff_blocks(result, top=10, snap_names=None):
                            "matched between them, so only type totals are compared (no "
                            "suspects, no new/freed counts).", "warn"))
     suspects = result.suspects
-    if result.verdict == "native":
-        suspects = [s for s in suspects if s.size_delta * 10 >= (m.rss_delta or 0)]
     several = len(result.paths) > 2
     cols = [("#", "r"), ("path", "l"), ("type", "l")]
     cols += [("lengths", "r")] if several else [("before", "r"), ("after", "r")]
