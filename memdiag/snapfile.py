@@ -58,7 +58,7 @@ T_SHUFFLE = 4
 # Object columns: one value per object, in object index order (BFS order).
 COL_ADDR = 1      # id() of the object
 COL_TYPE = 2      # index into trailer["types"]
-COL_SIZE = 3      # sys.getsizeof-compatible size in bytes
+COL_SIZE = 3      # the object's own bytes, as sys.getsizeof without Python code (FORMAT.md)
 COL_LENGTH = 4    # len() for containers, str and bytes; 0 otherwise
 COL_NEDGES = 5    # number of outgoing edges recorded for the object
 COL_PARENT = 6    # index+1 of the object whose edge discovered it; 0 for roots
