@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
+
 import numpy as np
 
 from . import snapfile as sf
@@ -324,9 +325,10 @@ class Snapshot:
 
     # ------------------------------------------------------------ accessors
     # Whole columns, one value per object in index (BFS discovery) order,
-    # decoded on first use and kept. Read-only numpy arrays of the narrowest
-    # unsigned type that holds the values: widen (astype(np.int64)) before
-    # arithmetic that can go negative.
+    # decoded on first use and kept: read-only numpy arrays of unsigned
+    # integers (sizes, lengths, types and labels in as few bytes as their
+    # values need). Widen (astype(np.int64)) before arithmetic that can go
+    # negative.
 
     @property
     def addr(self):
