@@ -50,7 +50,6 @@ def steps(a_path, b_path):
     from memdiag.analysis.match import global_type_ids, match
     from memdiag.analysis.retainers import retainer_chains
     from memdiag.model import Snapshot
-    from memdiag.snapfile import COL_ETARGET
 
     rows = []
 
@@ -70,7 +69,7 @@ def steps(a_path, b_path):
     step("diff (rest, columns cached)", lambda: diff_mod.diff([a, b]))
     b2 = Snapshot.load(b_path)
     step("retainers B --type AuditEntry (fresh)", lambda: retainer_chains(b2, "shop.AuditEntry"))
-    step("decode etarget B (not needed by diff)", lambda: b.column(COL_ETARGET))
+    step("decode etarget B (not needed by diff)", lambda: b.edge_targets)
     print("== step by step (wall time, peak RSS of this process so far)")
     for name, sec, mib in rows:
         print(f"  {name:<42} {sec * 1000:8.0f} ms   {mib:6.0f} MiB")

@@ -1,10 +1,16 @@
-"""Snapshot and the value types the analyses return. Read-only, numpy-backed.
+"""Snapshot: one snapshot file, read-only and numpy-backed, read column by
+column through named accessors. The analyses' result types live in
+memdiag.analysis.results.
 
-    >>> snap = Snapshot.load("b.snap")                    # doctest: +SKIP
-    >>> snap.n_objects, snap.meta["pid"]                  # doctest: +SKIP
-    (1843211, 4242)
-    >>> snap.path_of(snap.find_type("ccap.cap.CAP")[0]).text()   # doctest: +SKIP
-    "ccap.timer.timer['reg_ary'][*]"
+    >>> snap = Snapshot.load("b.snap")
+    >>> snap.n_objects, snap.meta["pid"]
+    (1437, 4242)
+    >>> caps = snap.find_type("CAP")
+    >>> len(caps), snap.type_name_of(caps[0]), int(snap.size[caps[0]])
+    (700, 'ccap.cap.CAP', 56)
+    >>> reg = snap.parent_at(caps[0]) - 1          # the list that discovered it
+    >>> snap.type_name_of(reg), snap.length_at(reg), len(snap.edges_of(reg)[0])
+    ('list', 700, 700)
 
 Columns are decoded on first use, so a `diff` never decodes the edge arrays.
 """
@@ -13,7 +19,6 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -96,33 +101,36 @@ def _join(parts):
     return out
 
 
-def decode_side_by_side(snaps, cols):
-    """Decode these columns of several snapshots, one thread per snapshot.
+def decode_side_by_side(snaps, columns):
+    """Decode these columns, named as Snapshot's accessors ("addr", "type",
+    ...), of several snapshots, one thread per snapshot.
 
     zlib and numpy release the GIL while they work, so two snapshots decode
     in about the time of one on two cores. Each snapshot is touched by one
     thread only (its reader's file position is its own). A SnapshotError in
     any of them is raised here.
     """
+    def work(snap):
+        for name in columns:
+            getattr(snap, name)
+
     if len(snaps) < 2 or (os.cpu_count() or 1) < 2:
         for snap in snaps:
-            for c in cols:
-                snap.column(c)
+            work(snap)
         return
     import threading
     errors = []
 
-    def work(snap):
+    def guarded(snap):
         try:
-            for c in cols:
-                snap.column(c)
+            work(snap)
         except Exception as e:  # re-raised in the calling thread
             errors.append(e)
 
-    threads = [threading.Thread(target=work, args=(snap,), daemon=True) for snap in snaps[1:]]
+    threads = [threading.Thread(target=guarded, args=(snap,), daemon=True) for snap in snaps[1:]]
     for t in threads:
         t.start()
-    work(snaps[0])
+    guarded(snaps[0])
     for t in threads:
         t.join()
     if errors:
@@ -185,12 +193,18 @@ class Snapshot:
 
     # -------------------------------------------------------------- columns
     # A column is decoded whole on first use (`column`), or chunk by chunk
-    # where a command needs a few values (`at`, `take`): a diff reads the
+    # where a command needs a few values (`_at`, `_take`): a diff reads the
     # parents and edges of a handful of containers, not of every object.
+    # The analyses read columns through the named accessors further down.
 
     CHUNK_CACHE = 64
 
     def column(self, col):
+        """A whole column by its snapfile id (COL_*), decoded and checked once.
+
+        For tools and tests that read the format itself; the analyses use
+        the named accessors (`parent`, `edge_targets`, `parent_at`, ...).
+        """
         a = self._cols.get(col)
         if a is not None:
             return a
@@ -226,7 +240,7 @@ class Snapshot:
             return part
         c = self._reader.chunks[col][k]
         try:
-            raw = self._reader._inflate(c.offset, c.stored_len, c.count * c.width, c.crc)
+            raw = self._reader.read_chunk(c)
         except sf.SnapshotFormatError as e:
             raise SnapshotError(f"{self.path}: {e}") from None
         part = decode_chunk(c.width, c.transform, c.count, raw)
@@ -239,7 +253,7 @@ class Snapshot:
                 self._chunks.popitem(last=False)
         return part
 
-    def at(self, col, i):
+    def _at(self, col, i):
         """One value of a column, decoding only its chunk."""
         full = self._cols.get(col)
         if full is not None:
@@ -250,7 +264,7 @@ class Snapshot:
         k = int(np.searchsorted(starts, i, "right")) - 1
         return int(self._chunk(col, k)[i - starts[k]])
 
-    def take(self, col, idx):
+    def _take(self, col, idx):
         """Values of a column at many indexes, decoding only the chunks they fall in."""
         full = self._cols.get(col)
         idx = np.asarray(idx, dtype=np.int64)
@@ -309,34 +323,99 @@ class Snapshot:
         if bad:
             raise SnapshotError(f"{self.path}: corrupted snapshot (bad {bad})")
 
+    # ------------------------------------------------------------ accessors
+    # Whole columns, one value per object in index (BFS discovery) order,
+    # decoded on first use and kept: read-only numpy arrays of unsigned
+    # integers (sizes, lengths, types and labels in as few bytes as their
+    # values need). Widen (astype(np.int64)) before arithmetic that can go
+    # negative.
+
     @property
     def addr(self):
+        """id() of each object in the process it was taken from."""
         return self.column(sf.COL_ADDR)
 
     @property
     def type(self):
+        """Index into `type_names` / `type_kinds`."""
         return self.column(sf.COL_TYPE)
 
     @property
     def size(self):
+        """Bytes of the object itself (not of what it refers to); see README."""
         return self.column(sf.COL_SIZE)
 
     @property
     def length(self):
+        """len() of dicts, lists, tuples, sets, deques, str and bytes; else 0."""
         return self.column(sf.COL_LENGTH)
 
     @property
     def nedges(self):
+        """Outgoing edges recorded per object (they sit in `edge_targets` in
+        object order)."""
         return self.column(sf.COL_NEDGES)
 
     @property
     def parent(self):
-        """parent index + 1, 0 for roots."""
+        """Index + 1 of the object whose edge discovered each object, 0 for a
+        root: `parent[i] - 1 < i`, and following it is a shortest path to a root."""
         return self.column(sf.COL_PARENT)
 
     @property
     def plabel(self):
+        """Label code of that discovering edge: (payload << 3) | snapfile.L_* kind."""
         return self.column(sf.COL_PLABEL)
+
+    @property
+    def site(self):
+        """1-based index into `sites` (see site_text), 0 where unknown; all 0
+        unless the snapshot was taken with --trace-frames."""
+        return self.column(sf.COL_SITE)
+
+    # Per edge, grouped by source object: object i's edges are at
+    # edge_range(i) (edges_of(i) reads only those).
+
+    @property
+    def edge_targets(self):
+        """Object index each edge points to."""
+        return self.column(sf.COL_ETARGET)
+
+    @property
+    def edge_labels(self):
+        """Label code of each edge, as in `plabel`."""
+        return self.column(sf.COL_ELABEL)
+
+    # Per root entry (an object may be a root more than once); roots_by_object()
+    # is the same as a dict with the labels resolved.
+
+    @property
+    def root_objects(self):
+        """Object index of each root entry."""
+        return self.column(sf.COL_ROOT_OBJ)
+
+    @property
+    def root_kinds(self):
+        """snapfile.ROOT_* kind of each root entry (ROOT_UNREACHED: no root reached it)."""
+        return self.column(sf.COL_ROOT_KIND)
+
+    # A few values, decoding only the chunks that hold them.
+
+    def parent_at(self, i):
+        """parent[i] (index + 1, 0 for a root)."""
+        return self._at(sf.COL_PARENT, i)
+
+    def plabel_at(self, i):
+        """plabel[i]."""
+        return self._at(sf.COL_PLABEL, i)
+
+    def length_at(self, i):
+        """length[i]."""
+        return self._at(sf.COL_LENGTH, i)
+
+    def parents_at(self, idx):
+        """parent[idx] for an array of indexes."""
+        return self._take(sf.COL_PARENT, idx)
 
     def edge_range(self, i):
         """(first, end) positions of object i's edges in the edge columns."""
@@ -415,7 +494,7 @@ class Snapshot:
     def matching_type_names(self, name):
         """The type names `name` stands for: itself, or those ending in '.' + name.
 
-        >>> snap.matching_type_names("CAP")                  # doctest: +SKIP
+        >>> Snapshot.load("b.snap").matching_type_names("CAP")
         ['ccap.cap.CAP']
         """
         return sorted({n for n in self.type_names if n == name or n.endswith("." + name)})
@@ -448,8 +527,8 @@ class Snapshot:
         """{object index: (kind, desc, name)} for the first root entry of each object."""
         r = self._cols.get("roots")
         if r is None:
-            objs = self.column(sf.COL_ROOT_OBJ)
-            kinds = self.column(sf.COL_ROOT_KIND)
+            objs = self.root_objects
+            kinds = self.root_kinds
             descs = self.column(sf.COL_ROOT_DESC)
             names = self.column(sf.COL_ROOT_NAME)
             r = {}
@@ -458,159 +537,3 @@ class Snapshot:
                     r[o] = (k, self.label(d), self.label(n))
             self._cols["roots"] = r
         return r
-
-    def path_of(self, i, max_steps=200):
-        """The shortest retainer path from a root down to object i."""
-        from .analysis.paths import retainer_path
-        return retainer_path(self, int(i), max_steps=max_steps)
-
-
-# ------------------------------------------------------------- value types
-
-@dataclass(frozen=True)
-class TypeStat:
-    """Count and bytes of one type in one snapshot.
-
-    >>> TypeStat("ccap.cap.CAP", 500, 28000)
-    TypeStat(type='ccap.cap.CAP', count=500, size=28000)
-    """
-    type: str
-    count: int
-    size: int
-
-
-@dataclass(frozen=True)
-class TypeGrowth:
-    """How one type changed between the first and the last snapshot."""
-    type: str
-    count_before: int
-    count_after: int
-    size_before: int
-    size_after: int
-    new: int | None = None      # objects in the last snapshot not in the first
-    freed: int | None = None    # objects in the first snapshot not in the last
-
-    @property
-    def count_delta(self):
-        return self.count_after - self.count_before
-
-    @property
-    def size_delta(self):
-        return self.size_after - self.size_before
-
-    def sort_key(self):
-        return (-self.size_delta, -self.count_delta, self.type)
-
-
-@dataclass(frozen=True)
-class Step:
-    """One hop of a retainer path: how `type` was reached from the previous hop."""
-    text: str          # rendered edge, e.g. ".timer", "['reg_ary']", "[17]"
-    type: str          # type name of the object reached
-    folded: str        # the same with indexes and opaque keys folded to [*]
-
-
-@dataclass(frozen=True)
-class RetainerPath:
-    """A path from a root to an object: root text plus steps.
-
-    >>> p = RetainerPath("ccap.timer", "module", (Step("['reg_ary']", "list", "['reg_ary']"),))
-    >>> p.text()
-    "ccap.timer['reg_ary']"
-    """
-    root: str
-    root_kind: str
-    steps: tuple = ()
-    truncated: bool = False
-
-    def text(self, folded=False):
-        parts = [self.root]
-        if self.truncated:
-            parts.append("…")
-        for s in self.steps:
-            parts.append(s.folded if folded else s.text)
-        return "".join(parts)
-
-    def shape(self):
-        return self.text(folded=True)
-
-
-@dataclass(frozen=True)
-class Suspect:
-    """A container alive in every snapshot whose length grew.
-
-    `lengths` has one entry per snapshot; `growth` is elements added between
-    the first and the last; `added_type` is the commonest type among them.
-    """
-    path: str
-    type: str
-    lengths: tuple
-    size_delta: int
-    added_type: str | None
-    intervals_grown: int
-    index: int = field(default=-1, compare=False)   # object index in the last snapshot
-
-    @property
-    def len_before(self):
-        return self.lengths[0]
-
-    @property
-    def len_after(self):
-        return self.lengths[-1]
-
-    @property
-    def growth(self):
-        return self.lengths[-1] - self.lengths[0]
-
-    def sort_key(self):
-        return (-self.intervals_grown, -self.growth, -self.size_delta, self.path)
-
-
-@dataclass(frozen=True)
-class RetainerChain:
-    """Objects of one type that share a retainer path shape."""
-    path: str
-    count: int
-    size: int
-    example: str = ""
-    site: str = ""       # commonest allocation site, when traced (--trace-frames)
-
-    def sort_key(self):
-        return (-self.size, -self.count, self.path)
-
-
-@dataclass(frozen=True)
-class MemorySummary:
-    rss_before: int | None
-    rss_after: int | None
-    python_heap_before: int
-    python_heap_after: int
-
-    @property
-    def rss_delta(self):
-        if self.rss_before is None or self.rss_after is None:
-            return None
-        return self.rss_after - self.rss_before
-
-    @property
-    def python_heap_delta(self):
-        return self.python_heap_after - self.python_heap_before
-
-    def verdict(self):
-        """'python', 'native', 'both' or 'flat': which kind of memory grew.
-
-        RSS growth that Python objects do not explain (less than half of it)
-        is native: a C library, or allocator fragmentation (seed 000).
-        """
-        heap = self.python_heap_delta
-        rss = self.rss_delta
-        mib = 1 << 20
-        heap_grew = heap > max(64 << 10, 0.01 * self.python_heap_before)
-        rss_grew = rss is not None and rss > max(4 * mib, 0.05 * (self.rss_before or 0))
-        if rss_grew and heap < 0.25 * rss:
-            return "native"
-        if rss_grew and heap_grew and heap < 0.5 * rss:
-            return "both"
-        if heap_grew:
-            return "python"
-        return "flat"

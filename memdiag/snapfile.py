@@ -30,6 +30,9 @@ docs/FORMAT.md). Nothing after it.
 >>> r = Reader.from_bytes(buf.getvalue())
 >>> r.trailer["objects"], r.column_values(COL_ADDR), r.column_values(COL_SIZE)
 (1, [140000000], [56])
+>>> chunk = r.chunks[COL_SIZE][0]
+>>> chunk.count, chunk.width, len(r.read_chunk(chunk))
+(1, 8, 8)
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ T_SHUFFLE = 4
 # Object columns: one value per object, in object index order (BFS order).
 COL_ADDR = 1      # id() of the object
 COL_TYPE = 2      # index into trailer["types"]
-COL_SIZE = 3      # sys.getsizeof-compatible size in bytes
+COL_SIZE = 3      # the object's own bytes, as sys.getsizeof without Python code (FORMAT.md)
 COL_LENGTH = 4    # len() for containers, str and bytes; 0 otherwise
 COL_NEDGES = 5    # number of outgoing edges recorded for the object
 COL_PARENT = 6    # index+1 of the object whose edge discovered it; 0 for roots
@@ -290,6 +293,8 @@ class Writer:
 # -------------------------------------------------------------------- reader
 
 class Chunk:
+    """Where one column chunk lies in the file, as its block header says."""
+
     __slots__ = ("column", "width", "transform", "count", "offset", "stored_len", "crc")
 
     def __init__(self, column, width, transform, count, offset, stored_len, crc):
@@ -459,11 +464,16 @@ class Reader:
     def has(self, column):
         return column in self.chunks
 
+    def read_chunk(self, chunk):
+        """The encoded payload of one chunk of `chunks`, `count * width` bytes:
+        read, checksum-verified and inflated (SnapshotFormatError if not intact)."""
+        return self._inflate(chunk.offset, chunk.stored_len, chunk.count * chunk.width,
+                             chunk.crc)
+
     def payloads(self, column):
         """Yield (width, transform, count, raw bytes) for each chunk of a column."""
         for c in self.chunks.get(column, ()):
-            raw = self._inflate(c.offset, c.stored_len, c.count * c.width, c.crc)
-            yield c.width, c.transform, c.count, raw
+            yield c.width, c.transform, c.count, self.read_chunk(c)
 
     def column_values(self, column):
         """A column as a Python list (slow; for tests and small files)."""

@@ -163,3 +163,35 @@ class Graph:
         if k == "opaque":
             return sf.L_ITEM_OPAQUE | index[id(p)] << 3
         return sf.L_NONE
+
+
+def leak_heap(n_leaked, cache_len, jump_len, addr_base=0x100000):
+    """The captcha leak in miniature (sample_leaks/captcha_leak.py):
+    ccap.timer.timer['reg_ary'] holds n_leaked ccap.cap.CAP objects (each
+    with a 6-character .text); app.cache is a dict of cache_len bytes values
+    under token-like (opaque) keys; app.jumpy a list of jump_len ints.
+    The same arguments give the same addresses, so two calls with a bigger
+    n_leaked are two snapshots of one leaking process."""
+    g = Graph()
+    mod = g.module("ccap.timer", addr=addr_base)
+    timer = g.obj("dict", "dict", 232, addr=addr_base + 0x100)
+    g.item(mod.dict, "timer", timer)
+    reg = g.obj("list", "list", 88, addr=addr_base + 0x200)
+    g.item(timer, "reg_ary", reg)
+    for i in range(n_leaked):
+        cap = g.obj("ccap.cap.CAP", "instance", 56, addr=addr_base + 0x1000000 + i * 0x100)
+        g.append(reg, cap)
+        g.attr(cap, "text", g.obj("str", "str", 55, 6, addr=addr_base + 0x2000000 + i * 0x100))
+    app = g.module("app", addr=addr_base + 0x300)
+    cache = g.obj("dict", "dict", 4696, addr=addr_base + 0x400)
+    g.item(app.dict, "cache", cache)
+    for i in range(cache_len):
+        # a token-like key: opaque
+        key = g.obj("str", "str", 81, 32, addr=addr_base + 0x3000000 + i * 0x100)
+        g.opaque_item(cache, key, g.obj("bytes", "bytes", 100, 67,
+                                        addr=addr_base + 0x4000000 + i * 0x100))
+    jumpy = g.obj("list", "list", 88, addr=addr_base + 0x500)
+    g.item(app.dict, "jumpy", jumpy)
+    for i in range(jump_len):
+        g.append(jumpy, g.obj("int", "int", 28, 0, addr=addr_base + 0x5000000 + i * 0x20))
+    return g

@@ -7,35 +7,7 @@ from memdiag.analysis.retainers import retainer_chains
 from memdiag.analysis.top import top
 from memdiag.model import Snapshot
 
-from snapbuild import Graph
-
-
-def leak_heap(n_leaked, cache_len, jump_len, addr_base=0x100000, reuse_tags=False):
-    """ccap.timer.timer['reg_ary'] holds n CAPs; app.cache is a bounded dict;
-    app.jumpy a list that jumped once."""
-    g = Graph()
-    mod = g.module("ccap.timer", addr=addr_base)
-    timer = g.obj("dict", "dict", 232, addr=addr_base + 0x100)
-    g.item(mod.dict, "timer", timer)
-    reg = g.obj("list", "list", 88, addr=addr_base + 0x200)
-    g.item(timer, "reg_ary", reg)
-    for i in range(n_leaked):
-        cap = g.obj("ccap.cap.CAP", "instance", 56, addr=addr_base + 0x1000000 + i * 0x100)
-        g.append(reg, cap)
-        g.attr(cap, "text", g.obj("str", "str", 55, 6, addr=addr_base + 0x2000000 + i * 0x100))
-    app = g.module("app", addr=addr_base + 0x300)
-    cache = g.obj("dict", "dict", 4696, addr=addr_base + 0x400)
-    g.item(app.dict, "cache", cache)
-    for i in range(cache_len):
-        # a token-like key: opaque
-        key = g.obj("str", "str", 81, 32, addr=addr_base + 0x3000000 + i * 0x100)
-        g.opaque_item(cache, key, g.obj("bytes", "bytes", 100, 67,
-                                        addr=addr_base + 0x4000000 + i * 0x100))
-    jumpy = g.obj("list", "list", 88, addr=addr_base + 0x500)
-    g.item(app.dict, "jumpy", jumpy)
-    for i in range(jump_len):
-        g.append(jumpy, g.obj("int", "int", 28, 0, addr=addr_base + 0x5000000 + i * 0x20))
-    return g
+from snapbuild import Graph, leak_heap
 
 
 def write(g, tmp_path, name, **meta):
@@ -103,7 +75,7 @@ def test_snapshots_of_different_processes_compare_types_only(tmp_path):
     a = write(leak_heap(100, 10, 5), tmp_path, "a.snap", pid=1, time=1)
     b = write(leak_heap(600, 10, 5), tmp_path, "b.snap", pid=2, time=2)
     r = diff([a, b])
-    assert r.suspects == [] and r.matched is False
+    assert r.suspects == () and r.matched is False
     caps = next(t for t in r.types if t.type == "ccap.cap.CAP")
     assert caps.count_delta == 500 and caps.new is None
 

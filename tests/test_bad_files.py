@@ -64,7 +64,7 @@ def save(tmp_path, p, name="bad.snap"):
 
 def test_damaged_column_found_after_loading_is_exit_3(real, tmp_path):
     """Columns are decoded lazily, after Snapshot.load: a value found wrong then
-    is still a bad file (exit 3), not an internal error (exit 1)."""
+    is still a bad file (exit 3), not an internal error (exit 70)."""
     a, b, parsed = real
     p = parsed.copy()
     blk = p.column_blocks(sf.COL_PARENT)[-1]

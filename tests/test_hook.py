@@ -18,6 +18,7 @@ import time
 import pytest
 
 from conftest import memdiag
+from memdiag.analysis.paths import retainer_path
 from hookutil import (PROGRAMS, expected_walker, hook_lines, load, run_program, snap_files,
                       start, wait_file, walker_env)  # noqa: F401 (start is a fixture)
 
@@ -415,7 +416,7 @@ def test_other_threads_locals_are_roots_named_by_frame_and_variable(tmp_path, mo
     s = load(r["path"])
     markers = s.find_type("StackMarker")
     assert len(markers) == 50
-    path = s.path_of(markers[0])
+    path = retainer_path(s, markers[0])
     assert path.root_kind == "local"
     assert path.root.startswith("<stack-holder: worker (") and path.root.endswith(")>.held_by_thread")
     assert path.text().startswith(path.root + "[")
@@ -487,7 +488,7 @@ def test_cycle_without_root_is_under_unreached(tmp_path, mode, walker):
     s = load(r["path"])
     markers = s.find_type("UnreachedMarker")
     assert len(markers) == 1 and len(s.find_type("Orphan")) == 1
-    path = s.path_of(markers[0])
+    path = retainer_path(s, markers[0])
     assert path.root_kind == "unreached" and path.root.startswith("<unreached "), path.text()
 
 
@@ -549,13 +550,14 @@ LABELS = """
         saved = e
 
     s_path = hook.dump(mode=sys.argv[1])
+    from memdiag.analysis.paths import retainer_path
     from memdiag.model import Snapshot
     s = Snapshot.load(s_path)
     paths = {}
     for name in ("MKey", "MOpaque", "MTupleKey", "MAttr", "MInline", "MSlot", "MIndex",
                  "MCell", "MCache", "MFrame"):
         found = s.find_type(name)
-        paths[name] = [s.path_of(i).text() for i in found]
+        paths[name] = [retainer_path(s, i).text() for i in found]
     print("RESULT " + json.dumps({"paths": paths, "walker": s.meta["walker"]}))
 """
 

@@ -40,7 +40,6 @@ from conftest import ROOT, SAMPLES
 from safety_helpers import (run_cli_full, snap_files, start_target, targets,  # noqa: F401
                             temp_files, wait_writers_done)
 
-from memdiag import snapfile as sf
 from memdiag.model import Snapshot
 
 LOAD = os.path.join(SAMPLES, "load.py")
@@ -133,7 +132,7 @@ def scenario(tmp_path, targets, requests, triggers, bursts, seed):
         assert snap.meta["pid"] == t.pid
         for col in (snap.type, snap.size, snap.parent, snap.nedges, snap.addr):
             assert len(col) == snap.n_objects > 1000
-        assert len(snap.column(sf.COL_ETARGET)) == snap.n_edges
+        assert len(snap.edge_targets) == snap.n_edges
         snaps.append((seq_of(name), snap.meta, os.stat(path).st_mtime))
         snap.close()
 

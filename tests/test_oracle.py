@@ -144,6 +144,7 @@ mine_ids = {id(o) for o in mine.nodes}
 og = objgraph.typestats(objects=[o for o in gc.get_objects() if id(o) not in mine_ids],
                         shortnames=False)
 
+from memdiag.analysis.paths import retainer_path
 from memdiag.model import Snapshot
 from memdiag import snapfile as sf
 s = Snapshot.load(path)
@@ -168,7 +169,7 @@ for a, t in M.items():
         continue
     i = index[a]
     kind = roots.get(root_of(i), (sf.ROOT_UNREACHED,))[0]
-    text = s.path_of(i).text()
+    text = retainer_path(s, i).text()
     if kind == sf.ROOT_UNREACHED:
         why = "unreached"
     elif text.startswith(("guppy", "__main__.h.", "__main__.h→")) or text == "__main__.h":

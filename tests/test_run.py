@@ -21,6 +21,7 @@ from hookutil import (PROGRAMS, expected_walker, hook_lines, load, start,  # noq
                       walker_env)
 
 from memdiag import snapfile as sf
+from memdiag.analysis.paths import retainer_path
 
 TARGET = os.path.join(PROGRAMS, "run_target.py")
 RUN = [sys.executable, "-m", "memdiag.cli.main", "run"]
@@ -179,7 +180,7 @@ def traced_snapshot(start, tmp_path, walker):
 
 
 def site_frames(s, i):
-    site = int(s.column(sf.COL_SITE)[i])
+    site = int(s.site[i])
     return [list(f) for f in s.sites[site - 1]] if site else []
 
 
@@ -192,10 +193,10 @@ def test_run_trace_frames_records_allocation_sites(start, tmp_path, walker):
     s = traced_snapshot(start, tmp_path, walker)
     # A str made at run time (lists and tuples may come from free lists,
     # which tracemalloc does not see).
-    canary = [i for i in s.find_type("str") if s.path_of(i).text() == "__main__.CANARY"]
+    canary = [i for i in s.find_type("str") if retainer_path(s, i).text() == "__main__.CANARY"]
     assert len(canary) == 1
     assert [TARGET, line_of("CANARY = ")] in site_frames(s, canary[0])
-    sites = s.column(sf.COL_SITE)
+    sites = s.site
     assert int((sites > 0).sum()) > 10 and int(sites.max()) <= len(s.sites)
 
 

@@ -550,6 +550,7 @@ def test_both_compressors_write_loadable_files(tmp_path, no_libdeflate):
     exe, why = python_with_walker(CURRENT)
     if exe is None:
         pytest.skip(why)
+    from memdiag.analysis.paths import retainer_path
     from memdiag.model import Snapshot
     code = ("import memdiag\n"
             "class Planted: pass\n"
@@ -577,5 +578,5 @@ def test_both_compressors_write_loadable_files(tmp_path, no_libdeflate):
         names = snap.type_names
         planted = names.index("__main__.Planted")
         assert int((snap.type == planted).sum()) == 20000
-        keep = snap.path_of(int(snap.find_type("Planted")[0])).text()
+        keep = retainer_path(snap, snap.find_type("Planted")[0]).text()
         assert keep.startswith("__main__.KEEP["), keep

@@ -1,34 +1,21 @@
 """`memdiag diff`: what grew between snapshots, and who holds it.
 
-    >>> result = diff([Snapshot.load("a.snap"), Snapshot.load("b.snap")])  # doctest: +SKIP
-    >>> result.suspects[0].path, result.suspects[0].growth               # doctest: +SKIP
-    ("ccap.timer.timer['reg_ary']", 500)
+    >>> from memdiag.model import Snapshot
+    >>> result = diff([Snapshot.load("a.snap"), Snapshot.load("b.snap")])
+    >>> s = result.suspects[0]
+    >>> s.path, s.len_before, s.len_after, s.added_type
+    ("ccap.timer.timer['reg_ary']", 200, 700, 'ccap.cap.CAP')
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from .. import snapfile as sf
-from ..model import MemorySummary, decode_side_by_side
+from ..model import decode_side_by_side
 from .match import global_type_ids, match
+from .results import NATIVE_SUSPECT_SHARE, DiffResult, MemorySummary
 from .suspects import find_suspects, matched_containers
 from .types import type_growth, type_table
-
-
-@dataclass(frozen=True)
-class DiffResult:
-    paths: tuple
-    types: list          # [TypeGrowth], most grown first
-    suspects: list       # [Suspect], best first
-    memory: MemorySummary
-    matched: bool        # whether new/freed counts could be computed
-
-    @property
-    def verdict(self):
-        return self.memory.verdict()
 
 
 def same_process(snaps):
@@ -38,16 +25,17 @@ def same_process(snaps):
 
 
 def diff(snaps, top_suspects=20, min_growth=1):
+    """A DiffResult for snapshots of one process, oldest first."""
     if len(snaps) < 2:
         raise ValueError("diff needs at least two snapshots")
     first, last = snaps[0], snaps[-1]
     gids, names = global_type_ids(snaps)
     memory = MemorySummary(first.rss, last.rss, first.python_heap, last.python_heap)
+    paths = tuple(s.path for s in snaps)
     if not same_process(snaps):
         # Addresses mean nothing across processes: compare type totals only.
-        return DiffResult(tuple(s.path for s in snaps), type_growth(first, last), [],
-                          memory, False)
-    decode_side_by_side(snaps, (sf.COL_ADDR, sf.COL_TYPE, sf.COL_SIZE, sf.COL_LENGTH))
+        return DiffResult(paths, tuple(type_growth(first, last)), (), memory, False)
+    decode_side_by_side(snaps, ("addr", "type", "size", "length"))
     ia, ib = match(first, last, gids[0], gids[-1])
     new_mask = np.ones(last.n_objects, bool)
     new_mask[ib] = False
@@ -61,6 +49,30 @@ def diff(snaps, top_suspects=20, min_growth=1):
     types = type_growth(first, last, new_counts, freed_counts)
     suspects = find_suspects(snaps, gids, new_mask, top=top_suspects, min_growth=min_growth,
                              matched=pairs)
-    return DiffResult(tuple(s.path for s in snaps), types, suspects, memory, True)
+    return DiffResult(paths, tuple(types), tuple(suspects_to_name(suspects, memory)), memory,
+                      True)
 
 
+def suspects_to_name(suspects, memory):
+    """The suspects worth naming under this memory verdict.
+
+    When the growth is native (RSS grew, the Python heap hardly did), a
+    container whose bytes grew by less than a tenth of RSS growth
+    (NATIVE_SUSPECT_SHARE) explains none of it: naming it would send the
+    reader after the wrong thing. Every output (text, --json, --exit-code)
+    gets the same list.
+
+    >>> from memdiag.analysis.results import Suspect
+    >>> mib = 1 << 20
+    >>> small = Suspect("app.log_lines", "list", (10, 30), 4096, "str", 1)
+    >>> native = MemorySummary(100 * mib, 300 * mib, 8 * mib, 8 * mib)
+    >>> native.verdict(), suspects_to_name([small], native)
+    ('native', [])
+    >>> flat = MemorySummary(100 * mib, 100 * mib, 8 * mib, 8 * mib)
+    >>> [s.path for s in suspects_to_name([small], flat)]
+    ['app.log_lines']
+    """
+    if memory.verdict() != "native":
+        return list(suspects)
+    floor = NATIVE_SUSPECT_SHARE * (memory.rss_delta or 0)
+    return [s for s in suspects if s.size_delta >= floor]

@@ -8,6 +8,12 @@ gives a shortest path to a root without searching the graph.
       .timer              its global 'timer' (module __dict__ collapsed)
       ['reg_ary']         a dict key
       [17]                a list index, folded to [*] when paths are merged
+
+    >>> from memdiag.model import Snapshot
+    >>> snap = Snapshot.load("b.snap")
+    >>> path = retainer_path(snap, snap.find_type("CAP")[17])
+    >>> path.text(), path.shape(), path.root_kind
+    ("ccap.timer.timer['reg_ary'][17]", "ccap.timer.timer['reg_ary'][*]", 'module')
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import snapfile as sf
-from ..model import RetainerPath, Step
+from .results import RetainerPath, Step
 
 _ATTR_DICT_OWNERS = ("module", "instance", "type", "function", "other", "lru_cache")
 
@@ -40,7 +46,7 @@ def _short(type_name):
 
 def step_text(snap, node, parent_node, via_attr_dict):
     """(text, folded text, is_attr_dict) for the edge parent_node -> node."""
-    code = snap.at(sf.COL_PLABEL, node)
+    code = snap.plabel_at(node)
     kind = code & sf.LABEL_KIND_MASK
     payload = code >> sf.LABEL_KIND_BITS
     tname = snap.type_name_of(node)
@@ -73,9 +79,9 @@ def key_text(snap, key_idx):
     kind = snap.kind_of(key_idx)
     tname = snap.type_name_of(key_idx)
     if kind in ("str", "bytes"):
-        return f"<{tname} len {snap.at(sf.COL_LENGTH, key_idx)}>"
+        return f"<{tname} len {snap.length_at(key_idx)}>"
     if kind == "tuple":
-        return f"<tuple len {snap.at(sf.COL_LENGTH, key_idx)}>"
+        return f"<tuple len {snap.length_at(key_idx)}>"
     return f"<{tname}>"
 
 
@@ -84,7 +90,7 @@ def chain_to_root(snap, i, max_steps=200):
     chain = [i]
     cur = i
     while True:
-        p = snap.at(sf.COL_PARENT, cur)
+        p = snap.parent_at(cur)
         if p == 0:
             return chain, False
         cur = p - 1
@@ -94,6 +100,9 @@ def chain_to_root(snap, i, max_steps=200):
 
 
 def retainer_path(snap, i, max_steps=200):
+    """The RetainerPath from a root down to object i, along the BFS tree (a
+    shortest path); cut to "<deep>…" after max_steps hops."""
+    i = int(i)
     chain, truncated = chain_to_root(snap, i, max_steps)
     root = chain[-1]
     if truncated:

@@ -1,22 +1,25 @@
 """Who holds the objects of a type: shortest paths to roots, merged by shape.
 
-    >>> chains = retainer_chains(snap, "str", since=old)     # doctest: +SKIP
-    >>> chains[0]                                            # doctest: +SKIP
-    RetainerChain(path='eventbus.producer.sent_events[*]', count=500, size=36500, ...)
+    >>> from memdiag.model import Snapshot
+    >>> old, snap = Snapshot.load("a.snap"), Snapshot.load("b.snap")
+    >>> chains, total = retainer_chains(snap, "CAP", since=old)
+    >>> total, chains[0].path, chains[0].count, chains[0].size
+    (500, "ccap.timer.timer['reg_ary'][*]", 500, 28000)
+    >>> chains[0].example
+    "ccap.timer.timer['reg_ary'][200]"
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .. import snapfile as sf
-from ..model import RetainerChain
+from .results import RetainerChain
 from .match import global_type_ids, match
 from .paths import retainer_path, shape_hashes
 
 
 class UnknownType(LookupError):
-    pass
+    """No object in the snapshot has this type (or a type ending in '.' + it)."""
 
 
 def objects_of_type(snap, type_name):
@@ -34,7 +37,8 @@ def new_objects(snap, since, sel):
 
 
 def retainer_chains(snap, type_name, since=None, top=10):
-    """RetainerChains for objects of `type_name`, most bytes first.
+    """(RetainerChains for objects of `type_name`, by RetainerChain.sort_key;
+    how many objects they cover).
 
     With `since`, only objects that are new since that snapshot count.
     """
@@ -48,7 +52,7 @@ def retainer_chains(snap, type_name, since=None, top=10):
                                          return_counts=True)
     sizes = np.bincount(inv, weights=snap.size[sel].astype(np.float64), minlength=len(uniq))
     order = np.lexsort((-counts, -sizes))[:top]
-    sites = snap.column(sf.COL_SITE) if snap.sites else None
+    sites = snap.site if snap.sites else None
     out = []
     for g in order.tolist():
         p = retainer_path(snap, int(sel[first[g]]))

@@ -13,8 +13,8 @@ from collections import Counter
 
 import numpy as np
 
-from .. import snapfile as sf
-from ..model import Suspect
+from .paths import retainer_path
+from .results import Suspect
 from .match import match
 
 CONTAINER_KINDS = ("list", "dict", "set", "deque")
@@ -94,7 +94,7 @@ def find_suspects(snaps, gids, new_mask_last=None, top=20, min_growth=1, matched
     for j, c in enumerate(cand.tolist()):
         i_last = int(last_idx[j])
         size_delta = int(last.size[i_last]) - int(first.size[int(first_idx[j])]) + sizes[j]
-        out.append(Suspect(last.path_of(i_last).text(), last.type_name_of(i_last),
+        out.append(Suspect(retainer_path(last, i_last).text(), last.type_name_of(i_last),
                            tuple(int(x) for x in lengths[:, c]), size_delta,
                            _added_type(last, i_last, new_mask_last),
                            int((np.diff(lengths[:, c]) > 0).sum()),
@@ -119,7 +119,7 @@ def _children_in_tree(snap, idx):
     if not len(targets):
         return np.zeros(0, np.int64)
     targets = np.unique(np.asarray(targets, dtype=np.int64))   # an item held twice counts once
-    return targets[snap.take(sf.COL_PARENT, targets) == idx + 1]
+    return targets[snap.parents_at(targets) == idx + 1]
 
 
 def _added_type(snap, idx, new_mask):
@@ -150,7 +150,7 @@ def _subtree_new_sizes(snap, owners, new_mask, max_depth=16):
     fresh = np.flatnonzero(new_mask)
     if not len(fresh):
         return [0] * len(owners)
-    parent = snap.take(sf.COL_PARENT, fresh).astype(np.int64) - 1
+    parent = snap.parents_at(fresh).astype(np.int64) - 1
     # owner of each fresh object, found level by level: a fresh object whose
     # parent is an owner, or is a fresh object already assigned.
     got = np.full(len(fresh), -1, np.int64)

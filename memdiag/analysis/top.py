@@ -1,47 +1,35 @@
 """`memdiag top`: one snapshot at a glance.
 
-    >>> result = top(Snapshot.load("b.snap"))          # doctest: +SKIP
-    >>> result.totals["objects"], result.containers[0].path   # doctest: +SKIP
-    (1843211, "ccap.timer.timer['reg_ary']")
+    >>> from memdiag.model import Snapshot
+    >>> result = top(Snapshot.load("b.snap"), 3)
+    >>> result.totals["objects"], [t.type for t in result.by_count]
+    (1437, ['str', 'ccap.cap.CAP', 'bytes'])
+    >>> [(c.path, c.length) for c in result.containers]
+    [("ccap.timer.timer['reg_ary']", 700), ('app.cache', 10), ('app.jumpy', 5)]
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
+from .paths import retainer_path
+from .results import Container, TopResult, TypeStat
 from .suspects import containers
 from .types import type_stats
 
 
-@dataclass(frozen=True)
-class Container:
-    path: str
-    type: str
-    length: int
-    size: int
-
-
-@dataclass(frozen=True)
-class TopResult:
-    path: str
-    totals: dict
-    by_size: list      # [TypeStat]
-    by_count: list     # [TypeStat]
-    containers: list   # [Container], longest first
-
-
 def top(snap, n=10):
+    """A TopResult: totals, the n biggest types by bytes and by count, and
+    the n longest containers with their paths."""
     stats = type_stats(snap)
-    by_count = sorted(stats, key=lambda t: (-t.count, -t.size, t.type))
+    by_count = sorted(stats, key=TypeStat.count_sort_key)
     idx = containers(snap)
     lengths = snap.length[idx].astype(np.int64)
-    order = np.argsort(-lengths, kind="stable")[:n]
-    boxes = []
-    for i in idx[order].tolist():
-        boxes.append(Container(snap.path_of(i).text(), snap.type_name_of(i),
-                               int(snap.length[i]), int(snap.size[i])))
+    sizes = snap.size[idx].astype(np.int64)
+    order = np.lexsort((-sizes, -lengths))[:n]
+    boxes = sorted((Container(retainer_path(snap, i).text(), snap.type_name_of(i),
+                              int(snap.length[i]), int(snap.size[i]))
+                    for i in idx[order].tolist()), key=Container.sort_key)
     meta = snap.meta
     totals = {
         "objects": snap.n_objects, "edges": snap.n_edges, "roots": snap.n_roots,
@@ -49,4 +37,4 @@ def top(snap, n=10):
         "pid": meta.get("pid"), "time": meta.get("time"), "python": meta.get("python"),
         "mode": meta.get("mode"), "walker": meta.get("walker"),
     }
-    return TopResult(snap.path, totals, stats[:n], by_count[:n], boxes)
+    return TopResult(snap.path, totals, tuple(stats[:n]), tuple(by_count[:n]), tuple(boxes))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..model import TypeGrowth, TypeStat
+from .results import TypeGrowth, TypeStat
 
 
 STEP = 1 << 20
@@ -39,14 +39,14 @@ def type_table(snap, mask=None):
 
 
 def type_stats(snap):
-    """TypeStats of one snapshot, largest total size first.
+    """TypeStats of one snapshot, largest total size first (TypeStat.sort_key).
 
-    >>> [s.type for s in type_stats(snap)][:3]        # doctest: +SKIP
-    ['str', 'dict', 'ccap.cap.CAP']
+    >>> from memdiag.model import Snapshot
+    >>> [(s.type, s.count, s.size) for s in type_stats(Snapshot.load("b.snap"))][:3]
+    [('str', 714, 39528), ('ccap.cap.CAP', 700, 39200), ('dict', 4, 6928)]
     """
     table = type_table(snap)
-    return sorted((TypeStat(n, c, s) for n, (c, s) in table.items()),
-                  key=lambda t: (-t.size, -t.count, t.type))
+    return sorted((TypeStat(n, c, s) for n, (c, s) in table.items()), key=TypeStat.sort_key)
 
 
 def type_growth(first, last, new_counts=None, freed_counts=None):

@@ -1,4 +1,13 @@
-"""Shared by the commands: loading snapshots with progress, choosing output."""
+"""Shared by the commands: loading snapshots with progress, choosing output.
+
+How output looks, from the environment:
+
+- stdout a terminal: rich tables, in colour;
+- NO_COLOR set to anything but "" (https://no-color.org): the same tables,
+  without colour (bold and dim stay);
+- stdout piped, TERM=dumb, or MEMDIAG_PLAIN=1 (any value but "" and "0"):
+  plain aligned text, no escape codes at all.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +16,30 @@ import os
 import sys
 
 from ..model import Snapshot, SnapshotError
+from ..render.blocks import print_plain, print_rich
 from .errors import EXIT_BAD_FILE, MemdiagError
 
 BIG_FILE = 32 << 20
 
 
 def rich_wanted():
-    """Rich tables on a terminal; plain text when piped or with NO_COLOR/TERM=dumb."""
-    if os.environ.get("MEMDIAG_PLAIN") or os.environ.get("TERM") == "dumb":
+    """Rich tables when stdout is a terminal, unless MEMDIAG_PLAIN=1 or TERM=dumb."""
+    if os.environ.get("MEMDIAG_PLAIN", "") not in ("", "0") or os.environ.get("TERM") == "dumb":
         return False
     return sys.stdout.isatty()
+
+
+def color_wanted():
+    """Colour in rich output unless NO_COLOR is set and not empty (no-color.org)."""
+    return os.environ.get("NO_COLOR", "") == ""
+
+
+def show(blocks):
+    """Print render blocks as this environment wants them (see the module doc)."""
+    if rich_wanted():
+        print_rich(blocks, color=color_wanted())
+    else:
+        print_plain(blocks)
 
 
 def load(path):

@@ -38,6 +38,17 @@ def samples_dir():
                        "(or MEMDIAG_SAMPLES=path)", EXIT_USAGE)
 
 
+def _load_generator(sdir):
+    """sample_leaks/load.py (the load generator, stdlib only), loaded from its
+    file without putting the samples directory on sys.path."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("_memdiag_sample_load",
+                                                  os.path.join(sdir, "load.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _say(text):
     sys.stderr.write(f"\n$ {text}\n" if text.startswith("memdiag") else f"{text}\n")
     sys.stderr.flush()
@@ -55,11 +66,7 @@ def command(sample="captcha", requests=500, warmup=200, out_dir="demo-out"):
     os.makedirs(out_dir, mode=0o700)
     env = hook_env(directory=out_dir)
     env["MEMDIAG_QUIET"] = "1"
-    sys.path.insert(0, sdir)
-    try:
-        from load import run_load
-    finally:
-        sys.path.remove(sdir)
+    run_load = _load_generator(sdir).run_load
     _say(f"starting {script} with the memdiag hook (snapshots go to {out_dir})")
     proc = subprocess.Popen([sys.executable, os.path.join(sdir, script), "--max-seconds", "300"],
                             env=env, stdout=subprocess.PIPE, text=True)
@@ -89,8 +96,12 @@ def command(sample="captcha", requests=500, warmup=200, out_dir="demo-out"):
 def _short(path):
     """The path relative to the current directory when it is below it.
 
-    >>> _short("/tmp/rd/memdiag-1-1.snap")   # from /work/main
-    '/tmp/rd/memdiag-1-1.snap'
+    >>> here = os.getcwd()
+    >>> _short(os.path.join(here, "demo-out", "memdiag-1-1.snap"))
+    'demo-out/memdiag-1-1.snap'
+    >>> outside = os.path.join(os.path.dirname(here), "memdiag-1-1.snap")
+    >>> _short(outside) == outside
+    True
     """
     rel = os.path.relpath(path)
     return path if rel.startswith("..") else rel

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from ..analysis.diff import diff as analyze_diff
-from ..render.blocks import emit
 from ..render.diff import diff_blocks, diff_json
-from .common import load, print_json, rich_wanted
+from .common import load, print_json, show
 from .errors import EXIT_FOUND, EXIT_USAGE, MemdiagError
 
 
@@ -18,7 +17,7 @@ def command(snapshots, top=10, as_json=False, min_growth=1, exit_code=False):
     if as_json:
         print_json(diff_json(result, top))
     else:
-        emit(diff_blocks(result, top), rich_wanted())
+        show(diff_blocks(result, top))
     if exit_code and result.suspects:
         return EXIT_FOUND
     return 0

@@ -73,7 +73,7 @@ def diff(
     top: TopOpt = 10,
     as_json: JsonOpt = False,
     min_growth: Annotated[int, typer.Option("--min-growth", min=1, help="Ignore containers that grew by fewer elements.")] = 1,
-    exit_code: Annotated[bool, typer.Option("--exit-code", help="Exit 1 if there is any suspect (for scripts).")] = False,
+    exit_code: Annotated[bool, typer.Option("--exit-code", help="Exit 1 if there is a suspect, 0 if none (for scripts and CI).")] = False,
 ):
     """Rank growing types and name suspects: containers that grew, with their paths."""
     from . import diff as mod

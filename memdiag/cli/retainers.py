@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from ..analysis.retainers import UnknownType, retainer_chains
-from ..render.blocks import emit
 from ..render.retainers import retainers_blocks, retainers_json
-from .common import load, print_json, rich_wanted
+from .common import load, print_json, show
 from .errors import EXIT_USAGE, MemdiagError
 
 
@@ -23,7 +22,7 @@ def command(snapshot, type_name, since=None, top=10, as_json=False):
     if as_json:
         print_json(retainers_json(shown, chains, total))
     else:
-        emit(retainers_blocks(snapshot, shown, chains, total, since), rich_wanted())
+        show(retainers_blocks(snapshot, shown, chains, total, since))
     return 0
 
 

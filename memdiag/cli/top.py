@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from ..analysis.top import top as analyze_top
-from ..render.blocks import emit
 from ..render.top import top_blocks, top_json
-from .common import load, print_json, rich_wanted
+from .common import load, print_json, show
 
 
 def command(snapshot, top=10, as_json=False):
@@ -14,5 +13,5 @@ def command(snapshot, top=10, as_json=False):
     if as_json:
         print_json(top_json(result))
     else:
-        emit(top_blocks(result), rich_wanted())
+        show(top_blocks(result))
     return 0

@@ -85,11 +85,13 @@ def print_plain(blocks, out=None):
 _STYLES = {"bold": "bold", "warn": "bold yellow", "dim": "dim", "good": "green", "": ""}
 
 
-def print_rich(blocks, console=None):
+def print_rich(blocks, console=None, color=True):
+    """Print blocks as rich tables on `console` (default: a Console on stdout,
+    without colour when color is false)."""
     from rich.console import Console
     from rich.table import Table as RichTable
     from rich.text import Text
-    console = console or Console()
+    console = console or Console(no_color=not color)
     for b in blocks:
         if isinstance(b, Para):
             console.print(Text(b.text, style=_STYLES.get(b.style, "")))
@@ -104,9 +106,3 @@ def print_rich(blocks, console=None):
         console.print(t)
         console.print()
 
-
-def emit(blocks, rich_output):
-    if rich_output:
-        print_rich(blocks)
-    else:
-        print_plain(blocks)

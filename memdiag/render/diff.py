@@ -1,4 +1,5 @@
-"""diff results: blocks for people, dicts for --json."""
+"""diff results: blocks for people, dicts for --json. Shows what
+analysis.diff decided: the suspects are already the ones worth naming."""
 
 from __future__ import annotations
 
@@ -6,6 +7,12 @@ from .blocks import Para, Table, human_bytes, signed
 
 
 def memory_line(m):
+    """RSS and the Python heap, before and after, in one line.
+
+    >>> from memdiag.analysis.results import MemorySummary
+    >>> memory_line(MemorySummary(20 << 20, 21 << 20, 7 << 20, 7 << 20))
+    'RSS 20.0 MiB → 21.0 MiB (+1.0 MiB); Python heap 7.0 MiB → 7.0 MiB (0 B)'
+    """
     rss = (f"RSS {human_bytes(m.rss_before)} → {human_bytes(m.rss_after)} "
            f"({human_bytes(m.rss_delta, signed=True)})") if m.rss_delta is not None else "RSS unknown"
     heap = (f"Python heap {human_bytes(m.python_heap_before)} → {human_bytes(m.python_heap_after)} "
@@ -37,15 +44,13 @@ def diff_blocks(result, top=10, snap_names=None):
                            "matched between them, so only type totals are compared (no "
                            "suspects, no new/freed counts).", "warn"))
     suspects = result.suspects
-    if result.verdict == "native":
-        suspects = [s for s in suspects if s.size_delta * 10 >= (m.rss_delta or 0)]
     several = len(result.paths) > 2
     cols = [("#", "r"), ("path", "l"), ("type", "l")]
     cols += [("lengths", "r")] if several else [("before", "r"), ("after", "r")]
     cols += [("growth", "r"), ("added", "l"), ("bytes", "r")]
     rows = []
     for n, s in enumerate(suspects[:top], 1):
-        row = [str(n), s.path, _short(s.type)]
+        row = [str(n), s.path, s.type]
         if several:
             row.append(" → ".join(f"{x:,}" for x in s.lengths))
         else:
@@ -68,10 +73,6 @@ def diff_blocks(result, top=10, snap_names=None):
         blocks.append(Para(f"next: memdiag retainers {result.paths[-1]} --since "
                            f"{result.paths[0]} --type {suspects[0].added_type}", "dim"))
     return blocks
-
-
-def _short(name):
-    return name
 
 
 def diff_json(result, top=None):
