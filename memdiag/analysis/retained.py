@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import snapfile as sf
+from ..model import SnapshotError
 
 try:
     from .. import _dominators
@@ -67,7 +68,13 @@ def dominator_tree(snap):
     """The DominatorTree of a snapshot, computed on first use and kept on it."""
     tree = snap.derived.get("dominators")
     if tree is None:
-        tree = DominatorTree(*compute(*graph_of(snap)))
+        try:
+            tree = DominatorTree(*compute(*graph_of(snap)))
+        except OverflowError as e:
+            raise SnapshotError(f"{snap.path}: too big for retained sizes ({e})") from None
+        except ValueError as e:
+            # The columns passed their checks; the graph they make does not.
+            raise SnapshotError(f"{snap.path}: corrupted snapshot ({e})") from None
         for a in (tree.idom, tree.retained, tree.count):
             a.flags.writeable = False
         snap.derived["dominators"] = tree
@@ -105,6 +112,11 @@ def compute(nedges, etarget, size, roots, unreached):
     (edge counts, indexes out of range) raises ValueError."""
     if _dominators is None:
         return reference_dominators(nedges, etarget, size, roots, unreached)
+    return compiled_dominators(nedges, etarget, size, roots, unreached)
+
+
+def compiled_dominators(nedges, etarget, size, roots, unreached):
+    """`compute` with the compiled extension (memdiag/_dominators.c)."""
     idom, retained, count = _dominators.dominators(
         np.ascontiguousarray(nedges), np.ascontiguousarray(etarget, dtype=np.uint32),
         np.ascontiguousarray(size), np.ascontiguousarray(roots, dtype=np.uint32),
