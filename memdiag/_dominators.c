@@ -319,14 +319,26 @@ static void lengauer_tarjan(Dom *d)
     /* idom[] doubles as the "next" link of the bucket lists: a node's idom
      * is set only when it leaves its bucket. */
     for (uint32_t w = (uint32_t)nn; w >= 2; w--) {
+        uint32_t sw = w;
         for (uint32_t p = rs[w]; p < rs[w + 1]; p++) {
-            uint32_t u = eval(d, d->preds[p]);
-            if (semi[u] < semi[w]) {
-                semi[w] = semi[u];
+            uint32_t v = d->preds[p];
+            if (v < w) {
+                /* Not processed yet, so not linked: eval(v) is v, whose
+                 * semi is still v. Most predecessors (the DFS parent among
+                 * them) are such; this skips three random reads. */
+                if (v < sw) {
+                    sw = v;
+                }
+                continue;
+            }
+            uint32_t u = eval(d, v);
+            if (semi[u] < sw) {
+                sw = semi[u];
             }
         }
-        idom[w] = bucket[semi[w]];
-        bucket[semi[w]] = w;
+        semi[w] = sw;
+        idom[w] = bucket[sw];
+        bucket[sw] = w;
         uint32_t pw = parent[w];
         d->ancestor[w] = pw;
         uint32_t v = bucket[pw];
