@@ -26,7 +26,7 @@
  * The algorithm is Lengauer-Tarjan with simple path compression (the
  * O(m log n) version), iterative everywhere: no recursion, so a chain of
  * millions of objects needs no deep C stack. Memory, besides the inputs and
- * outputs: 4 bytes per edge and about 40 bytes per object, all freed before
+ * outputs: 4 bytes per edge and at most 44 bytes per object, all freed before
  * return. The GIL is released while it runs.
  *
  * Nodes are numbered in DFS preorder from 1: 1 is the virtual root, objects
