@@ -29,6 +29,9 @@ setup(
                            optional=True),
                  Extension("memdiag._fastmatch", ["memdiag/_fastmatch.c"],
                            extra_compile_args=["-O2", "-std=c11", "-Wall"],
+                           optional=True),
+                 Extension("memdiag._dominators", ["memdiag/_dominators.c"],
+                           extra_compile_args=["-O2", "-std=c11", "-Wall"],
                            optional=True)],
     cmdclass={"build_ext": OptionalBuildExt},
 )

@@ -117,6 +117,13 @@ def rows(results):
                                              f"({_mib(s['snapshot_b']['file']['bytes'])})")),
         ("memdiag diff A B --json", per(lambda s: _analysis(s, "diff"))),
         ("memdiag retainers B --type AuditEntry --json", per(lambda s: _analysis(s, "retainers"))),
+        ("memdiag top B --retained --json", per(lambda s: _analysis(s, "top_retained"))),
+        ("dominators + retained sizes (in-process, above imports)",
+         per(lambda s: f"{fmt(s['analysis']['dominators']['inner_seconds'], 's')}, peak "
+                       f"{s['analysis']['dominators']['inner_peak_bytes'] / d(s)['objects']:.0f}"
+                       f" B/obj")),
+        ("guppy3 domisize of one object (AUDIT_LOG)",
+         per(lambda s: fmt(d(s)["guppy_domisize_seconds"], "s"))),
         ("of which CLI startup (imports only)",
          per(lambda s: f"{fmt(s['analysis']['startup_seconds'], 's')}, peak "
                        f"{_mib(s['analysis']['startup_peak_rss_bytes'])}")),

@@ -9,7 +9,8 @@ measures memdiag (compiled and pure-Python walker, fork and inline mode), a
 bare fork, objgraph and guppy3 on it; a second one, identical but with
 tracemalloc started before the heap is built, measures tracemalloc. Then the
 `memdiag diff` and `retainers` commands run on the two snapshots (before and
-after the leak grew) as subprocesses. Everything runs one after the other;
+after the leak grew) as subprocesses, and `top --retained` and the dominator
+tree alone (bench/retained.py) on the second. Everything runs one after the other;
 every process has a time limit and is killed by its pid (process group) when
 it runs over. The ratios against the goals are printed, and the raw numbers
 saved as JSON under bench/results/ (render them as Markdown with
@@ -259,23 +260,33 @@ def measure_size(n, work, repeat, timeout, python_inline):
     say(f"== {n:,} objects: tracemalloc (its own process, started before the heap)")
     res["tracemalloc"] = run_target(["tracemalloc", n], timeout)
 
-    say(f"== {n:,} objects: memdiag diff / retainers (CLI subprocesses, x{repeat})")
+    say(f"== {n:,} objects: memdiag diff / retainers / top --retained / dominators "
+        f"(subprocesses, x{repeat})")
     env = dict(os.environ, MEMDIAG_PLAIN="1")
     a, b = res["snapshot_a"]["path"], res["snapshot_b"]["path"]
     memdiag_cli = [sys.executable, "-m", "memdiag.cli.main"]
     commands = {
         "diff": memdiag_cli + ["diff", a, b, "--json"],
         "retainers": memdiag_cli + ["retainers", b, "--type", LEAK_TYPE, "--json"],
+        "top_retained": memdiag_cli + ["top", b, "--retained", "--json"],
+        # the dominator tree alone, peak memory above the imports (in-process)
+        "dominators": [sys.executable, os.path.join(HERE, "retained.py"), b],
     }
     analysis = {}
     for name, cmd in commands.items():
-        walls, peaks = [], []
+        walls, peaks, outs = [], [], []
         for _ in range(repeat):
             wall, peak, out = run_measured(cmd, timeout, env)
             walls.append(wall)
             peaks.append(peak)
+            outs.append(out)
         analysis[name] = {"seconds": statistics.median(walls), "runs": walls,
                           "peak_rss_bytes": max(peaks), "output_ok": _output_ok(name, out)}
+        if name == "dominators":
+            inner = [json.loads(o) for o in outs]
+            analysis[name]["inner_seconds"] = statistics.median(x["seconds"] for x in inner)
+            analysis[name]["inner_peak_bytes"] = max(x["peak_bytes_above_imports"] for x in inner)
+            analysis[name]["compiled"] = inner[0]["compiled"]
     startup = [run_measured([sys.executable, "-c", STARTUP], timeout, env) for _ in range(repeat)]
     analysis["startup_seconds"] = statistics.median(w for w, _, _ in startup)
     analysis["startup_peak_rss_bytes"] = max(p for _, p, _ in startup)
@@ -297,6 +308,13 @@ def _output_ok(name, out):
         data = json.loads(out)
     except ValueError:
         return False
+    if name == "top_retained":
+        # the order book holds most of the heap at every size (the leak, 1%,
+        # ranks below the bigger modules' dicts on small heaps)
+        rows = data.get("retained") or [{}]
+        return rows[0].get("path") == "shop.ORDERS"
+    if name == "dominators":
+        return data.get("output_ok") is True
     text = json.dumps(data)
     return "AUDIT_LOG" in text
 
@@ -360,6 +378,8 @@ def derive(res):
                          for k, reps in runs.items()},
         "writer_zlib_seconds": res["writer_zlib_seconds"],
         "guppy_seconds": res["guppy_seconds"],
+        "guppy_domisize_seconds": res.get("guppy_domisize_seconds"),
+        "guppy_domisize_bytes": res.get("guppy_domisize_bytes"),
         "guppy_rss_added_bytes_per_object": res["guppy_rss_added_kb"] * 1024 / objects,
         "objgraph_seconds": res["objgraph_seconds"],
         "tracemalloc_seconds": (res["tracemalloc"]["take_snapshot_2_seconds"]

@@ -256,6 +256,13 @@ def main_target(n, directory, python_inline=True, repeat=3):
     res["guppy_runs"] = times
     res["guppy_seconds"] = statistics.median(times)
     res["guppy_cpu_seconds"] = statistics.median(cpus)
+    # guppy3's retained size of one object (what memdiag computes for every
+    # object at once): a point of comparison, once.
+    say("guppy3 hpy().iso(AUDIT_LOG).domisize")
+    gc.collect()
+    t = clock()
+    res["guppy_domisize_bytes"] = hpy().iso(shop.AUDIT_LOG).domisize
+    res["guppy_domisize_seconds"] = clock() - t
     hook.uninstall()
     emit(event="result", **res)
 

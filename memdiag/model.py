@@ -162,6 +162,8 @@ class Snapshot:
         self._cols = {}
         self._chunks = OrderedDict()
         self._name_ids = None
+        # What analyses compute once per snapshot and share (the dominator tree).
+        self.derived = {}
 
     @classmethod
     def load(cls, path, progress=None):

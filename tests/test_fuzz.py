@@ -131,11 +131,11 @@ def debug_env():
 
 
 def check(path, seed, kind, must_fail=False):
-    """Run top, diff and retainers with the damaged file; every outcome is a
-    clean success or one line with exit code 3."""
+    """Run top (with retained sizes), diff and retainers with the damaged
+    file; every outcome is a clean success or one line with exit code 3."""
     CASES[kind] += 1
     codes = []
-    for argv in (["top", path],
+    for argv in (["top", path, "--retained"],
                  ["diff", seed.a, path],
                  ["retainers", path, "--since", seed.a, "--type", "Session"]):
         rc, err = run_cli(argv)

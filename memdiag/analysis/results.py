@@ -246,3 +246,21 @@ class TopResult:
     by_size: tuple     # TypeStat, by TypeStat.sort_key
     by_count: tuple    # TypeStat, by TypeStat.count_sort_key
     containers: tuple  # Container, by Container.sort_key
+
+
+@dataclass(frozen=True, slots=True)
+class RetainedObject:
+    """One object and what it keeps alive.
+
+    >>> RetainedObject("ccap.timer.timer['reg_ary']", "list", 6136, 375736, 2801, 14095)
+    RetainedObject(path="ccap.timer.timer['reg_ary']", type='list', size=6136, retained=375736, objects=2801, index=14095)
+    """
+    path: str
+    type: str
+    size: int           # its own bytes
+    retained: int       # bytes freed if it were freed: its own and all it dominates
+    objects: int        # objects that is, itself included
+    index: int = -1
+
+    def sort_key(self):
+        return (-self.retained, self.index)

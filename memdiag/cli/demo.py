@@ -2,7 +2,8 @@
 
 Starts sample_leaks/captcha_leak.py with the hook, sends a warm-up load,
 takes a snapshot, sends more requests, takes another, and runs `diff` and
-`retainers` on the two files. Everything it starts, it stops.
+`retainers` on the two files, and `top --retained` on the second. Everything
+it starts, it stops.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 
 from . import diff as diff_cmd
 from . import retainers as retainers_cmd
+from . import top as top_cmd
 from .errors import EXIT_USAGE, MemdiagError
 from .run import hook_env
 from .snapshot import take
@@ -90,6 +92,8 @@ def command(sample="captcha", requests=500, warmup=200, out_dir="demo-out"):
     if type_name:
         _say(f"memdiag retainers {rel_b} --since {rel_a} --type {type_name}")
         retainers_cmd.command(rel_b, type_name, since=rel_a, top=5)
+        _say(f"memdiag top {rel_b} --retained --top 5")
+        top_cmd.command(rel_b, top=5, retained=True)
     return 0
 
 

@@ -61,10 +61,11 @@ def top(
     snapshot: Annotated[str, typer.Argument(help="A .snap file.")],
     top: TopOpt = 10,
     as_json: JsonOpt = False,
+    retained: Annotated[bool, typer.Option("--retained", help="Also the objects that keep the most memory alive (retained size, through the dominator tree).")] = False,
 ):
     """Totals, types by bytes and count, and the largest containers with their paths."""
     from . import top as mod
-    return mod.command(snapshot, top, as_json)
+    return mod.command(snapshot, top, as_json, retained)
 
 
 @app.command()

@@ -1,0 +1,2 @@
+set $x = (int)getpid()
+printf "MEMDIAG-PROBE %d\n", $x
