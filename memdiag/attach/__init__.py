@@ -27,13 +27,15 @@ from dataclasses import dataclass, field
 from typing import List, Optional
 
 from . import debugger, remote
-from .handshake import Handshake, HandshakeTimeout, TargetGone, stub_text
-from .target import (Target, TargetError, describe, mask_has, process_name, proc_status,
-                     ptrace_denied_reason, same_mount_namespace, start_time, tracer)
+from .handshake import Handshake, HandshakeTimeout, TargetGone, stub_text, temp_base
+from .target import (Target, TargetError, status_or_empty, describe, main_thread_wait,
+                     mask_has, process_name, proc_status, ptrace_denied_reason,
+                     same_mount_namespace, start_time, tracer)
 
 OLDEST = (3, 11)
 NEWEST = (3, 15)
 REMOTE_EXEC_SINCE = (3, 14)
+CLAIMED_GRACE = 60.0    # seconds for the hook's install() once the target has begun it
 PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -73,19 +75,24 @@ def check_target(pid, signum) -> Target:
     except PermissionError:
         raise AttachError(f"{who} belongs to uid {target.uid}; run memdiag attach as that "
                           f"user or as root") from None
+    # Before anything read from its files: without the right to trace it, its
+    # executable and maps are unreadable too.
+    denied = ptrace_denied_reason(target)
+    if denied:
+        raise AttachError(denied)
     if target.version is None:
         raise AttachError(f"{who} is not a Python process (no Python interpreter in its "
                           f"executable or libraries); memdiag attaches to CPython "
                           f"{_range()} only")
     if not OLDEST <= target.version[:2] <= NEWEST:
-        raise AttachError(f"{who} runs Python {target.version_text}; memdiag attach supports "
-                          f"CPython {_range()} (for it: start the program with `memdiag run`"
-                          f"{'' if target.version[:2] < OLDEST else ', or use a newer memdiag'})")
+        newer = target.version[:2] > NEWEST
+        raise AttachError(f"{who} runs Python {target.version_text}; this memdiag attaches to "
+                          f"CPython {_range()}{' (a newer memdiag may support it)' if newer else ''}")
     if not same_mount_namespace(pid):
         raise AttachError(f"{who} is in another mount namespace (a container); run memdiag "
                           f"inside that container (docker exec, kubectl exec), where the "
                           f"target can read memdiag's files")
-    if mask_has(target.status, "SigCgt", signum):
+    if mask_has(target.status, "SigCgt", signum) and not _registered_in_target_tmp(target):
         name = _signal.Signals(signum).name
         free = "USR1" if signum != _signal.SIGUSR1 else "USR2"
         raise AttachError(f"{who} has its own handler for {name}; memdiag will not replace "
@@ -97,10 +104,16 @@ def check_target(pid, signum) -> Target:
             raise AttachError(f"{who}: its Python {target.version_text} ({target.runtime}) "
                               f"does not export {' or '.join(missing)}, which attach calls; "
                               f"start the program with `memdiag run` instead")
-    denied = ptrace_denied_reason(target)
-    if denied:
-        raise AttachError(denied)
     return target
+
+
+def _registered_in_target_tmp(target):
+    """Whether a hook registry entry for the target is in its own temp directory
+    (where a hook of memdiag run's writes it when the target's TMPDIR is not
+    this process's): then the handler may be the hook's, and the injected
+    code tells the two apart."""
+    path = os.path.join(temp_base(target), f"memdiag-{target.uid}", "hooks", f"{target.pid}.json")
+    return os.path.isfile(path)
 
 
 def attach(pid, *, signum, snapshot_dir=None, strings=False, timeout=30.0,
@@ -117,34 +130,41 @@ def attach(pid, *, signum, snapshot_dir=None, strings=False, timeout=30.0,
     except OSError as e:
         raise AttachError(f"cannot create the attach directory: {e.strerror} "
                           f"({e.filename})") from None
-    keep_dir = False
+    # Once the code may be queued in the target, the directory stays until the
+    # target has run it: a script read later must be there (remote_exec prints
+    # a traceback into the program's stderr otherwise), and the code, finding
+    # its token gone, removes the directory itself.
+    keep_dir = True
     try:
         try:
             if target.version[:2] >= REMOTE_EXEC_SINCE:
-                keep_dir = True   # from here on the target may read the script later
                 method = remote.inject(target, h.file("script.py"), inject_timeout)
             else:
                 stub = stub_text(h.request).encode("utf-8") + b"\0"
                 method = debugger.inject(target, stub, inject_timeout)
         except remote.RemoteExecError as e:
-            keep_dir = False
+            keep_dir = e.kind == "timeout"   # otherwise it raised: nothing was sent
             raise AttachError(_permission(target, e) if e.kind == "permission" else str(e)) from None
         except debugger.DebuggerError as e:
+            keep_dir = e.maybe_queued
             raise AttachError(_permission(target, e) if e.kind == "permission" else str(e)) from None
         finally:
             _check_detached(target)
         try:
-            result = h.wait(timeout, alive=lambda: start_time(pid) == start)
+            result = h.wait(timeout, alive=lambda: start_time(pid) == start,
+                            claimed_grace=CLAIMED_GRACE)
         except HandshakeTimeout as e:
             if e.claimed:
+                keep_dir = False
                 raise AttachError(f"pid {pid} started installing the hook but did not finish "
-                                  f"within {timeout:g}s more; see its stderr") from None
+                                  f"within {CLAIMED_GRACE:g}s; see its stderr") from None
             raise AttachError(_never_safe(target, timeout)) from None
         except TargetGone:
+            keep_dir = False
             raise AttachError(f"pid {pid} exited while memdiag attached to it") from None
         keep_dir = False
     finally:
-        h.cancel()     # no-op once claimed
+        h.cancel()     # a no-op once the target has claimed the request
         if not keep_dir:
             h.remove()
     resent = _resend(pid, start, result.get("deferred_signals"))
@@ -236,12 +256,29 @@ def _permission(target, error):
 
 
 def _never_safe(target, timeout):
-    state = proc_status(target.pid).get("State", "") if os.path.exists(f"/proc/{target.pid}") else ""
-    why = ("it is stopped (" + state + ")" if state.startswith(("T", "t")) else
-           "its main thread is blocked (a long call into C code, a lock, a sleep, a read)")
+    where = main_thread_wait(target.pid)
+    state = status_or_empty(target.pid).get("State", "")
+    if state.startswith(("T", "t")):
+        why = f"it is stopped ({state})"
+    elif where == "running":
+        why = "its main thread runs C code that does not return to Python (a long computation?)"
+    elif where in ("epoll_wait", "epoll_pwait", "epoll_pwait2", "poll", "ppoll", "select",
+                   "pselect6", "accept", "accept4"):
+        why = (f"its main thread waits in {where} without a timeout (an idle event loop or "
+               f"server: send it a request while attach waits)")
+    elif where in ("read", "recvfrom", "recvmsg"):
+        why = f"its main thread waits for input ({where})"
+    elif where == "futex":
+        why = "its main thread waits for a lock or another thread (futex)"
+    elif where in ("nanosleep", "clock_nanosleep", "pause"):
+        why = f"its main thread sleeps ({where})"
+    elif where:
+        why = f"its main thread is blocked ({where})"
+    else:
+        why = "its main thread is blocked in a long call outside Python"
     return (f"pid {target.pid} ({target.name}) did not reach a safe point within {timeout:g}s: "
-            f"{why}; nothing was installed and nothing will be later. Try again, with a longer "
-            f"--timeout, while it is busy serving")
+            f"{why}; nothing was installed, and nothing will be later. Try again, or with a "
+            f"longer --timeout")
 
 
 def _range():

@@ -50,10 +50,11 @@ class DebuggerError(Exception):
     """kind: "missing" (no debugger), "unusable" (none could call functions),
     "permission" (ptrace refused), "other"."""
 
-    def __init__(self, message, kind="other", tried=()):
+    def __init__(self, message, kind="other", tried=(), maybe_queued=False):
         super().__init__(message)
         self.kind = kind
         self.tried = list(tried)
+        self.maybe_queued = maybe_queued   # the pending call may be queued all the same
 
 
 class Debugger:
@@ -182,7 +183,7 @@ def _interrupt(proc, debugger, target):
         raise DebuggerError(
             f"{debugger.label} (pid {proc.pid}) did not finish with pid {target.pid}; it is "
             f"left running: do not kill -9 it while pid {target.pid} is stopped "
-            f"(see `grep TracerPid /proc/{target.pid}/status`)") from None
+            f"(see `grep TracerPid /proc/{target.pid}/status`)", maybe_queued=True) from None
 
 
 def inject(target: Target, stub: bytes, timeout=60.0):
@@ -207,10 +208,11 @@ def inject(target: Target, stub: bytes, timeout=60.0):
                 raise DebuggerError(reason, "permission", tried=tried)
             tried.append(f"{debugger.label}: {reason}")
             continue   # could not call the harmless probe: try the next one
-        # The probe ran but a later step failed: nothing was queued for sure
-        # only if the call itself was never made; do not try another debugger.
+        # The probe ran but a later step failed, maybe inside Py_AddPendingCall:
+        # another debugger could queue the code twice (harmless: the second
+        # finds the token gone), but this is no failure to call functions.
         raise DebuggerError(f"{debugger.label} failed in pid {target.pid} after its probe "
-                            f"call: {reason}", tried=tried)
+                            f"call: {reason}", tried=tried, maybe_queued=True)
     raise DebuggerError(f"no debugger could call a function in pid {target.pid} "
                         f"({'; '.join(tried)}); {INSTALL_ADVICE}", "unusable", tried=tried)
 

@@ -42,19 +42,21 @@ def _attach_main(request):
             _remove_leftovers(directory)   # called off by the CLI's timeout
         return
     deferred = []
-    held = _hold_handlers(request["signal"], deferred)
-    try:
-        result = _attach(request)
-    except BaseException as e:  # noqa: B036 - nothing may reach the program
-        result = {"state": "failed", "error": _one_line(e)}
-    finally:
-        _restore_handlers(held)
+    result = _installed_already()   # first: holding handlers back would touch its
+    if result is None:
+        held = _hold_handlers(request["signal"], deferred)
+        try:
+            result = _attach(request)
+        except BaseException as e:  # noqa: B036 - nothing may reach the program
+            result = {"state": "failed", "error": _one_line(e)}
+        finally:
+            _restore_handlers(held)
     result["deferred_signals"] = sorted(set(deferred))
     _write_result(directory, result)
 
 
-def _attach(request):
-    signum = request["signal"]
+def _installed_already():
+    """memdiag run's hook, an earlier attach's, or the program's own install()."""
     for name in ("_memdiag_hook.hook", "memdiag.hook"):
         module = sys.modules.get(name)
         is_installed = getattr(module, "is_installed", None)
@@ -62,6 +64,11 @@ def _attach(request):
             state = module._state
             return {"state": "already", "module": name, "signal": state.signum,
                     "dir": state.dir, "registry": state.registry_path}
+    return None
+
+
+def _attach(request):
+    signum = request["signal"]
     current = signal.getsignal(signum)
     if current not in (signal.SIG_DFL, signal.SIG_IGN):
         return {"state": "refused", "handler": _describe(current)}
@@ -115,7 +122,8 @@ def _hold_handlers(our_signum, deferred):
             continue
         try:
             handler = signal.getsignal(signum)
-            if callable(handler):
+            owner = str(getattr(handler, "__module__", None))
+            if callable(handler) and not owner.startswith(("_memdiag", "memdiag")):
                 signal.signal(signum, record)
                 held.append((signum, handler, record))
         except (ValueError, OSError, TypeError):

@@ -33,7 +33,8 @@ _PYTHON_NAME = re.compile(r"^python3(\.\d+)?t?$")
 
 
 class RemoteExecError(Exception):
-    """sys.remote_exec failed; `kind` is "permission", "disabled" or "other"."""
+    """sys.remote_exec failed; `kind` is "permission", "disabled", "timeout" (the
+    script may have been sent all the same) or "other"."""
 
     def __init__(self, message, kind="other"):
         super().__init__(message)
@@ -69,7 +70,8 @@ def inject(target: Target, script_path, timeout=60.0):
                            capture_output=True, text=True, timeout=timeout,
                            stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
-        raise RemoteExecError(f"sys.remote_exec did not return within {timeout:g}s") from None
+        raise RemoteExecError(f"sys.remote_exec did not return within {timeout:g}s",
+                              "timeout") from None
     except OSError as e:
         raise RemoteExecError(f"cannot run {python}: {e.strerror}") from None
     try:

@@ -207,14 +207,14 @@ def ptrace_denied_reason(target: Target, me_status=None) -> Optional[str]:
     holder = tracer(proc_status(target.pid))
     if holder:
         return (f"pid {target.pid} is being traced by pid {holder} "
-                f"({process_name(holder, _status_or_empty(holder))}): a debugger or profiler "
+                f"({process_name(holder, status_or_empty(holder))}): a debugger or profiler "
                 f"is attached; detach it and try again")
     return None
 
 
 def explain_ptrace_denied(target: Target, me_status=None) -> str:
     """The advice for a refused ptrace: which of user, capability, Yama, container."""
-    me = me_status or _status_or_empty("self")
+    me = me_status or status_or_empty("self")
     my_uid = os.getuid()
     head = f"not allowed to trace pid {target.pid} ({target.name})"
     if my_uid != 0 and my_uid != target.uid:
@@ -267,7 +267,37 @@ def container_kind():
     return None
 
 
-def _status_or_empty(pid):
+# System calls a blocked main thread is typically in (number -> what it does).
+_WAITS = {
+    "x86_64": {0: "read", 7: "poll", 23: "select", 34: "pause", 35: "nanosleep",
+               43: "accept", 45: "recvfrom", 47: "recvmsg", 61: "wait4", 202: "futex",
+               230: "clock_nanosleep", 232: "epoll_wait", 270: "pselect6", 271: "ppoll",
+               281: "epoll_pwait", 288: "accept4", 441: "epoll_pwait2"},
+    "aarch64": {22: "epoll_pwait", 63: "read", 72: "pselect6", 73: "ppoll", 98: "futex",
+                101: "nanosleep", 115: "clock_nanosleep", 202: "accept", 207: "recvfrom",
+                212: "recvmsg", 242: "accept4", 260: "wait4", 441: "epoll_pwait2"},
+}
+
+
+def main_thread_wait(pid):
+    """The system call the main thread is blocked in ("epoll_wait"), "running"
+    when it runs, or None when unknown. /proc/<pid>/syscall needs the right to
+    trace the process."""
+    try:
+        with open(f"/proc/{pid}/syscall") as f:
+            first = f.read().split()[0]
+    except (OSError, IndexError):
+        return None
+    if first == "running":
+        return "running"
+    try:
+        number = int(first)
+    except ValueError:
+        return None
+    return _WAITS.get(os.uname().machine, {}).get(number, f"system call {number}")
+
+
+def status_or_empty(pid):
     try:
         return proc_status(pid)
     except TargetError:

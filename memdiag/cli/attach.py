@@ -6,6 +6,7 @@ target, is described in memdiag/attach/__init__.py.
 
 from __future__ import annotations
 
+import os
 import signal as _signal
 import sys
 
@@ -59,11 +60,12 @@ def command(pid, directory=None, signal="USR2", strings=False, take_snapshot=Fal
         version = tuple(int(x) for x in result.python.split(".")[:2] if x.isdigit())
         reason = walker_reason(version, result) if len(version) == 2 else None
     warning = None
-    if entry is None:
-        warning = (f"`memdiag snapshot {pid}` will not find the hook's registry: the target "
-                   f"keeps it at {result.registry} (its TMPDIR differs from this one); "
-                   f"use `kill -{_signal_name(result.signal)[3:]} {pid}` or run memdiag with "
-                   f"the target's TMPDIR")
+    if entry is None and result.registry:
+        # .../memdiag-<uid>/hooks/<pid>.json under the target's temp directory
+        base = os.path.dirname(os.path.dirname(os.path.dirname(result.registry)))
+        warning = (f"the target keeps its hook registry under {base} (its TMPDIR), where "
+                   f"this memdiag does not look: use `TMPDIR={base} memdiag snapshot {pid}`, "
+                   f"or `kill -{_signal_name(result.signal)[3:]} {pid}`")
     snap_path = snap_seconds = None
     if take_snapshot:
         snap_path, snap_seconds = snapshot_cmd.take(pid, None, max(timeout, 60.0))
