@@ -81,9 +81,13 @@ def python_route(route):
 
 def plain_env():
     """The environment of a program started without memdiag: no PYTHONPATH, no
-    MEMDIAG_* variables (TMPDIR stays: the tests' private temp directory)."""
+    MEMDIAG_* variables. TMPDIR stays (the tests' private temp directory), and
+    so does PYTHONDONTWRITEBYTECODE: a target that loads the hook would write
+    .pyc files into the checkout's memdiag/, which changes what other tests'
+    programs allocate at startup."""
     return {k: v for k, v in os.environ.items()
-            if not k.startswith(("MEMDIAG_", "PYTHON")) and k != "VIRTUAL_ENV"}
+            if not k.startswith("MEMDIAG_") and k not in ("PYTHONPATH", "PYTHONHOME",
+                                                          "PYTHONSTARTUP", "VIRTUAL_ENV")}
 
 
 class Proc:
@@ -293,6 +297,20 @@ def test_debugger_route_with_busy_threads_leaves_main_untouched(procs, tmp_path)
     assert after["main_names"] == before["main_names"]
     assert after["usr2"] == "_memdiag_hook.hook._on_signal" and after["hook_loaded"]
     assert not after["memdiag_loaded"]
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_attach_leaves_no_garbage_of_its_own_in_the_target(procs, tmp_path, route):
+    """With the gc off, a cycle the injected code left behind (its functions and
+    their namespace) would stay, and show in snapshots as unreached objects.
+    Importing modules leaves garbage of the standard library's own; none of
+    memdiag's."""
+    _, python = python_route(route)
+    p = start_program(procs, tmp_path, python, "--no-gc")
+    assert attach_json(p.pid)["state"] == "installed"
+    p.send("collect")
+    line = p.wait_line("COLLECTED")
+    assert line.endswith(" OURS 0"), line
 
 
 def test_attach_twice_installs_one_handler(procs, tmp_path):
@@ -614,11 +632,14 @@ def test_injected_code_holds_back_a_raising_handler(tmp_path):
     (d / "token").write_text("")
     request = {"dir": str(d), "pkg": str(pkg), "signal": int(signal.SIGUSR2),
                "strings": False, "snapshot_dir": str(tmp_path)}
-    program = ("import sys\nns = {'__name__': '_memdiag_attach'}\ntry:\n"
+    # SIGINT's default handler set explicitly: a test run started in the
+    # background inherits SIGINT ignored, and Python then keeps it ignored.
+    program = ("import signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
+               "ns = {'__name__': '_memdiag_attach'}\ntry:\n"
                f"    exec({script_text(request)!r}, ns)\n"
                "    print('NO-EXCEPTION')\nexcept BaseException as e:\n"
                "    print('LEAKED', type(e).__name__)\n"
-               "import signal\nprint('HANDLER', signal.getsignal(signal.SIGINT) is "
+               "print('HANDLER', signal.getsignal(signal.SIGINT) is "
                "signal.default_int_handler)\n")
     r = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
                        timeout=60, env=plain_env())

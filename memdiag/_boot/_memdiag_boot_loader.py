@@ -11,7 +11,11 @@ of memdiag that the program itself has installed:
     '_memdiag_hook.hook'
 
 A process that has loaded it already (an earlier `run` or `attach`) gets the
-same module back: one hook state, one signal handler.
+same module back: one hook state, one signal handler. This module itself is
+loaded by path, and kept in sys.modules under
+its own private name, by its callers (sitecustomize.py, attach's payload):
+the hook leaves modules named `_memdiag*` out of snapshots, where a module
+dropped after use would linger as an unreachable cycle.
 """
 
 import importlib
@@ -20,6 +24,7 @@ import os
 import sys
 
 PRIVATE_NAME = "_memdiag_hook"
+LOADER_NAME = "_memdiag_boot_loader"   # what callers load this file as
 
 
 def load_hook(pkg_dir):

@@ -19,10 +19,13 @@ def _memdiag_boot():
     try:
         import importlib.util
         # The loader `memdiag attach` uses too; by its path, never from sys.path.
-        spec = importlib.util.spec_from_file_location(
-            "_memdiag_boot_loader", os.path.join(here, "_memdiag_boot_loader.py"))
-        loader = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(loader)
+        loader = sys.modules.get("_memdiag_boot_loader")
+        if loader is None:
+            spec = importlib.util.spec_from_file_location(
+                "_memdiag_boot_loader", os.path.join(here, "_memdiag_boot_loader.py"))
+            loader = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(loader)
+            sys.modules["_memdiag_boot_loader"] = loader
         hook = loader.load_hook(pkg)
         directory = hook.install(
             dir=os.environ.get("MEMDIAG_DIR") or None,

@@ -57,6 +57,7 @@ class AttachResult:
     walker_error: Optional[str] = None
     pure_python_forced: bool = False
     module: Optional[str] = None     # the hook module that is installed in the target
+    target_seconds: Optional[float] = None  # how long the target's main thread ran the code
     resent_signals: List[int] = field(default_factory=list)
 
 
@@ -196,7 +197,8 @@ def _outcome(target, signum, result, method, seconds, resent):
         compiled_walker=result.get("compiled_walker") if state == "installed" else None,
         walker_error=_str_or_none(result.get("walker_error")),
         pure_python_forced=bool(result.get("pure_python_forced")),
-        module=_str_or_none(result.get("module")), resent_signals=resent)
+        module=_str_or_none(result.get("module")), resent_signals=resent,
+        target_seconds=result.get("seconds") if isinstance(result.get("seconds"), float) else None)
 
 
 def walker_reason(version, result: AttachResult):
@@ -210,10 +212,10 @@ def walker_reason(version, result: AttachResult):
                     glob.glob(os.path.join(PKG_DIR, "_walker.*.so"))})
     if not any(b.startswith(tag) for b in built):
         have = ", ".join(_tag_version(b) for b in built) or "no Python"
-        return (f"memdiag's compiled walker is built for {have} only, and the target runs "
-                f"{version[0]}.{version[1]}; install memdiag with Python {version[0]}."
-                f"{version[1]} too (pipx install --python python{version[0]}.{version[1]} "
-                f"memdiag) for the compiled one")
+        v = f"{version[0]}.{version[1]}"
+        return (f"memdiag's compiled walker is built for Python {have} only, and the target "
+                f"runs {v}; for the compiled one, attach with a memdiag installed on Python "
+                f"{v} (pipx install --suffix=@{v} --python python{v} memdiag)")
     return "the compiled walker did not load in the target"
 
 

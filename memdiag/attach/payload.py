@@ -30,6 +30,7 @@ import json
 import os
 import signal
 import sys
+import time
 
 
 def _attach_main(request):
@@ -41,6 +42,7 @@ def _attach_main(request):
         if not os.path.exists(os.path.join(directory, "result.json")):
             _remove_leftovers(directory)   # called off by the CLI's timeout
         return
+    started = time.perf_counter()
     deferred = []
     result = _installed_already()   # first: holding handlers back would touch its
     if result is None:
@@ -52,6 +54,7 @@ def _attach_main(request):
         finally:
             _restore_handlers(held)
     result["deferred_signals"] = sorted(set(deferred))
+    result["seconds"] = round(time.perf_counter() - started, 6)
     _write_result(directory, result)
 
 
@@ -73,11 +76,14 @@ def _attach(request):
     if current not in (signal.SIG_DFL, signal.SIG_IGN):
         return {"state": "refused", "handler": _describe(current)}
     pkg = request["pkg"]
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        "_memdiag_boot_loader", os.path.join(pkg, "_boot", "_memdiag_boot_loader.py"))
-    loader = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(loader)
+    loader = sys.modules.get("_memdiag_boot_loader")   # as memdiag run loads it
+    if loader is None:
+        import importlib.util
+        spec = importlib.util.spec_from_file_location(
+            "_memdiag_boot_loader", os.path.join(pkg, "_boot", "_memdiag_boot_loader.py"))
+        loader = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(loader)
+        sys.modules["_memdiag_boot_loader"] = loader
     hook = loader.load_hook(pkg)
     snapshot_dir = hook.install(dir=request["snapshot_dir"], signal=signum,
                                 strings=request["strings"])

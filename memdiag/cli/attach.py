@@ -74,6 +74,7 @@ def command(pid, directory=None, signal="USR2", strings=False, take_snapshot=Fal
             "pid": pid, "state": result.state, "python": result.python,
             "method": result.method or None, "signal": _signal_name(result.signal),
             "dir": result.dir, "registry": result.registry, "hook_module": result.module,
+            "target_seconds": result.target_seconds,
             "walker": None if compiled is None else ("compiled" if compiled else "python"),
             "walker_reason": reason, "seconds": result.seconds,
             "resent_signals": [_signal_name(s) for s in result.resent_signals],
@@ -91,8 +92,8 @@ def command(pid, directory=None, signal="USR2", strings=False, take_snapshot=Fal
     if compiled is True:
         print("walker: compiled")
     elif compiled is False:
-        print(f"walker: pure-Python (slower, and its forked child un-shares more memory): "
-              f"{reason}")
+        print(f"walker: pure-Python (slower; its forked child copies more of the target's "
+              f"memory): {reason}")
     if warning:
         sys.stderr.write(f"memdiag: warning: {warning}\n")
     if snap_path:

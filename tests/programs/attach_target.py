@@ -10,12 +10,18 @@ reaches a safe point often. Commands (one per line):
     grow N  -> GREW: N more LeakedItem objects in LEAKY
     block   -> BLOCKED, then one blocking read of stdin: no safe point until the
                next line arrives, which it answers with RELEASED
+    collect -> COLLECTED n OURS m: gc.collect() found n unreachable objects
+               (with --no-gc: all garbage cycles made since the last collect),
+               m of them memdiag's (a function, class or namespace of a
+               module named _memdiag*)
     exit    -> ends the program
 
 --own-usr2 installs the program's own SIGUSR2 handler (it prints GOT-USR2);
---busy-threads N starts N threads that run Python code without pause.
+--busy-threads N starts N threads that run Python code without pause;
+--no-gc turns the cyclic gc off (as some services do).
 """
 
+import gc
 import json
 import os
 import select
@@ -42,6 +48,12 @@ def _busy():
         x = (x + 1) % 1000003
 
 
+def _memdiag_s(o):
+    if isinstance(o, dict):
+        return "_attach_main" in o or str(o.get("__name__", "")).startswith("_memdiag")
+    return str(getattr(o, "__module__", "")).startswith("_memdiag")
+
+
 def state():
     handler = signal.getsignal(signal.SIGUSR2)
     if handler == signal.SIG_DFL:
@@ -59,6 +71,9 @@ def main():
     if "--busy-threads" in sys.argv:
         for _ in range(int(sys.argv[sys.argv.index("--busy-threads") + 1])):
             threading.Thread(target=_busy, daemon=True).start()
+    if "--no-gc" in sys.argv:
+        gc.disable()
+        gc.collect()
     print(f"READY pid={os.getpid()}", flush=True)
     pending = b""
     while True:
@@ -82,6 +97,13 @@ def main():
                 os.read(0, 1)          # blocks in read(2): no safe point
                 pending = b""
                 print("RELEASED", flush=True)
+            elif cmd == "collect":
+                gc.set_debug(gc.DEBUG_SAVEALL)
+                n = gc.collect()
+                ours = sum(1 for o in gc.garbage if _memdiag_s(o))
+                gc.garbage.clear()
+                gc.set_debug(0)
+                print(f"COLLECTED {n} OURS {ours}", flush=True)
             elif cmd == "exit":
                 return
 
