@@ -577,6 +577,37 @@ def test_another_users_process(procs, tmp_path, nobody_python):
     assert_untouched(p, handlers)
 
 
+def test_root_attaches_to_another_users_process(procs, tmp_path, nobody_python):
+    """Root attaches to uid 65534's process: the attach directory is handed to
+    that user, the hook registers as that user, and snapshots work."""
+    p = start_program(procs, tmp_path, nobody_python.exe, preexec_fn=as_user(NOBODY, NOGROUP),
+                      cwd="/")
+    try:
+        info = attach_json(p.pid)
+        assert info["state"] == "installed", info
+        assert info["registry"] == os.path.join(hook._base_dir(NOBODY), "hooks", f"{p.pid}.json")
+        path = snapshot(p.pid)
+        assert os.stat(path).st_uid == NOBODY
+        assert attach_dirs(p.pid) == [] and status(p.pid)["TracerPid"].strip() == "0"
+    finally:
+        kill_pid(p.pid)
+        subprocess.run(["rm", "-rf", hook._base_dir(NOBODY)])
+
+
+@pytest.mark.parametrize("name", ["gdb", "lldb"])
+def test_each_debugger_here_can_attach(procs, tmp_path, name):
+    """The debugger route with each debugger this machine has (CI has gdb)."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"no {name} here (the other debugger covers the route; CI installs gdb)")
+    _, python = python_for("debugger")
+    p = start_program(procs, tmp_path, python)
+    info = attach_json(p.pid, env=dict(os.environ, MEMDIAG_DEBUGGER=name))
+    assert info["state"] == "installed" and info["method"] == f"{name} ({path})", info
+    assert p.state()["usr2"] == "_memdiag_hook.hook._on_signal"
+    assert status(p.pid)["TracerPid"].strip() == "0"
+
+
 def test_ptrace_denied_without_cap_sys_ptrace(procs, tmp_path):
     """Root without CAP_SYS_PTRACE (a container's default) cannot trace a
     process whose capabilities it lacks: refused before any debugger runs."""
