@@ -161,9 +161,12 @@ def run_one(debugger, target: Target, stub: bytes, timeout):
         command_file = os.path.join(tmp, "commands")
         with open(command_file, "w") as f:
             f.write((lldb_commands if debugger.kind == "lldb" else gdb_commands)(stub_file, size))
+        # Its own session: a Ctrl-C at memdiag's terminal must not interrupt it
+        # between two of its steps; memdiag stops waiting, the debugger finishes
+        # (a second) and detaches, and the code it queued finds its token gone.
         proc = subprocess.Popen(_argv(debugger, target.pid, command_file), stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                errors="replace", cwd=tmp)
+                                errors="replace", cwd=tmp, start_new_session=True)
         try:
             output, _ = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:

@@ -68,7 +68,7 @@ def inject(target: Target, script_path, timeout=60.0):
     try:
         p = subprocess.run([python, "-I", "-c", RUNNER, str(target.pid), script_path],
                            capture_output=True, text=True, timeout=timeout,
-                           stdin=subprocess.DEVNULL)
+                           stdin=subprocess.DEVNULL, start_new_session=True)
     except subprocess.TimeoutExpired:
         raise RemoteExecError(f"sys.remote_exec did not return within {timeout:g}s",
                               "timeout") from None
