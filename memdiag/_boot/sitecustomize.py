@@ -18,13 +18,15 @@ def _memdiag_boot():
         return
     try:
         import importlib.util
-        spec = importlib.util.spec_from_file_location(
-            "_memdiag_hook", os.path.join(pkg, "__init__.py"),
-            submodule_search_locations=[pkg])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["_memdiag_hook"] = module
-        spec.loader.exec_module(module)
-        hook = importlib.import_module("_memdiag_hook.hook")
+        # The loader `memdiag attach` uses too; by its path, never from sys.path.
+        loader = sys.modules.get("_memdiag_boot_loader")
+        if loader is None:
+            spec = importlib.util.spec_from_file_location(
+                "_memdiag_boot_loader", os.path.join(here, "_memdiag_boot_loader.py"))
+            loader = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(loader)
+            sys.modules["_memdiag_boot_loader"] = loader
+        hook = loader.load_hook(pkg)
         directory = hook.install(
             dir=os.environ.get("MEMDIAG_DIR") or None,
             signal=os.environ.get("MEMDIAG_SIGNAL") or "USR2",

@@ -57,6 +57,21 @@ def snapshot(
 
 
 @app.command()
+def attach(
+    pid: Annotated[int, typer.Argument(help="Process id of a running Python program (3.11-3.15) started without memdiag.")],
+    dir: Annotated[Optional[str], typer.Option("--dir", help="Snapshot directory (default: the target's /tmp/memdiag-<uid>).")] = None,
+    signal: Annotated[str, typer.Option("--signal", help="Signal that triggers a snapshot.")] = "USR2",
+    strings: Annotated[bool, typer.Option("--strings", help="Write str contents into snapshots (off: lengths only).")] = False,
+    snapshot: Annotated[bool, typer.Option("--snapshot", help="Take one snapshot right after attaching; print its path.")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds to wait for the target to reach a safe point.")] = 30.0,
+    as_json: JsonOpt = False,
+):
+    """Install the snapshot hook into a running Python process."""
+    from . import attach as mod
+    return mod.command(pid, dir, signal, strings, snapshot, timeout, as_json)
+
+
+@app.command()
 def top(
     snapshot: Annotated[str, typer.Argument(help="A .snap file.")],
     top: TopOpt = 10,
