@@ -38,6 +38,7 @@ LAYER_OF = {
     "memdiag.protocol": "hook",
     "memdiag.walker": "hook",
     "memdiag._walker": "hook",              # C: the compiled walker
+    "memdiag.attach": "attach",             # attach: injectors (CLI side) and the payload (target side), stdlib only
     "memdiag._boot": "boot",                # sitecustomize: loads the hook by file path
     "memdiag": "package",                   # memdiag/__init__.py only: the public facade
 }
@@ -46,13 +47,14 @@ HOOK_SIDE = {"hook", "snapfile"}
 
 # What each layer may import: memdiag layers, and packages outside the stdlib.
 MAY_IMPORT = {
-    "cli": ({"cli", "render", "analysis", "model", "snapfile", "hook"},
+    "cli": ({"cli", "render", "analysis", "model", "snapfile", "hook", "attach"},
             {"typer", "click", "rich", "numpy"}),
     "render": ({"render", "analysis", "model", "snapfile"}, {"rich"}),
     "analysis": ({"analysis", "model", "snapfile"}, {"numpy"}),
     "model": ({"model", "snapfile"}, {"numpy"}),
     "snapfile": ({"snapfile"}, set()),
     "hook": (HOOK_SIDE, set()),
+    "attach": (HOOK_SIDE | {"attach"}, set()),
     "boot": (set(), {"sitecustomize"}),   # chains to the program's own sitecustomize
     # install()/dump() load the hook, load() the model: lazily, inside functions
     "package": ({"hook", "model"}, set()),

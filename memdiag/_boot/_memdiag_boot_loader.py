@@ -6,9 +6,10 @@ directory is loaded as `_memdiag_hook`, so only the hook's own modules
 (stdlib only) are imported, never memdiag's dependencies, and never a copy
 of memdiag that the program itself has installed:
 
-    >>> hook = load_hook("/opt/memdiag/lib/python3.12/site-packages/memdiag")  # doctest: +SKIP
-    >>> hook.__name__                                                         # doctest: +SKIP
-    '_memdiag_hook.hook'
+    >>> import memdiag, os
+    >>> hook = load_hook(os.path.dirname(memdiag.__file__))   # importing it installs nothing
+    >>> hook.__name__, hook.is_installed()
+    ('_memdiag_hook.hook', False)
 
 A process that has loaded it already (an earlier `run` or `attach`) gets the
 same module back: one hook state, one signal handler. This module itself is

@@ -9,9 +9,15 @@ The injected code claims the request by renaming `token`; the CLI calls it
 off by removing `token`. Exactly one of the two succeeds, so a target that
 reaches a safe point only after the CLI gave up installs nothing:
 
-    >>> h = Handshake.create(target, request)          # doctest: +SKIP
-    >>> h.wait(timeout=10, alive=lambda: True)         # doctest: +SKIP
-    {'state': 'installed', ...}
+    >>> import os
+    >>> from memdiag.attach.target import describe
+    >>> h = Handshake.create(describe(os.getpid()), {"signal": "USR2"})
+    >>> sorted(os.listdir(h.path)), h.claimed()
+    (['script.py', 'token'], False)
+    >>> h.cancel()         # the CLI gives up: a late target finds no token
+    True
+    >>> h.remove(); os.path.exists(h.path)
+    False
 """
 
 from __future__ import annotations

@@ -3,9 +3,12 @@
 Every /proc read attach makes is here, so they can move to one shared place.
 Nothing in this module writes to, signals or traces the process:
 
-    >>> t = describe(4242)                                        # doctest: +SKIP
-    >>> t.name, t.version, t.runtime                              # doctest: +SKIP
-    ('python3.15', (3, 15, 2), '/usr/bin/python3.15')
+    >>> import os, sys
+    >>> t = describe(os.getpid())     # here: the interpreter running this example
+    >>> t.version[:2] == sys.version_info[:2], "Py_AddPendingCall" in t.symbols
+    (True, True)
+    >>> os.path.basename(t.runtime)   # doctest: +SKIP
+    'libpython3.11.so.1.0'
 """
 
 from __future__ import annotations
