@@ -23,11 +23,11 @@ import gc
 import json
 import os
 import signal as _signal
-import stat
 import sys
 import time
 
-from . import snapfile
+from . import protocol, snapfile
+from .protocol import HookError
 
 __all__ = ["install", "uninstall", "dump", "is_installed", "snapshot_dir"]
 
@@ -39,10 +39,6 @@ try:  # the compiled walker, when it was built for this interpreter
     from . import _walker as _cwalker
 except Exception:  # pragma: no cover - exercised by the fallback tests
     _cwalker = None
-
-
-class HookError(Exception):
-    """A snapshot could not be written; the message is one line for a human."""
 
 
 class _State:
@@ -78,136 +74,36 @@ _state = _State()
 
 # ------------------------------------------------------------------ paths
 
-def _uid():
-    return os.getuid() if hasattr(os, "getuid") else 0
-
-
-def _base_dir(uid=None):
-    import tempfile
-    return os.path.join(tempfile.gettempdir(), f"memdiag-{_uid() if uid is None else uid}")
-
-
 def snapshot_dir(dir=None):
     """Where snapshots go: the argument, else $MEMDIAG_DIR, else a per-user temp dir."""
-    return os.path.abspath(dir or os.environ.get("MEMDIAG_DIR") or _base_dir())
-
-
-def registry_dir(uid=None):
-    return os.path.join(_base_dir(uid), "hooks")
-
-
-def _makedirs_private(path):
-    """os.makedirs(path, exist_ok=True), but every directory it creates is 0700:
-    makedirs gives the mode to the last one only, its parents get 0777 minus
-    the umask (world-writable under umask 0)."""
-    parent = os.path.dirname(path)
-    if parent and parent != path and not os.path.exists(parent):
-        _makedirs_private(parent)
-    try:
-        os.mkdir(path, 0o700)
-    except FileExistsError:
-        if not os.path.isdir(path):
-            raise
-
-
-def _ensure_private_dir(path, strict):
-    """Create `path` 0700 if missing; refuse a symlink or another user's dir."""
-    try:
-        _makedirs_private(path)
-    except OSError as e:
-        raise HookError(f"cannot create {path}: {e.strerror}") from None
-    st = os.lstat(path)
-    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
-        raise HookError(f"refusing to use {path}: not a plain directory")
-    if strict and hasattr(os, "getuid") and st.st_uid != os.getuid():
-        raise HookError(f"refusing to use {path}: owned by uid {st.st_uid}")
-    if strict and st.st_mode & 0o077:
-        os.chmod(path, 0o700)
-
-
-def _proc_start_time(pid):
-    """Field 22 of /proc/<pid>/stat: tells a pid apart from a reused one."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-        return int(data[data.rindex(b")") + 2:].split()[19])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _rss_bytes():
-    try:
-        with open("/proc/self/statm", "rb") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return None
+    return protocol.snapshot_dir(dir)
 
 
 # --------------------------------------------------------------- registry
 
-def _write_small(path, data):
-    tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o600)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-
-
 def _register():
     pid = os.getpid()
-    reg = registry_dir()
-    _ensure_private_dir(os.path.dirname(reg), strict=True)
-    _ensure_private_dir(reg, strict=True)
-    _sweep_registry(reg)
     info = {
-        "pid": pid, "start_time": _proc_start_time(pid), "signal": _state.signum,
-        "signal_name": _signal.Signals(_state.signum).name, "dir": _state.dir,
+        "pid": pid, "start_time": protocol.proc_start_time(pid), "signal": _state.signum,
+        "signal_name": protocol.signal_name(_state.signum), "dir": _state.dir,
         "python": sys.version.split()[0], "executable": sys.executable,
         "argv": list(sys.argv), "hook_version": HOOK_VERSION, "mode": _state.mode,
         "compiled_walker": _cwalker is not None,
     }
-    path = os.path.join(reg, f"{pid}.json")
-    _write_small(path, json.dumps(info).encode())
-    _state.registry_path = path
+    _state.registry_path = protocol.write_entry(info)
     _state.pid = pid
-
-
-def _sweep_registry(reg):
-    """Remove the entries of processes that are gone (killed, or ended without
-    uninstall()); every hooked process would otherwise leave its files."""
-    try:
-        names = os.listdir(reg)
-    except OSError:
-        return
-    for name in names:
-        stem, _, ext = name.partition(".")
-        if ext in ("json", "status") and stem.isdigit() and not _pid_alive(int(stem)):
-            try:
-                os.unlink(os.path.join(reg, name))
-            except OSError:
-                pass
 
 
 def _unregister():
     path = _state.registry_path
     _state.registry_path = None
     if path and _state.pid == os.getpid():
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
+        protocol.remove_entry(path)
 
 
-def _write_status(status):
-    if not _state.pid:
-        return
-    try:
-        path = os.path.join(registry_dir(), f"{_state.pid}.status")
-        _write_small(path, json.dumps(status).encode())
-    except OSError:
-        pass
+def _write_status(seq, state, **fields):
+    if _state.pid:
+        protocol.write_status(_state.pid, seq, state, **fields)
 
 
 # ---------------------------------------------------------------- install
@@ -238,12 +134,12 @@ def install(dir=None, signal="USR2", trace_frames=0, strings=False, mode="auto",
     Must be called from the main thread. Calling it again reconfigures.
     Returns the snapshot directory.
     """
-    signum = _parse_signal(signal)
+    signum = protocol.parse_signal(signal)
     _prepare()
-    if mode not in ("auto", "fork", "inline"):
+    if mode not in protocol.MODES:
         raise ValueError("mode must be 'auto', 'fork' or 'inline'")
     directory = snapshot_dir(dir)
-    _ensure_private_dir(directory, strict=directory == _base_dir())
+    protocol.make_private_dir(directory)
     if _state.installed and _state.signum != signum:
         uninstall()
     _state.signum = signum
@@ -265,7 +161,7 @@ def install(dir=None, signal="USR2", trace_frames=0, strings=False, mode="auto",
     if guard_signal and _state.orig_signal is None:
         _state.orig_signal = _signal.signal
         _signal.signal = _guarded_signal
-    _state.rss_limit = parse_size(rss_limit) if rss_limit else None
+    _state.rss_limit = protocol.parse_size(rss_limit) if rss_limit else None
     try:
         _state.rss_interval = max(0.05, float(os.environ.get("MEMDIAG_RSS_INTERVAL") or 1.0))
     except ValueError:
@@ -309,20 +205,6 @@ def uninstall():
         pass
     _unregister()
     _state.installed = False
-
-
-def _parse_signal(sig):
-    if isinstance(sig, int):
-        return _signal.Signals(sig).value
-    name = str(sig).upper()
-    if name.isdigit():
-        return _signal.Signals(int(name)).value
-    if not name.startswith("SIG"):
-        name = "SIG" + name
-    try:
-        return _signal.Signals[name].value
-    except KeyError:
-        raise ValueError(f"unknown signal {sig!r}") from None
 
 
 def _guarded_signal(signalnum, handler):
@@ -375,28 +257,6 @@ def _after_fork_in_child():
             pass
 
 
-def parse_size(text):
-    """Bytes from 1073741824, "1G", "1.5GiB", "512M", "800k".
-
-    >>> parse_size("1.5G"), parse_size("512M"), parse_size(4096)
-    (1610612736, 536870912, 4096)
-    """
-    if isinstance(text, int):
-        value = text
-    else:
-        t = str(text).strip().upper().removesuffix("IB").removesuffix("B")
-        scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}.get(t[-1:], 1)
-        if scale > 1:
-            t = t[:-1]
-        try:
-            value = int(float(t) * scale)
-        except ValueError:
-            raise ValueError(f"not a size: {text!r} (e.g. 1.5G, 800M)") from None
-    if value <= 0:
-        raise ValueError(f"not a size: {text!r} (e.g. 1.5G, 800M)")
-    return value
-
-
 def _start_watcher():
     if not _state.rss_limit or (_state.watcher is not None and _state.watcher.is_alive()):
         return
@@ -413,7 +273,7 @@ def _watch_rss():
     me = threading_ident()
     while _state.rss_limit and _state.watcher is not None and _state.watcher.ident == me:
         try:
-            rss = _rss_bytes()
+            rss = protocol.rss_bytes()
             limit = _state.rss_limit
             if rss is not None and limit:
                 if armed and rss >= limit and _state.installed and not _state.taken_over:
@@ -457,8 +317,7 @@ def _on_signal(signum, frame):
             error = _one_line(e)
             _report("handler", f"snapshot failed: {error}")
             # `memdiag snapshot` is waiting: tell it now, not at its timeout.
-            _write_status({"seq": _state.seq, "state": "failed", "error": error,
-                           "time": time.time()})
+            _write_status(_state.seq, protocol.FAILED, error=error)
         except Exception:
             pass
 
@@ -514,7 +373,7 @@ def _snapshot_from_signal():
         return  # a snapshot is being taken right now: coalesce
     _reap()
     if _state.children:
-        _write_status({"seq": _state.seq, "state": "coalesced", "time": time.time()})
+        _write_status(_state.seq, protocol.COALESCED)
         return  # the previous snapshot's child is still writing: coalesce
     _state.busy = True
     try:
@@ -533,7 +392,7 @@ def dump(path=None, *, strings=None, mode=None):
     _prepare()
     if _state.dir is None:
         _state.dir = snapshot_dir()
-        _ensure_private_dir(_state.dir, strict=_state.dir == _base_dir())
+        protocol.make_private_dir(_state.dir)
     if _state.busy:
         raise HookError("a snapshot is already being taken")
     _state.busy = True
@@ -556,7 +415,7 @@ def _take(seq, wait, path=None, strings=None, mode=None):
     opts = {
         "seq": seq, "dir": _state.dir, "path": path, "pid": os.getpid(),
         "strings": _state.strings if strings is None else bool(strings),
-        "trace": _tracing(), "rss": _rss_bytes(), "time": time.time(),
+        "trace": _tracing(), "rss": protocol.rss_bytes(), "time": time.time(),
         "t0": t0,
     }
     capture = _capture()
@@ -599,8 +458,7 @@ def _take_forked(capture, opts, wait):
             _close_inherited_fds(keep=(r, back_w, _state.stderr_fd))
             _child_setup()
             # `memdiag snapshot` watches this pid, in case the writer is killed.
-            _write_status({"seq": opts["seq"], "state": "writing", "writer": os.getpid(),
-                           "time": time.time()})
+            _write_status(opts["seq"], protocol.WRITING, writer=os.getpid())
             opts["mode"] = "fork"
             opts["pause_fd"] = r
             final = _write_snapshot(capture, opts, may_materialize=True)
@@ -612,8 +470,7 @@ def _take_forked(capture, opts, wait):
         except BaseException as e:
             try:
                 _report("write", f"snapshot {opts['seq']} failed: {_one_line(e)}")
-                _write_status({"seq": opts["seq"], "state": "failed",
-                               "error": _one_line(e), "time": time.time()})
+                _write_status(opts["seq"], protocol.FAILED, error=_one_line(e))
                 # dump() waits on this pipe: give it the reason (no path starts with NUL)
                 os.write(back_w, b"\0" + _one_line(e).encode("utf-8", "replace"))
             except BaseException:
@@ -868,10 +725,6 @@ def _module_roots():
     return roots
 
 
-def _target_path(directory, pid, seq):
-    return os.path.join(directory, f"memdiag-{pid}-{seq}.snap")
-
-
 class _SnapFile:
     """A file that becomes visible under its final name only when complete.
 
@@ -886,7 +739,7 @@ class _SnapFile:
         self.pid = pid
         self.seq = seq
         self.path = path
-        self.tmp = os.path.join(directory, f".memdiag-{pid}-{seq}.{os.getpid()}.tmp")
+        self.tmp = os.path.join(directory, protocol.temp_name(pid, seq, os.getpid()))
         flags = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
                  | getattr(os, "O_NOFOLLOW", 0))
         self.fd = os.open(self.tmp, flags, 0o600)
@@ -896,7 +749,7 @@ class _SnapFile:
         os.fsync(self.fd)
         seq = self.seq
         for _ in range(1000):
-            final = self.path or _target_path(self.directory, self.pid, seq)
+            final = self.path or os.path.join(self.directory, protocol.snapshot_name(self.pid, seq))
             try:
                 os.link(self.tmp, final, follow_symlinks=False)
                 break
@@ -935,33 +788,20 @@ class _SnapFile:
 
 def _clean_stale_temps(directory, pid):
     """Remove temp files of earlier snapshot writers of this pid that died."""
-    prefix = f".memdiag-{pid}-"
     try:
         names = os.listdir(directory)
     except OSError:
         return
     for name in names:
-        if not (name.startswith(prefix) and name.endswith(".tmp")):
+        parsed = protocol.parse_temp_name(name)
+        if parsed is None or parsed[0] != pid:
             continue
-        try:
-            writer = int(name[:-4].rsplit(".", 1)[1])
-        except (ValueError, IndexError):
-            continue
-        if writer != os.getpid() and not _pid_alive(writer):
+        writer = parsed[2]
+        if writer != os.getpid() and not protocol.pid_alive(writer):
             try:
                 os.unlink(os.path.join(directory, name))
             except OSError:
                 pass
-
-
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _write_snapshot(capture, opts, may_materialize):
@@ -969,7 +809,7 @@ def _write_snapshot(capture, opts, may_materialize):
     if opts.get("path"):
         directory = os.path.dirname(os.path.abspath(opts["path"]))
     if not os.path.isdir(directory):
-        _ensure_private_dir(directory, strict=directory == _base_dir())
+        protocol.make_private_dir(directory)
     _clean_stale_temps(directory, opts["pid"])
     t_walk = time.perf_counter()
     snap = _SnapFile(directory, opts["pid"], opts["seq"], opts.get("path"))
@@ -999,9 +839,8 @@ def _write_snapshot(capture, opts, may_materialize):
     snap.discard()
     # "writer": `memdiag snapshot` waits for it to exit before its next signal,
     # which would otherwise be coalesced into this finished snapshot.
-    _write_status({"seq": opts["seq"], "state": "written", "path": final,
-                   "time": time.time(), "bytes": writer.bytes_written,
-                   "writer": os.getpid()})
+    _write_status(opts["seq"], protocol.WRITTEN, path=final, bytes=writer.bytes_written,
+                  writer=os.getpid())
     return final
 
 

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import memdiag
+from conftest import memdiag, memdiag_json
 from hookutil import (PROGRAMS, expected_walker, hook_lines, load, run_program, snap_files,
                       start, wait_file, walker_env)  # noqa: F401 (start is a fixture)
 
@@ -71,6 +71,25 @@ def test_fork_mode_pause_is_small_and_recorded(start, tmp_path):
     assert pause is not None and 0 < pause < 0.1, meta
     if p.walker == "python":
         assert pause < walk / 5, meta      # the walk did not happen in the target
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_snapshot_json_reports_the_walk_and_pause_of_the_snapshot(start, tmp_path, mode):
+    """Issue 8: `seconds` was the CLI's polling wait; the walk and the pause
+    come from the snapshot's metadata, the wait has its own name."""
+    p = loop(start, tmp_path, mode, objects=30000)
+    r = memdiag_json("snapshot", p.pid, "--timeout", 60)
+    meta = load(r["path"]).meta
+    assert sorted(r) == ["bytes", "path", "pause_seconds", "pid", "wait_seconds",
+                         "walk_seconds"], r
+    assert (r["pid"], r["bytes"]) == (p.pid, os.path.getsize(r["path"]))
+    assert r["walk_seconds"] == meta["walk_seconds"] > 0
+    assert r["pause_seconds"] == meta["pause_seconds"]
+    if mode == "fork":
+        assert 0 < r["pause_seconds"] < r["wait_seconds"]
+    else:
+        assert r["pause_seconds"] is None      # in-process: the walk is the pause
+    assert r["walk_seconds"] <= r["wait_seconds"]
 
 
 DUMP = """
