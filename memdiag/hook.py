@@ -25,6 +25,7 @@ import os
 import signal as _signal
 import sys
 import time
+import types
 
 from . import protocol, snapfile
 from .protocol import HookError
@@ -33,6 +34,10 @@ __all__ = ["install", "uninstall", "dump", "is_installed", "snapshot_dir"]
 
 HOOK_VERSION = "0.1.0"
 CO_OPTIMIZED = 0x0001
+_MODULE_DICT = types.ModuleType.__dict__["__dict__"]
+_TYPE_MODULE = type.__dict__["__module__"]
+_TYPE_MRO = type.__dict__["__mro__"]
+_TYPE_DICT = type.__dict__["__dict__"]
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 try:  # the compiled walker, when it was built for this interpreter
@@ -613,16 +618,53 @@ def _release(capture):
 
 # ---------------------------------------------------------------- capture
 
+def _plain_attr(obj, dict_descriptor, name):
+    """obj.__dict__[name], read through `dict_descriptor` (the __dict__ of a
+    class obj is expected to be an instance of) so that no code of obj's
+    class runs: no __getattribute__, property or dict subclass. None when
+    obj is not such an instance or has no such attribute."""
+    try:
+        d = dict_descriptor.__get__(obj)
+    except (TypeError, AttributeError):
+        return None
+    return dict.get(d, name) if isinstance(d, dict) else None
+
+
+def _dict_descriptor(cls):
+    """The __dict__ descriptor the instances of class cls get their dict from,
+    found in the classes' own namespaces (no code of cls runs), or None."""
+    for klass in _TYPE_MRO.__get__(cls):
+        d = _TYPE_DICT.__get__(klass).get("__dict__")
+        if type(d) is types.GetSetDescriptorType:
+            return d
+    return None
+
+
+def _module_dict(mod):
+    """A module's __dict__ without running code of a module subclass."""
+    return _MODULE_DICT.__get__(mod)
+
+
 def _thread_names():
-    threading = sys.modules.get("threading")
+    """{thread id: name} of the threads the threading module knows, and the
+    main thread's: "MainThread" also in a program that never imported
+    threading. No threading.enumerate(): it takes a lock the interrupted
+    code may hold. Only exact str names and int ids are taken; a thread
+    whose name is anything else shows as thread-<id>."""
     names = {}
-    if threading is not None:
-        # No threading.enumerate(): it takes a lock the interrupted code may hold.
-        for registry in ("_active", "_dangling"):
-            table = getattr(threading, registry, None)
-            if isinstance(table, dict):
+    threading = sys.modules.get("threading")
+    if issubclass(type(threading), types.ModuleType):
+        namespace = _module_dict(threading)
+        thread_cls = dict.get(namespace, "Thread")
+        table = dict.get(namespace, "_active")
+        if issubclass(type(thread_cls), type) and type(table) is dict:
+            descriptor = _dict_descriptor(thread_cls)
+            if descriptor is not None:
                 for tid, t in list(table.items()):
-                    names[tid] = getattr(t, "_name", None) or f"thread-{tid}"
+                    name = _plain_attr(t, descriptor, "_name")
+                    if type(tid) is int and type(name) is str:
+                        names[tid] = name
+    names.setdefault(_main_thread_id(), "MainThread")
     return names
 
 
@@ -670,59 +712,86 @@ def _compiled():
 
 
 def _main_thread_id():
+    """The main thread's id, read without calling into the threading module."""
+    import _thread
+    get_main = getattr(_thread, "_get_main_thread_ident", None)   # 3.13+
+    if get_main is not None:
+        return get_main()
     threading = sys.modules.get("threading")
-    if threading is not None:
-        try:
-            return threading.main_thread().ident
-        except Exception:
-            pass
-    try:
-        import _thread
-        return _thread.get_ident()
-    except Exception:
-        return 0
+    if issubclass(type(threading), types.ModuleType):
+        namespace = _module_dict(threading)
+        main, thread_cls = dict.get(namespace, "_main_thread"), dict.get(namespace, "Thread")
+        if issubclass(type(thread_cls), type):
+            descriptor = _dict_descriptor(thread_cls)
+            ident = _plain_attr(main, descriptor, "_ident") if descriptor else None
+            if type(ident) is int:
+                return ident
+    # Python runs signal handlers in the main thread, and without threading
+    # there is no other name for it.
+    return _thread.get_ident()
 
 
 # ------------------------------------------------------------------ write
 
+def _is_own_name(name):
+    """Whether a sys.modules key names one of memdiag's modules (exact str
+    keys only: a str subclass could run code in startswith)."""
+    return type(name) is str and (name == "memdiag" or name.startswith(("memdiag.", "_memdiag")))
+
+
 def _own_modules():
-    out = []
-    for name, mod in list(sys.modules.items()):
-        if mod is None:
-            continue
-        if name == "memdiag" or name.startswith(("memdiag.", "_memdiag")):
-            out.append((name, mod))
-    return out
+    """memdiag's modules in sys.modules (also when loaded as _memdiag_hook)."""
+    return [(name, mod) for name, mod in list(sys.modules.items())
+            if _is_own_name(name) and issubclass(type(mod), types.ModuleType)]
 
 
 def _ignore_seeds(extra):
+    """What the walk must not show: the state, memdiag's modules, their
+    namespaces and the functions and classes defined in them, and `extra`.
+    Everything only these reach is ignored too (the walker's mark phase)."""
     seeds = [_state, _state.__dict__]
     if _state.watcher is not None:
         seeds += [_state.watcher, _state.watcher.__dict__]
     for name, mod in _own_modules():
         seeds.append(mod)
-        d = getattr(mod, "__dict__", None)
-        if d is None:
+        namespace = _module_dict(mod)
+        if type(namespace) is not dict:
             continue
-        seeds.append(d)
-        for v in list(d.values()):
-            owner = getattr(v, "__module__", None) if isinstance(v, (type, type(_say))) else None
-            if isinstance(owner, str) and (owner == "memdiag" or owner.startswith(("memdiag.", "_memdiag"))):
+        seeds.append(namespace)
+        for v in list(namespace.values()):
+            if type(v) is types.FunctionType:
+                owner = v.__module__
+            elif issubclass(type(v), type):
+                try:
+                    owner = _TYPE_MODULE.__get__(v)
+                except AttributeError:
+                    continue
+            else:
+                continue
+            if _is_own_name(owner):
                 seeds.append(v)
     seeds.extend(extra)
     return seeds
 
 
 def _module_roots():
+    """[(name, module)] of sys.modules, by name: entries with exact str keys
+    and a value other than None, memdiag's own left out, each object once."""
     own = {id(m) for _, m in _own_modules()}
+    named = [(name, mod) for name, mod in list(sys.modules.items())
+             if type(name) is str and mod is not None and id(mod) not in own]
+    named.sort(key=_by_name)
     seen = set()
     roots = []
-    for name, mod in sorted(list(sys.modules.items()), key=lambda kv: str(kv[0])):
-        if mod is None or id(mod) in own or id(mod) in seen or not isinstance(name, str):
-            continue
-        seen.add(id(mod))
-        roots.append((name, mod))
+    for name, mod in named:
+        if id(mod) not in seen:
+            seen.add(id(mod))
+            roots.append((name, mod))
     return roots
+
+
+def _by_name(item):
+    return item[0]
 
 
 class _SnapFile:

@@ -623,6 +623,210 @@ def test_inline_attribute_and_frame_local_are_labeled(tmp_path, mode, walker):
     assert paths["MFrame"] == ["__main__.saved→traceback→traceback→frame.frame_local"]
 
 
+# ------------------------------------------------------------- hostile heaps
+
+NO_THREADING = """
+    import json, sys
+    import memdiag
+    from memdiag import hook
+    memdiag.install(dir=sys.argv[2])
+
+    class MainMarker:
+        pass
+
+    def main():
+        held_in_main = MainMarker()
+        before = "threading" in sys.modules
+        path = hook.dump(mode=sys.argv[1])
+        print("RESULT " + json.dumps({"path": path,
+                                      "threading": [before, "threading" in sys.modules]}))
+    main()
+"""
+
+
+@pytest.mark.parametrize("walker", WALKERS)
+@pytest.mark.parametrize("mode", MODES)
+def test_main_thread_is_named_in_a_program_without_threading(tmp_path, mode, walker):
+    """Issue 8: without the threading module the main thread showed as <thread-1399…>."""
+    r = run_program(NO_THREADING, mode, tmp_path / "snaps", env=walker_env(walker),
+                    tmp_path=tmp_path)
+    assert r["threading"] == [False, False]     # neither the program nor the hook imported it
+    s = load(r["path"])
+    path = s.path_of(s.find_type("MainMarker")[0])
+    assert path.root.startswith("<MainThread: main ("), path.root
+    assert path.root.endswith(")>.held_in_main"), path.root
+
+
+HOSTILE = """
+    import json, os, sys, threading, types
+    import memdiag
+    from memdiag import hook
+    memdiag.install(dir=sys.argv[2])
+    ARMED = []
+
+    def trap(what):
+        # Reported on stderr, which the fork child keeps, then raised.
+        if ARMED:
+            os.write(2, f"HOSTILE-CALL {what}\\n".encode())
+            raise RuntimeError(f"hostile {what}")
+
+    class Hostile:
+        # Every way code of the target could run when something looks at it.
+        def __getattribute__(self, name):
+            trap(f"getattribute {name}")
+            return object.__getattribute__(self, name)
+        def __getattr__(self, name):
+            trap(f"getattr {name}")
+            raise AttributeError(name)
+        def __eq__(self, other):
+            trap("eq")
+            return self is other
+        def __lt__(self, other):
+            trap("lt")
+            return False
+        def __hash__(self):
+            trap("hash")
+            return 12345
+        def __bool__(self):
+            trap("bool")
+            return True
+        def __len__(self):
+            trap("len")
+            return 1
+        def __iter__(self):
+            trap("iter")
+            return iter(())
+        def __repr__(self):
+            trap("repr")
+            return "Hostile()"
+        def __str__(self):
+            trap("str")
+            return "Hostile"
+        def __format__(self, spec):
+            trap("format")
+            return "Hostile"
+        def __sizeof__(self):
+            trap("sizeof")
+            return 1 << 40
+
+    class HostileStr(str):
+        def startswith(self, *args):
+            trap("str startswith")
+            return False
+        def __eq__(self, other):
+            trap("str eq")
+            return str.__eq__(self, other)
+        def __hash__(self):
+            trap("str hash")
+            return str.__hash__(self)
+        def __lt__(self, other):
+            trap("str lt")
+            return str.__lt__(self, other)
+        def __str__(self):
+            trap("str str")
+            return str.__str__(self)
+
+    class HostileModule(types.ModuleType):
+        def __getattribute__(self, name):
+            trap(f"module getattribute {name}")
+            return super().__getattribute__(name)
+
+    class HostileNamespace(dict):
+        def __getitem__(self, key):
+            trap("namespace getitem")
+            return dict.__getitem__(self, key)
+        def __iter__(self):
+            trap("namespace iter")
+            return dict.__iter__(self)
+        def keys(self):
+            trap("namespace keys")
+            return dict.keys(self)
+        def items(self):
+            trap("namespace items")
+            return dict.items(self)
+        def __len__(self):
+            trap("namespace len")
+            return dict.__len__(self)
+
+    class Meta(type):
+        @classmethod
+        def __prepare__(mcls, name, bases):
+            return HostileNamespace()
+
+    # sys.modules: keys that are not str, a str subclass, values that are not
+    # modules, None, and names of memdiag's own that are not memdiag's modules.
+    sys.modules[("a", "b")] = types.ModuleType("tuple_key")
+    sys.modules[42] = Hostile()
+    sys.modules[Hostile()] = types.ModuleType("hostile_key")
+    sys.modules[HostileStr("hostile_str_key")] = types.ModuleType("hostile_str_key")
+    sys.modules[HostileStr("memdiag.str_key")] = types.ModuleType("memdiag_str_key")
+    sys.modules["hostile_value"] = Hostile()
+    sys.modules["hostile_module"] = HostileModule("hostile_module")
+    sys.modules["memdiag.hostile_module"] = HostileModule("memdiag.hostile_module")
+    sys.modules["_memdiag_hostile_value"] = Hostile()
+    sys.modules["none_value"] = None
+
+    # Threads: one whose name is not a str, one stopped in a class body whose
+    # namespace is a hostile mapping, their frames holding hostile locals.
+    def hostile_locals(ready, release):
+        local_hostile = Hostile()
+        ready.set()
+        release.wait()
+
+    def in_class_body(ready, release):
+        class Body(metaclass=Meta):
+            body_hostile = Hostile()
+            ready.set()
+            release.wait()
+
+    release = threading.Event()
+    threads = []
+    for target in (hostile_locals, in_class_body):
+        ready = threading.Event()
+        t = threading.Thread(target=target, args=(ready, release), daemon=True)
+        t.start()
+        ready.wait()
+        threads.append(t)
+    threads[0]._name = Hostile()
+
+    def main():
+        main_hostile = Hostile()
+        ARMED.append(True)
+        try:
+            path = hook.dump(mode=sys.argv[1])
+        finally:
+            ARMED.clear()
+        release.set()
+        for t in threads:
+            t.join()
+        print("RESULT " + json.dumps({"path": path}))
+    main()
+"""
+
+
+@pytest.mark.parametrize("walker", WALKERS)
+@pytest.mark.parametrize("mode", MODES)
+def test_hostile_objects_in_modules_threads_and_frames_cost_nothing(tmp_path, mode, walker):
+    """Issue 8: one non-str key in sys.modules made every snapshot fail. Odd
+    keys and values in sys.modules, a thread named by a non-str, a class body
+    with a hostile namespace, hostile frame locals: the snapshot is written,
+    holds them, and none of their code ran."""
+    r = run_program(HOSTILE, mode, tmp_path / "snaps", env=walker_env(walker),
+                    tmp_path=tmp_path)
+    assert "HOSTILE-CALL" not in r["_stderr"], r["_stderr"]
+    assert hook_lines(r["_stderr"]) == []
+    s = load(r["path"])
+    modules = {d for k, d, _ in s.roots_by_object().values() if k == 1}
+    assert {"hostile_value", "hostile_module", "_memdiag_hostile_value"} <= modules
+    assert not modules & {"none_value", "memdiag.hostile_module"}
+    assert len(s.find_type("Hostile")) >= 7
+    assert len(s.find_type("HostileNamespace")) == 1
+    roots = {s.path_of(i).root for i in s.find_type("Hostile")}
+    assert any(r.startswith("<MainThread: main (") and r.endswith(".main_hostile")
+               for r in roots), roots
+    assert any(r.startswith("<thread-") and r.endswith(".local_hostile") for r in roots), roots
+
+
 # ------------------------------------------------------- forked worker processes
 
 WORKER = """
