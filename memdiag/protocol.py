@@ -34,16 +34,8 @@ import signal as _signal
 import stat
 import time
 
-# The states of a status file.
-WRITING = "writing"
-WRITTEN = "written"
-FAILED = "failed"
-COALESCED = "coalesced"
-STATES = (WRITING, WRITTEN, FAILED, COALESCED)
-
-# Where the walk runs: "fork" (a forked child), "inline" (in the process), or
-# "auto" (fork where possible).
-MODES = ("auto", "fork", "inline")
+WRITING, WRITTEN, FAILED, COALESCED = "writing", "written", "failed", "coalesced"
+MODES = ("auto", "fork", "inline")      # where the walk runs; auto: fork where possible
 
 MAX_ENTRY_BYTES = 1 << 20
 
@@ -70,14 +62,10 @@ class BadEntry(RegistryError):
 
 # ---------------------------------------------------------------- directories
 
-def _uid():
-    return os.getuid() if hasattr(os, "getuid") else 0
-
-
 def base_dir(uid=None):
     """The per-user directory: <tmp>/memdiag-<uid>."""
     import tempfile
-    return os.path.join(tempfile.gettempdir(), f"memdiag-{_uid() if uid is None else uid}")
+    return os.path.join(tempfile.gettempdir(), f"memdiag-{os.getuid() if uid is None else uid}")
 
 
 def registry_dir(uid=None):
@@ -119,7 +107,7 @@ def make_private_dir(path, strict=None):
     st = os.lstat(path)
     if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
         raise HookError(f"refusing to use {path}: not a plain directory")
-    if strict and hasattr(os, "getuid") and st.st_uid != os.getuid():
+    if strict and st.st_uid != os.getuid():
         raise HookError(f"refusing to use {path}: owned by uid {st.st_uid}")
     if strict and st.st_mode & 0o077:
         os.chmod(path, 0o700)
@@ -172,6 +160,7 @@ def write_entry(entry):
 
 
 def remove_entry(path):
+    """Remove a registry entry or status file, if it is there."""
     try:
         os.unlink(path)
     except OSError:

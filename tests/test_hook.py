@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import memdiag, memdiag_json
+from conftest import ROOT, memdiag, memdiag_json
 from hookutil import (PROGRAMS, expected_walker, hook_lines, load, run_program, snap_files,
                       start, wait_file, walker_env)  # noqa: F401 (start is a fixture)
 
@@ -150,7 +150,7 @@ OWN = """
         first = hook.dump(mode=mode)
         # What the hook left behind in the target: frames of its own code.
         left = [o for o in gc.get_objects() if isinstance(o, types.FrameType)
-                and os.path.dirname(o.f_code.co_filename) == hook._HERE]
+                and os.path.dirname(o.f_code.co_filename) == os.path.dirname(hook.__file__)]
         own = set()
         for name, mod in list(sys.modules.items()):
             if ours(name):
@@ -202,6 +202,61 @@ def test_hook_loaded_by_run_never_in_snapshot(tmp_path, mode, walker):
     env = hook_env(walker_env(walker), str(tmp_path / "snaps"), "USR2", 0, False, mode)
     r = run_program(OWN, mode, tmp_path / "unused", env=env, tmp_path=tmp_path)
     check_invisible(r)
+
+
+# ---------------------------------------------- the hook imports only the stdlib
+
+IMPORTS = """
+    import json, os, sys
+    if sys.argv[1] == "baseline":            # what the interpreter starts with
+        print("RESULT " + json.dumps({"modules": sorted(sys.modules)}))
+        sys.exit(0)
+    before = set(sys.modules)
+    if "_memdiag_hook.hook" in sys.modules:  # started by `memdiag run`: its boot counts
+        hook = sys.modules["_memdiag_hook.hook"]
+    else:
+        import memdiag
+        memdiag.install(dir=sys.argv[1], rss_limit="64G")
+        from memdiag import hook
+    hook.dump(mode="fork")
+    hook.dump(mode="inline")
+    boot = getattr(sys.modules.get("sitecustomize"), "__file__", None)
+    print("RESULT " + json.dumps({"modules": sorted(sys.modules), "before": sorted(before),
+                                  "stdlib": sorted(sys.stdlib_module_names), "boot": boot}))
+"""
+
+# memdiag's modules that run in the target: the hook's, the protocol, the
+# file format and the two walkers.
+HOOK_SIDE = {"hook", "hook_capture", "hook_fork", "hook_inline", "hook_publish",
+             "hook_registry", "hook_rss", "hook_signal", "hook_state", "hook_walk",
+             "protocol", "snapfile", "walker", "_walker"}
+
+
+@pytest.mark.parametrize("how", ["install", "run"])
+@pytest.mark.parametrize("walker", WALKERS)
+def test_installing_the_hook_imports_only_the_standard_library(tmp_path, walker, how):
+    """Installing the hook (with the RSS watcher) and taking a snapshot each
+    way imports the stdlib and memdiag's hook-side modules, never memdiag's
+    analysis side or its dependencies (numpy, typer, rich)."""
+    env = walker_env(walker)
+    before = None
+    if how == "run":
+        before = run_program(IMPORTS, "baseline", env=env, tmp_path=tmp_path)["modules"]
+        from memdiag.cli.run import hook_env
+        env = hook_env(env, str(tmp_path / "snaps"), "USR2", 0, False, "auto", "64G")
+    r = run_program(IMPORTS, tmp_path / "snaps", env=env, tmp_path=tmp_path)
+    new = set(r["modules"]) - set(before or r["before"])
+    if how == "run":           # memdiag's boot file, which loaded the hook
+        assert r["boot"] == os.path.join(ROOT, "memdiag", "_boot", "sitecustomize.py")
+        new.remove("sitecustomize")
+    ours = {m for m in new if m.split(".")[0] in ("memdiag", "_memdiag_hook")}
+    assert "threading" in new - ours                       # the RSS watcher runs
+    assert [m for m in new - ours if m.split(".")[0] not in r["stdlib"]] == []
+    assert not {"numpy", "typer", "rich"} & {m.split(".")[0] for m in r["modules"]}
+    package = "_memdiag_hook" if how == "run" else "memdiag"
+    assert package in ours
+    assert {m.partition(".")[2] for m in ours - {package}} <= HOOK_SIDE, ours
+    assert all(m.split(".")[0] == package for m in ours), ours
 
 
 # ------------------------------------------------ failures stay in the hook
@@ -375,12 +430,11 @@ FIRST = """
         for o in gc.get_objects():    # no comprehension: no closure objects of ours
             if id(o) not in before and o is not new:
                 new.append(o)
-        # Left aside: the hook's own state dict, created once, and os.link's
-        # keyword-name tuple, an interpreter cache made on its first call.
-        state = hook._state.__dict__
+        # Left aside: os.link's keyword-name tuple, an interpreter cache made
+        # on its first call. (The hook's state has no __dict__ to create.)
         shown = []
         for o in new:
-            if o is not state and not (type(o) is tuple and "follow_symlinks" in o):
+            if not (type(o) is tuple and "follow_symlinks" in o):
                 shown.append(f"{type(o).__name__}: {str(o)[:80]}")
         print("RESULT " + json.dumps({"new": shown}))
     main()

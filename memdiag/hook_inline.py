@@ -1,0 +1,40 @@
+"""The in-process writer: where fork is unavailable, refused, or not wanted
+(mode="inline"), the walk runs in the target, and the whole walk is the pause.
+
+For that time the hook's signal is ignored (coalesced into this snapshot),
+the collector is off (it would move objects the walk is reading), and the
+interpreter does not switch threads (the heap holds still). The compiled
+walker compresses the file's chunks on native threads it starts for the
+walk and joins before it returns.
+
+    >>> take_inline(captured, request)    # doctest: +SKIP
+    '/tmp/memdiag-1000/memdiag-4242-1.snap'
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+
+from . import hook_publish
+from .hook_capture import release
+from .hook_signal import ignore_for_walk, restore
+from .hook_state import state
+
+
+def take_inline(capture, request):
+    """Walk and write the snapshot now, in this process; returns its path."""
+    signum = state.settings.signum if state.settings is not None else None
+    saved = ignore_for_walk(signum)
+    was_enabled = gc.isenabled()
+    gc.disable()
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1000.0)
+    try:
+        return hook_publish.write_snapshot(capture, request, "inline", may_materialize=False)
+    finally:
+        sys.setswitchinterval(interval)
+        if was_enabled:
+            gc.enable()
+        restore(saved)
+        release(capture)
