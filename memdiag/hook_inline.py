@@ -2,9 +2,11 @@
 (mode="inline"), the walk runs in the target, and the whole walk is the pause.
 
 For that time the hook's signal is ignored (coalesced into this snapshot),
-the collector is off (it would move objects the walk is reading), and the
-interpreter does not switch threads (the heap holds still). The compiled
-walker compresses the file's chunks on native threads it starts for the
+the collector is off (a collection would run finalizers and free objects as
+they are read), and the interpreter switches threads as rarely as it can
+(sys.setswitchinterval), so the program's other threads change the heap
+little while it is read; the compiled walker holds the GIL for its whole
+walk. It compresses the file's chunks on native threads it starts for the
 walk and joins before it returns.
 
     >>> take_inline(captured, request)    # doctest: +SKIP
