@@ -1,11 +1,11 @@
 """Memory readings from inside memdiag's forked snapshot child (bench only).
 
-    >>> import memdiag.hook, probe
-    >>> probe.attach(memdiag.hook)          # doctest: +SKIP
+    >>> import memdiag.hook, memdiag.hook_publish, probe
+    >>> probe.attach(memdiag.hook_publish)          # doctest: +SKIP
     >>> memdiag.hook.dump("/tmp/a.snap", mode="fork")   # doctest: +SKIP
     >>> probe.read("/tmp/a.snap")["child_hwm_kb"]        # doctest: +SKIP
 
-`attach` wraps the hook's `_write_snapshot`, the function the forked child
+`attach` wraps `hook_publish.write_snapshot`, the function the forked child
 runs. Before the walk the wrapper reads the child's RSS (all of it shared with
 the parent at that moment) and the parent's /proc/<pid>/smaps_rollup; after the
 file is complete it reads the child's peak RSS (VmHWM) and smaps_rollup and the
@@ -50,21 +50,21 @@ def shared_kb(r):
     return r.get("Shared_Clean", 0) + r.get("Shared_Dirty", 0)
 
 
-def attach(hook):
-    """Wrap hook._write_snapshot so forked children record their memory."""
-    original = hook._write_snapshot
+def attach(hook_publish):
+    """Wrap hook_publish.write_snapshot so forked children record their memory."""
+    original = hook_publish.write_snapshot
     if getattr(original, "_bench_probe", False):
         return
 
-    def probed(capture, opts, may_materialize):
-        if opts.get("mode") != "fork":
-            return original(capture, opts, may_materialize)
+    def probed(capture, request, mode, may_materialize, pause_fd=None):
+        if mode != "fork":
+            return original(capture, request, mode, may_materialize, pause_fd)
         spent = time.perf_counter()
-        parent = opts["pid"]
+        parent = request.pid
         before = {"child": status(), "parent": rollup(parent)}
         cpu, thread_cpu = os.times(), time.thread_time()
         spent = time.perf_counter() - spent
-        final = original(capture, opts, may_materialize)
+        final = original(capture, request, mode, may_materialize, pause_fd)
         cpu_end, thread_cpu_end = os.times(), time.thread_time()
         t = time.perf_counter()
         after = {"child": status(), "child_rollup": rollup(), "parent": rollup(parent)}
@@ -88,7 +88,7 @@ def attach(hook):
         return final
 
     probed._bench_probe = True
-    hook._write_snapshot = probed
+    hook_publish.write_snapshot = probed
 
 
 def read(snapshot_path):

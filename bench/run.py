@@ -207,14 +207,14 @@ def machine():
     except (OSError, subprocess.TimeoutExpired):
         commit = "?"
     load = loadavg()
-    import memdiag.hook as hook
+    import memdiag.hook_walk as hook_walk
     import guppy
     import objgraph
     return {
         "cpu": model, "nproc": os.cpu_count(), "ram_bytes": mem,
         "kernel": platform.release(), "python": platform.python_version(),
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "memdiag_commit": commit, "compiled_walker": hook._cwalker is not None,
+        "memdiag_commit": commit, "compiled_walker": hook_walk.cwalker is not None,
         "guppy3": getattr(guppy, "__version__", "?"), "objgraph": objgraph.__version__,
         "loadavg": load,
     }

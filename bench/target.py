@@ -110,7 +110,8 @@ def signal_snapshot(hook, directory, tail=0.2):
     gc.collect()
     before = snap_names(directory)
     emit(event="pause-ready")
-    children = hook._state.children
+    from memdiag import hook_fork, hook_state
+    children = hook_state.state.children
     gaps, _ = ticker(lambda: bool(children), 600.0)
     more, _ = ticker(lambda: False, tail)
     gaps += more
@@ -125,8 +126,8 @@ def signal_snapshot(hook, directory, tail=0.2):
         started = r.trailer["meta"]["time"]
     handler = [g for g in gaps if g[0] <= started <= g[1]]
     others = [g for g in gaps if g not in handler]
-    while hook._state.children and time.monotonic() < deadline:  # reap the child
-        hook._reap()
+    while children and time.monotonic() < deadline:  # reap the child
+        hook_fork.reap()
         time.sleep(0.01)
     return {"path": path,
             # no gap over the ticker's threshold: the pause was shorter
@@ -176,10 +177,12 @@ def objgraph_growth(stats):
 
 def main_target(n, directory, python_inline=True, repeat=3):
     import memdiag.hook as hook
+    import memdiag.hook_publish
+    import memdiag.hook_walk
     res = {"kind": "main", "objects_requested": n, "pid": os.getpid(),
-           "compiled_walker": hook._cwalker is not None}
+           "compiled_walker": memdiag.hook_walk.cwalker is not None}
     hook.install(dir=directory, mode="fork")
-    probe.attach(hook)
+    probe.attach(memdiag.hook_publish)
 
     t = clock()
     res["objects_built"] = shop.build(n)

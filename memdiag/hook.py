@@ -12,208 +12,70 @@ for the fork. Where fork is unavailable or refused, the walk runs in-process.
 Promises to the target:
 - no exception from the hook reaches it (failures are one line on stderr);
 - a signal that arrives while a snapshot is being taken is coalesced into it;
-- the hook takes no lock the target might hold, and starts no thread;
+- the hook takes no lock the target might hold, and calls no method of the
+  target's objects (no __getattr__, __eq__, __hash__ or __sizeof__); the
+  fork runs the handlers the program registered with os.register_at_fork,
+  as any fork does;
+- the hook starts threads in two cases only: with rss_limit, one daemon
+  thread that reads RSS every second (hook_rss); and for an in-process
+  (inline) walk, the compiled walker's native compression threads, which
+  block every signal, touch no Python object, and are joined before the
+  walk returns;
 - files are created 0600 under a temporary name and appear only complete.
+
+This module holds the API and the trigger policy: when a signal becomes a
+snapshot, when it is coalesced, fork or in-process. The rest is in
+hook_state (settings, state), hook_registry, hook_signal (the signal
+guard), hook_rss (the RSS watcher), hook_capture (threads' stacks),
+hook_walk (roots, ignore set, walkers), hook_publish (the file),
+hook_fork and hook_inline (the two writers), and protocol (what the CLI
+reads).
 """
 
 from __future__ import annotations
 
-import errno
-import gc
-import json
 import os
 import signal as _signal
-import stat
 import sys
 import time
 
-from . import snapfile
+from . import hook_fork, hook_inline, hook_rss, hook_signal, hook_walk, protocol
+from .hook_capture import capture
+from .hook_registry import register, unregister, write_status
+from .hook_state import Request, Settings, one_line, report, state
+from .protocol import HookError
 
-__all__ = ["install", "uninstall", "dump", "is_installed", "snapshot_dir"]
-
-HOOK_VERSION = "0.1.0"
-CO_OPTIMIZED = 0x0001
-_HERE = os.path.dirname(os.path.abspath(__file__))
-
-try:  # the compiled walker, when it was built for this interpreter
-    from . import _walker as _cwalker
-except Exception:  # pragma: no cover - exercised by the fallback tests
-    _cwalker = None
-
-
-class HookError(Exception):
-    """A snapshot could not be written; the message is one line for a human."""
-
-
-class _State:
-    """Everything the hook keeps; one instance, excluded from snapshots."""
-
-    def __init__(self):
-        self.installed = False
-        self.signum = None
-        self.dir = None
-        self.mode = "auto"
-        self.strings = False
-        self.trace_frames = 0
-        self.seq = 0
-        self.pid = None
-        self.children = {}          # pid -> seq of snapshot children still running
-        self.busy = False
-        self.reported = set()
-        self.prev_handler = None
-        self.orig_signal = None     # signal.signal before we wrapped it
-        self.app_handler = None     # what the program believes it installed
-        self.taken_over = False
-        self.registry_path = None
-        self.fork_registered = False
-        self.in_snapshot_fork = False
-        self.stderr_fd = 2
-        self.rss_limit = None       # bytes: snapshot once when RSS crosses it
-        self.rss_interval = 1.0
-        self.watcher = None         # the thread that watches RSS (only with rss_limit)
-
-
-_state = _State()
-
-
-# ------------------------------------------------------------------ paths
-
-def _uid():
-    return os.getuid() if hasattr(os, "getuid") else 0
-
-
-def _base_dir(uid=None):
-    import tempfile
-    return os.path.join(tempfile.gettempdir(), f"memdiag-{_uid() if uid is None else uid}")
+__all__ = ["install", "uninstall", "dump", "is_installed", "describe", "snapshot_dir",
+           "HookError"]
 
 
 def snapshot_dir(dir=None):
-    """Where snapshots go: the argument, else $MEMDIAG_DIR, else a per-user temp dir."""
-    return os.path.abspath(dir or os.environ.get("MEMDIAG_DIR") or _base_dir())
+    """Where snapshots go: the argument, else $MEMDIAG_DIR, else /tmp/memdiag-<uid>.
 
+    >>> snapshot_dir("/srv/snaps")
+    '/srv/snaps'
+    """
+    return protocol.snapshot_dir(dir)
 
-def registry_dir(uid=None):
-    return os.path.join(_base_dir(uid), "hooks")
-
-
-def _makedirs_private(path):
-    """os.makedirs(path, exist_ok=True), but every directory it creates is 0700:
-    makedirs gives the mode to the last one only, its parents get 0777 minus
-    the umask (world-writable under umask 0)."""
-    parent = os.path.dirname(path)
-    if parent and parent != path and not os.path.exists(parent):
-        _makedirs_private(parent)
-    try:
-        os.mkdir(path, 0o700)
-    except FileExistsError:
-        if not os.path.isdir(path):
-            raise
-
-
-def _ensure_private_dir(path, strict):
-    """Create `path` 0700 if missing; refuse a symlink or another user's dir."""
-    try:
-        _makedirs_private(path)
-    except OSError as e:
-        raise HookError(f"cannot create {path}: {e.strerror}") from None
-    st = os.lstat(path)
-    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
-        raise HookError(f"refusing to use {path}: not a plain directory")
-    if strict and hasattr(os, "getuid") and st.st_uid != os.getuid():
-        raise HookError(f"refusing to use {path}: owned by uid {st.st_uid}")
-    if strict and st.st_mode & 0o077:
-        os.chmod(path, 0o700)
-
-
-def _proc_start_time(pid):
-    """Field 22 of /proc/<pid>/stat: tells a pid apart from a reused one."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-        return int(data[data.rindex(b")") + 2:].split()[19])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _rss_bytes():
-    try:
-        with open("/proc/self/statm", "rb") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-# --------------------------------------------------------------- registry
-
-def _write_small(path, data):
-    tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o600)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-
-
-def _register():
-    pid = os.getpid()
-    reg = registry_dir()
-    _ensure_private_dir(os.path.dirname(reg), strict=True)
-    _ensure_private_dir(reg, strict=True)
-    _sweep_registry(reg)
-    info = {
-        "pid": pid, "start_time": _proc_start_time(pid), "signal": _state.signum,
-        "signal_name": _signal.Signals(_state.signum).name, "dir": _state.dir,
-        "python": sys.version.split()[0], "executable": sys.executable,
-        "argv": list(sys.argv), "hook_version": HOOK_VERSION, "mode": _state.mode,
-        "compiled_walker": _cwalker is not None,
-    }
-    path = os.path.join(reg, f"{pid}.json")
-    _write_small(path, json.dumps(info).encode())
-    _state.registry_path = path
-    _state.pid = pid
-
-
-def _sweep_registry(reg):
-    """Remove the entries of processes that are gone (killed, or ended without
-    uninstall()); every hooked process would otherwise leave its files."""
-    try:
-        names = os.listdir(reg)
-    except OSError:
-        return
-    for name in names:
-        stem, _, ext = name.partition(".")
-        if ext in ("json", "status") and stem.isdigit() and not _pid_alive(int(stem)):
-            try:
-                os.unlink(os.path.join(reg, name))
-            except OSError:
-                pass
-
-
-def _unregister():
-    path = _state.registry_path
-    _state.registry_path = None
-    if path and _state.pid == os.getpid():
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
-
-
-def _write_status(status):
-    if not _state.pid:
-        return
-    try:
-        path = os.path.join(registry_dir(), f"{_state.pid}.status")
-        _write_small(path, json.dumps(status).encode())
-    except OSError:
-        pass
-
-
-# ---------------------------------------------------------------- install
 
 def is_installed():
-    return _state.installed
+    """Whether the hook's handler is on its signal in this process now."""
+    return state.installed
+
+
+def describe():
+    """What the hook does in this process (memdiag attach reports it).
+
+    >>> d = describe()
+    >>> d["installed"], d["walker"] in ("c", "python")
+    (False, True)
+    """
+    s = state.settings
+    return {"installed": state.installed, "signal": s.signum if s else None,
+            "dir": s.directory if s else None, "registry": state.registry_path,
+            "walker": "c" if hook_walk.compiled() else "python",
+            "compiled_walker": hook_walk.cwalker is not None,
+            "walker_error": hook_walk.cwalker_error}
 
 
 def install(dir=None, signal="USR2", trace_frames=0, strings=False, mode="auto",
@@ -231,345 +93,159 @@ def install(dir=None, signal="USR2", trace_frames=0, strings=False, mode="auto",
         handler for it still wins, and the hook unregisters itself.
     rss_limit: bytes, or a size like "1.5G": take one snapshot when the
         process's RSS crosses it (the evidence, before a supervisor recycles
-        the process). A daemon thread checks RSS every second; it is the
-        hook's only thread and only exists with this option. It re-arms when
-        RSS falls below 80% of the limit.
+        the process). A daemon thread checks RSS every second
+        ($MEMDIAG_RSS_INTERVAL); it only exists with this option. It re-arms
+        when RSS falls below 80% of the limit.
 
     Must be called from the main thread. Calling it again reconfigures.
     Returns the snapshot directory.
+
+        >>> install(dir="/srv/snaps", rss_limit="1.5G")    # doctest: +SKIP
+        '/srv/snaps'
     """
-    signum = _parse_signal(signal)
-    _prepare()
-    if mode not in ("auto", "fork", "inline"):
-        raise ValueError("mode must be 'auto', 'fork' or 'inline'")
-    directory = snapshot_dir(dir)
-    _ensure_private_dir(directory, strict=directory == _base_dir())
-    if _state.installed and _state.signum != signum:
+    settings = _settings(dir, signal, trace_frames, strings, mode, guard_signal, rss_limit)
+    hook_walk.prepare()
+    protocol.make_private_dir(settings.directory)
+    if state.installed and state.settings.signum != settings.signum:
         uninstall()
-    _state.signum = signum
-    _state.dir = directory
-    _state.mode = mode
-    _state.strings = bool(strings)
-    _state.trace_frames = int(trace_frames or 0)
-    if _state.trace_frames > 0:
+    state.settings = settings
+    state.handler = _on_signal
+    if settings.trace_frames > 0:
         import tracemalloc
         if not tracemalloc.is_tracing():
-            tracemalloc.start(_state.trace_frames)
-    setter = _state.orig_signal or _signal.signal
-    prev = setter(signum, _on_signal)
-    if not _state.installed:
-        _state.prev_handler = prev
-        _state.app_handler = prev
-    _state.installed = True
-    _state.taken_over = False
-    if guard_signal and _state.orig_signal is None:
-        _state.orig_signal = _signal.signal
-        _signal.signal = _guarded_signal
-    _state.rss_limit = parse_size(rss_limit) if rss_limit else None
-    try:
-        _state.rss_interval = max(0.05, float(os.environ.get("MEMDIAG_RSS_INTERVAL") or 1.0))
-    except ValueError:
-        _state.rss_interval = 1.0
-    _start_watcher()
-    if not _state.fork_registered and hasattr(os, "register_at_fork"):
+            tracemalloc.start(settings.trace_frames)
+    prev = hook_signal.set_handler(settings.signum, _on_signal)
+    if not state.installed:
+        state.prev_handler = prev
+        state.app_handler = prev
+    state.installed = True
+    state.taken_over = False
+    if guard_signal:
+        hook_signal.guard()
+    hook_rss.start_watcher()
+    if not state.fork_registered and hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=_after_fork_in_child)
-        _state.fork_registered = True
-    _register()
-    return directory
+        state.fork_registered = True
+    register()
+    return settings.directory
 
 
-def _prepare():
-    """Import now what a snapshot needs, so the forked child imports nothing:
-    a module imported in the child would appear in its snapshot."""
-    global _walker_mod
-    if _walker_mod is None:
-        from . import walker
-        _walker_mod = walker
-    if not _compiled():
-        # The pure-Python walker tells an existing instance __dict__ from
-        # inline values by reading the dict pointer (ctypes, imported once now).
-        _walker_mod.enable_pointer_reads()
-
-
-_walker_mod = None
+def _settings(dir, signal, trace_frames, strings, mode, guard_signal, rss_limit):
+    """install()'s arguments, checked (ValueError says which is wrong)."""
+    if mode not in protocol.MODES:
+        raise ValueError("mode must be 'auto', 'fork' or 'inline'")
+    try:
+        interval = max(0.05, float(os.environ.get("MEMDIAG_RSS_INTERVAL") or 1.0))
+    except ValueError:
+        interval = 1.0
+    return Settings(directory=snapshot_dir(dir), signum=protocol.parse_signal(signal),
+                    mode=mode, strings=bool(strings), trace_frames=int(trace_frames or 0),
+                    guard_signal=bool(guard_signal),
+                    rss_limit=protocol.parse_size(rss_limit) if rss_limit else None,
+                    rss_interval=interval)
 
 
 def uninstall():
     """Remove the handler, restore what was there before, forget the registry."""
-    if not _state.installed:
+    if not state.installed:
         return
-    setter = _state.orig_signal or _signal.signal
-    if _state.orig_signal is not None:
-        _signal.signal = _state.orig_signal
-        _state.orig_signal = None
+    signum = state.settings.signum
+    setter = state.orig_signal or _signal.signal
+    hook_signal.unguard()
     try:
-        setter(_state.signum, _state.prev_handler if _state.prev_handler is not None
+        setter(signum, state.prev_handler if state.prev_handler is not None
                else _signal.SIG_DFL)
     except (ValueError, TypeError, OSError):
         pass
-    _unregister()
-    _state.installed = False
-
-
-def _parse_signal(sig):
-    if isinstance(sig, int):
-        return _signal.Signals(sig).value
-    name = str(sig).upper()
-    if name.isdigit():
-        return _signal.Signals(int(name)).value
-    if not name.startswith("SIG"):
-        name = "SIG" + name
-    try:
-        return _signal.Signals[name].value
-    except KeyError:
-        raise ValueError(f"unknown signal {sig!r}") from None
-
-
-def _guarded_signal(signalnum, handler):
-    """signal.signal as the program sees it while the hook is installed."""
-    orig = _state.orig_signal
-    if (_state.taken_over and signalnum == _state.signum
-            and handler in (_signal.SIG_DFL, _signal.SIG_IGN)):
-        # The program lets go of the signal it took: a gunicorn worker resets
-        # what its arbiter took before forking it. The hook takes it back.
-        result = orig(signalnum, _on_signal)
-        _state.taken_over = False
-        _state.installed = True
-        _state.app_handler = _state.prev_handler = handler
-        try:
-            _register()
-        except Exception:
-            pass
-        return result
-    if not _state.installed or signalnum != _state.signum or _state.taken_over:
-        return orig(signalnum, handler)
-    previous = _state.app_handler
-    if handler in (_signal.SIG_DFL, _signal.SIG_IGN):
-        # A reset (as in gunicorn's workers): keep snapshots working.
-        _state.app_handler = handler
-        _state.prev_handler = handler
-        return previous if previous is not None else _signal.SIG_DFL
-    # The program wants this signal for itself: it wins.
-    result = orig(signalnum, handler)
-    _state.taken_over = True
-    _state.installed = False
-    _unregister()
-    _say(f"memdiag: {_signal.Signals(signalnum).name} was taken over by the program; "
-         f"snapshots are off in pid {os.getpid()} (use another signal: --signal)")
-    return previous if previous is not None else result
-
-
-def _after_fork_in_child():
-    if _state.in_snapshot_fork:
-        return
-    # A worker forked by the program (gunicorn, celery): register it.
-    _state.children = {}
-    _state.busy = False
-    _state.seq = 0
-    _state.watcher = None   # threads do not survive a fork
-    if _state.installed:
-        try:
-            _register()
-            _start_watcher()
-        except Exception:
-            pass
-
-
-def parse_size(text):
-    """Bytes from 1073741824, "1G", "1.5GiB", "512M", "800k".
-
-    >>> parse_size("1.5G"), parse_size("512M"), parse_size(4096)
-    (1610612736, 536870912, 4096)
-    """
-    if isinstance(text, int):
-        value = text
-    else:
-        t = str(text).strip().upper().removesuffix("IB").removesuffix("B")
-        scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}.get(t[-1:], 1)
-        if scale > 1:
-            t = t[:-1]
-        try:
-            value = int(float(t) * scale)
-        except ValueError:
-            raise ValueError(f"not a size: {text!r} (e.g. 1.5G, 800M)") from None
-    if value <= 0:
-        raise ValueError(f"not a size: {text!r} (e.g. 1.5G, 800M)")
-    return value
-
-
-def _start_watcher():
-    if not _state.rss_limit or (_state.watcher is not None and _state.watcher.is_alive()):
-        return
-    import threading
-    t = threading.Thread(target=_watch_rss, name="memdiag-rss-watch", daemon=True)
-    _state.watcher = t
-    t.start()
-
-
-def _watch_rss():
-    """Send the hook's own signal once when RSS crosses the limit; the main
-    thread then takes the snapshot exactly as for `kill -USR2`."""
-    armed = True
-    me = threading_ident()
-    while _state.rss_limit and _state.watcher is not None and _state.watcher.ident == me:
-        try:
-            rss = _rss_bytes()
-            limit = _state.rss_limit
-            if rss is not None and limit:
-                if armed and rss >= limit and _state.installed and not _state.taken_over:
-                    armed = False
-                    _say(f"memdiag: RSS {rss >> 20} MiB crossed {limit >> 20} MiB in pid "
-                         f"{os.getpid()}; taking a snapshot")
-                    os.kill(os.getpid(), _state.signum)
-                elif not armed and rss < 0.8 * limit:
-                    armed = True
-        except Exception:
-            pass
-        time.sleep(_state.rss_interval)
-
-
-def threading_ident():
-    import _thread
-    return _thread.get_ident()
-
-
-def _say(line):
-    try:
-        os.write(_state.stderr_fd, (line + "\n").encode("utf-8", "replace"))
-    except OSError:
-        pass
-
-
-def _report(kind, message):
-    _say(f"memdiag: {message}")
-    _state.reported.add(kind)
-
-
-# ---------------------------------------------------------------- trigger
-
-def _on_signal(signum, frame):
-    try:
-        _snapshot_from_signal()
-    except Exception as e:  # never let the hook's failure reach the target
-        if _raised_by_program_handler(e):
-            raise  # the program's, not the hook's: losing it would lose its signal
-        try:
-            error = _one_line(e)
-            _report("handler", f"snapshot failed: {error}")
-            # `memdiag snapshot` is waiting: tell it now, not at its timeout.
-            _write_status({"seq": _state.seq, "state": "failed", "error": error,
-                           "time": time.time()})
-        except Exception:
-            pass
-
-
-def _raised_by_program_handler(e):
-    """Whether e went through one of the program's Python signal handlers. Python
-    runs a handler between two bytecodes of whatever the main thread runs, so
-    a signal that arrives during a snapshot (an inline walk lasts seconds) has
-    its handler run inside ours; what it raises (a server's SIGTERM handler
-    raising its stop exception) is the program's and must reach the program."""
-    codes = set()
-    for sig in getattr(_signal, "valid_signals", lambda: ())():
-        try:
-            handler = _signal.getsignal(sig)
-        except (ValueError, OSError):
-            continue
-        code = getattr(handler, "__code__", None)
-        if code is not None and handler is not _on_signal:
-            codes.add(code)
-    tb = e.__traceback__
-    while tb is not None:
-        if tb.tb_frame.f_code in codes:
-            return True
-        tb = tb.tb_next
-    return False
-
-
-def _one_line(e):
-    if isinstance(e, OSError) and e.strerror:
-        where = f" ({e.filename})" if e.filename else ""
-        return f"{e.strerror}{where}"
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__
-
-
-def _reap():
-    for pid in list(_state.children):
-        try:
-            done, status = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            done, status = pid, 0      # someone else reaped it
-        except OSError:
-            continue
-        if done:
-            seq = _state.children.pop(pid, None)
-            if os.WIFSIGNALED(status):  # it could not say so itself (the OOM killer?)
-                _report("writer", f"snapshot {seq} was not written: its writer (pid {pid}) "
-                        f"was {_describe_status(status)}")
-
-
-def _snapshot_from_signal():
-    if _state.busy:
-        return  # a snapshot is being taken right now: coalesce
-    _reap()
-    if _state.children:
-        _write_status({"seq": _state.seq, "state": "coalesced", "time": time.time()})
-        return  # the previous snapshot's child is still writing: coalesce
-    _state.busy = True
-    try:
-        _state.seq += 1
-        _take(_state.seq, wait=False)
-    finally:
-        _state.busy = False
+    unregister()
+    state.installed = False
 
 
 def dump(path=None, *, strings=None, mode=None):
     """Write a snapshot of this process now and return its path.
 
     The call returns when the file is complete. `path` defaults to the next
-    `memdiag-<pid>-<seq>.snap` in the snapshot directory.
+    `memdiag-<pid>-<seq>.snap` in the snapshot directory; an existing file
+    is never overwritten (HookError). Works without install().
+
+        >>> dump("/tmp/before.snap")    # doctest: +SKIP
+        '/tmp/before.snap'
     """
-    _prepare()
-    if _state.dir is None:
-        _state.dir = snapshot_dir()
-        _ensure_private_dir(_state.dir, strict=_state.dir == _base_dir())
-    if _state.busy:
+    hook_walk.prepare()
+    if state.settings is None:     # not installed: check the directory now
+        protocol.make_private_dir(snapshot_dir())
+    if state.busy:
         raise HookError("a snapshot is already being taken")
-    _state.busy = True
+    state.busy = True
     try:
-        _state.seq += 1
-        return _take(_state.seq, wait=True, path=path, strings=strings, mode=mode)
+        state.seq += 1
+        return _take(state.seq, wait=True, path=path, strings=strings, mode=mode)
     finally:
-        _state.busy = False
+        state.busy = False
 
 
-def _choose_mode(mode):
-    mode = mode or _state.mode
-    if mode == "auto":
-        return "fork" if hasattr(os, "fork") and sys.platform.startswith("linux") else "inline"
-    return mode
+# ------------------------------------------------------------ trigger policy
+
+def _on_signal(signum, frame):
+    """The hook's signal handler: a snapshot, or a coalesced signal."""
+    try:
+        _snapshot_from_signal()
+    except Exception as e:  # never let the hook's failure reach the target
+        if hook_signal.raised_by_program_handler(e):
+            raise  # the program's, not the hook's: losing it would lose its signal
+        try:
+            error = one_line(e)
+            report("handler", f"snapshot failed: {error}")
+            # `memdiag snapshot` is waiting: tell it now, not at its timeout.
+            write_status(state.seq, protocol.FAILED, error=error)
+        except Exception:
+            pass
+
+
+def _snapshot_from_signal():
+    if state.busy:
+        return  # a snapshot is being taken right now: coalesce
+    hook_fork.reap()
+    if state.children:
+        write_status(state.seq, protocol.COALESCED)
+        return  # the previous snapshot's writer is still running: coalesce
+    state.busy = True
+    try:
+        state.seq += 1
+        _take(state.seq, wait=False)
+    finally:
+        state.busy = False
 
 
 def _take(seq, wait, path=None, strings=None, mode=None):
-    t0 = time.perf_counter()
-    opts = {
-        "seq": seq, "dir": _state.dir, "path": path, "pid": os.getpid(),
-        "strings": _state.strings if strings is None else bool(strings),
-        "trace": _tracing(), "rss": _rss_bytes(), "time": time.time(),
-        "t0": t0,
-    }
-    capture = _capture()
-    opts["capture_seconds"] = time.perf_counter() - t0
-    mode = _choose_mode(mode)
-    if mode == "fork":
+    """Capture the stacks, then write snapshot seq in a forked child or here.
+    wait=False (the signal handler): return once the child is forked."""
+    started = time.perf_counter()
+    settings = state.settings      # None: dump() without install()
+    if strings is None:
+        strings = settings is not None and settings.strings
+    at, rss = time.time(), protocol.rss_bytes()
+    captured = capture()
+    # Every object the snapshot could see is in its ignore set: `captured` and
+    # `request` are passed to the walk; the rest here is atomic (untracked).
+    request = Request(pid=os.getpid(), seq=seq, path=path, strings=bool(strings),
+                      directory=settings.directory if settings else snapshot_dir(),
+                      trace=_tracing(), rss=rss, time=at, started=started,
+                      capture_seconds=time.perf_counter() - started)
+    if _choose_mode(mode or (settings.mode if settings else "auto")) == "fork":
         try:
-            return _take_forked(capture, opts, wait)
+            return hook_fork.take_forked(captured, request, wait)
         except OSError as e:
-            if "fork" not in _state.reported:   # once: the file's meta says "inline"
-                _report("fork", f"fork refused ({e.strerror}); walking in-process instead, "
-                        f"which pauses the program for the walk (said once)")
-    return _take_inline(capture, opts)
+            if "fork" not in state.reported:   # once: the file's meta says "inline"
+                report("fork", f"fork refused ({e.strerror}); walking in-process instead, "
+                       f"which pauses the program for the walk (said once)")
+    return hook_inline.take_inline(captured, request)
+
+
+def _choose_mode(mode):
+    if mode == "auto":
+        return "fork" if hasattr(os, "fork") and sys.platform.startswith("linux") else "inline"
+    return mode
 
 
 def _tracing():
@@ -577,497 +253,18 @@ def _tracing():
     return bool(tm and tm.is_tracing())
 
 
-def _take_forked(capture, opts, wait):
-    import warnings
-    r, w = os.pipe()          # parent -> child: how long the parent paused
-    back_r, back_w = os.pipe()  # child -> parent: the final path (for dump)
-    _state.in_snapshot_fork = True
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            pid = os.fork()
-    except BaseException:
-        _state.in_snapshot_fork = False
-        for fd in (r, w, back_r, back_w):
-            os.close(fd)
-        raise
-    if pid == 0:  # the child: never returns
-        code = 1
+def _after_fork_in_child():
+    """In a process the program forked (gunicorn, celery workers): a fresh
+    hook state of its own, registered under its pid."""
+    if state.in_snapshot_fork:
+        return
+    state.children = {}
+    state.busy = False
+    state.seq = 0
+    state.watcher = None   # threads do not survive a fork
+    if state.installed:
         try:
-            os.close(w)
-            os.close(back_r)
-            _close_inherited_fds(keep=(r, back_w, _state.stderr_fd))
-            _child_setup()
-            # `memdiag snapshot` watches this pid, in case the writer is killed.
-            _write_status({"seq": opts["seq"], "state": "writing", "writer": os.getpid(),
-                           "time": time.time()})
-            opts["mode"] = "fork"
-            opts["pause_fd"] = r
-            final = _write_snapshot(capture, opts, may_materialize=True)
-            try:
-                os.write(back_w, final.encode("utf-8", "surrogateescape"))
-            except OSError:
-                pass
-            code = 0
-        except BaseException as e:
-            try:
-                _report("write", f"snapshot {opts['seq']} failed: {_one_line(e)}")
-                _write_status({"seq": opts["seq"], "state": "failed",
-                               "error": _one_line(e), "time": time.time()})
-                # dump() waits on this pipe: give it the reason (no path starts with NUL)
-                os.write(back_w, b"\0" + _one_line(e).encode("utf-8", "replace"))
-            except BaseException:
-                pass
-        finally:
-            os._exit(code)
-    _state.in_snapshot_fork = False
-    os.close(r)
-    os.close(back_w)
-    pause = time.perf_counter() - opts["t0"]
-    try:
-        os.write(w, json.dumps({"pause": pause}).encode())
-    except OSError:
-        pass
-    os.close(w)
-    _release(capture)
-    if wait:
-        chunks = []
-        try:
-            while True:
-                data = os.read(back_r, 65536)
-                if not data:
-                    break
-                chunks.append(data)
-        finally:
-            os.close(back_r)
-        _, status = os.waitpid(pid, 0)
-        data = b"".join(chunks)
-        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and data[:1] not in (b"", b"\0"):
-            return data.decode("utf-8", "surrogateescape")
-        if data[:1] == b"\0":
-            raise HookError(data[1:].decode("utf-8", "replace"))
-        raise HookError(f"snapshot child failed ({_describe_status(status)}); see stderr")
-    os.close(back_r)
-    _state.children[pid] = opts["seq"]
-    return None
-
-
-def _describe_status(status):
-    if os.WIFSIGNALED(status):
-        return f"killed by signal {os.WTERMSIG(status)}"
-    return f"exit status {os.WEXITSTATUS(status)}"
-
-
-def _close_inherited_fds(keep):
-    """Close the target's files and sockets in the snapshot child (0-2 and
-    `keep` stay): a copy held here would keep a connection or pipe that the
-    target closes open for its peer until the snapshot is written."""
-    keep = set(keep) | {0, 1, 2}
-    try:
-        # The fds that are open, not every number up to the limit: without
-        # close_range(2) closerange() tries each one, and a container's
-        # nofile limit can be 2^30.
-        fds = [int(n) for n in os.listdir("/proc/self/fd")]
-    except (OSError, ValueError):
-        try:
-            top = min(os.sysconf("SC_OPEN_MAX"), 1 << 16)
-        except (ValueError, OSError):
-            top = 1 << 16
-        fds = range(3, max(top, 256))
-    for fd in fds:
-        if fd not in keep:
-            try:
-                os.close(fd)
-            except OSError:
-                pass       # the listing's own fd, gone already
-
-
-def _child_setup():
-    gc.disable()
-    # SIGXFSZ ignored: past RLIMIT_FSIZE the write fails with EFBIG (reported)
-    # instead of killing the writer, also where the host left it at its default.
-    quiet = (_state.signum, _signal.SIGPIPE, getattr(_signal, "SIGXFSZ", None))
-    for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2",
-                 "SIGCHLD", "SIGALRM", "SIGPIPE", "SIGXFSZ"):
-        sig = getattr(_signal, name, None)
-        if sig is None:
-            continue
-        try:
-            (_state.orig_signal or _signal.signal)(
-                sig, _signal.SIG_IGN if sig in quiet else _signal.SIG_DFL)
-        except (ValueError, OSError):
-            pass
-    try:
-        os.nice(10)
-    except OSError:
-        pass
-
-
-def _take_inline(capture, opts):
-    setter = _state.orig_signal or _signal.signal
-    signum = _state.signum
-    old = None
-    if signum is not None:
-        try:
-            old = setter(signum, _signal.SIG_IGN)  # coalesce signals during the walk
-        except (ValueError, OSError):
-            old = None
-    # A host that embeds Python without its signal setup (Py_InitializeEx(0))
-    # leaves SIGXFSZ at its default action, which would kill the target when
-    # the file reaches RLIMIT_FSIZE; ignored, the write fails with EFBIG.
-    xfsz = getattr(_signal, "SIGXFSZ", None)
-    old_xfsz = None
-    try:
-        if xfsz is not None and _signal.getsignal(xfsz) == _signal.SIG_DFL:
-            old_xfsz = setter(xfsz, _signal.SIG_IGN)
-    except (ValueError, OSError):
-        old_xfsz = None
-    was_enabled = gc.isenabled()
-    gc.disable()
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1000.0)
-    try:
-        opts["mode"] = "inline"
-        opts["pause_fd"] = None
-        return _write_snapshot(capture, opts, may_materialize=False)
-    finally:
-        sys.setswitchinterval(interval)
-        if was_enabled:
-            gc.enable()
-        for sig, prev in ((signum, old), (xfsz, old_xfsz)):
-            if prev is not None:
-                try:
-                    setter(sig, prev)
-                except (ValueError, OSError):
-                    pass
-        _release(capture)
-
-
-def _release(capture):
-    """Let go of what the capture holds. Its frame list holds the frames of the
-    hook's own calls, whose locals hold the list: a cycle that, in a target
-    running with gc disabled, would keep those frames and the target's locals
-    of that moment alive for good."""
-    for v in list(capture.values()):
-        if isinstance(v, list):
-            v.clear()
-    capture.clear()
-
-
-# ---------------------------------------------------------------- capture
-
-def _thread_names():
-    threading = sys.modules.get("threading")
-    names = {}
-    if threading is not None:
-        # No threading.enumerate(): it takes a lock the interrupted code may hold.
-        for registry in ("_active", "_dangling"):
-            table = getattr(threading, registry, None)
-            if isinstance(table, dict):
-                for tid, t in list(table.items()):
-                    names[tid] = getattr(t, "_name", None) or f"thread-{tid}"
-    return names
-
-
-def _is_hook_code(code):
-    return os.path.dirname(code.co_filename) == _HERE
-
-
-def _capture():
-    """Every thread's frames, their locals and thread dicts, before any fork.
-
-    Returns {"stack_roots": [(desc, name, obj)], "thread_roots": [(desc, dict)],
-    "frames": [frame objects running now]}.
-    """
-    names = _thread_names()
-    main_tid = _main_thread_id()
-    if _compiled():
-        return _cwalker.capture(names, main_tid, _HERE)
-    stack_roots = []
-    running = []
-    frames = sys._current_frames()
-    order = sorted(frames, key=lambda tid: (tid != main_tid, tid))
-    for tid in order:
-        f = frames[tid]
-        tname = names.get(tid, f"thread-{tid}")
-        while f is not None:
-            code = f.f_code
-            running.append(f)
-            if not _is_hook_code(code):
-                desc = f"{tname}: {code.co_name} ({code.co_filename}:{f.f_lineno})"
-                if code.co_flags & CO_OPTIMIZED:
-                    for name, value in list(f.f_locals.items()):
-                        stack_roots.append((desc, name, value))
-                elif f.f_locals is not f.f_globals:
-                    stack_roots.append((desc, "<locals>", f.f_locals))
-            f = f.f_back
-    del frames
-    return {"stack_roots": stack_roots, "thread_roots": [], "frames": running}
-
-
-def _compiled():
-    """Whether to use the compiled walker: built, and not refused with
-    MEMDIAG_PURE_PYTHON=1, which forces the Python capture and walk both, the
-    path a target takes where the compiled walker is not built."""
-    return _cwalker is not None and not os.environ.get("MEMDIAG_PURE_PYTHON")
-
-
-def _main_thread_id():
-    threading = sys.modules.get("threading")
-    if threading is not None:
-        try:
-            return threading.main_thread().ident
+            register()
+            hook_rss.start_watcher()
         except Exception:
             pass
-    try:
-        import _thread
-        return _thread.get_ident()
-    except Exception:
-        return 0
-
-
-# ------------------------------------------------------------------ write
-
-def _own_modules():
-    out = []
-    for name, mod in list(sys.modules.items()):
-        if mod is None:
-            continue
-        if name == "memdiag" or name.startswith(("memdiag.", "_memdiag")):
-            out.append((name, mod))
-    return out
-
-
-def _ignore_seeds(extra):
-    seeds = [_state, _state.__dict__]
-    if _state.watcher is not None:
-        seeds += [_state.watcher, _state.watcher.__dict__]
-    for name, mod in _own_modules():
-        seeds.append(mod)
-        d = getattr(mod, "__dict__", None)
-        if d is None:
-            continue
-        seeds.append(d)
-        for v in list(d.values()):
-            owner = getattr(v, "__module__", None) if isinstance(v, (type, type(_say))) else None
-            if isinstance(owner, str) and (owner == "memdiag" or owner.startswith(("memdiag.", "_memdiag"))):
-                seeds.append(v)
-    seeds.extend(extra)
-    return seeds
-
-
-def _module_roots():
-    own = {id(m) for _, m in _own_modules()}
-    seen = set()
-    roots = []
-    for name, mod in sorted(list(sys.modules.items()), key=lambda kv: str(kv[0])):
-        if mod is None or id(mod) in own or id(mod) in seen or not isinstance(name, str):
-            continue
-        seen.add(id(mod))
-        roots.append((name, mod))
-    return roots
-
-
-def _target_path(directory, pid, seq):
-    return os.path.join(directory, f"memdiag-{pid}-{seq}.snap")
-
-
-class _SnapFile:
-    """A file that becomes visible under its final name only when complete.
-
-    It is written under a hidden temp name (O_CREAT|O_EXCL|O_NOFOLLOW, 0600)
-    that names the writer's pid, then hard-linked to the final name, which
-    never overwrites an existing file. A temp file whose writer died is
-    removed by the next snapshot.
-    """
-
-    def __init__(self, directory, pid, seq, path=None):
-        self.directory = directory
-        self.pid = pid
-        self.seq = seq
-        self.path = path
-        self.tmp = os.path.join(directory, f".memdiag-{pid}-{seq}.{os.getpid()}.tmp")
-        flags = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-                 | getattr(os, "O_NOFOLLOW", 0))
-        self.fd = os.open(self.tmp, flags, 0o600)
-        os.fchmod(self.fd, 0o600)
-
-    def publish(self):
-        os.fsync(self.fd)
-        seq = self.seq
-        for _ in range(1000):
-            final = self.path or _target_path(self.directory, self.pid, seq)
-            try:
-                os.link(self.tmp, final, follow_symlinks=False)
-                break
-            except FileExistsError:
-                if self.path:
-                    raise HookError(f"{final} exists; will not overwrite it") from None
-                seq += 1
-        else:
-            raise HookError("no free snapshot file name")
-        os.unlink(self.tmp)
-        self.tmp = None
-        try:
-            dfd = os.open(self.directory, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-        except OSError:
-            pass
-        return final
-
-    def discard(self):
-        if self.fd is not None:
-            try:
-                os.close(self.fd)
-            except OSError:
-                pass
-            self.fd = None
-        if self.tmp:
-            try:
-                os.unlink(self.tmp)
-            except OSError:
-                pass
-            self.tmp = None
-
-
-def _clean_stale_temps(directory, pid):
-    """Remove temp files of earlier snapshot writers of this pid that died."""
-    prefix = f".memdiag-{pid}-"
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return
-    for name in names:
-        if not (name.startswith(prefix) and name.endswith(".tmp")):
-            continue
-        try:
-            writer = int(name[:-4].rsplit(".", 1)[1])
-        except (ValueError, IndexError):
-            continue
-        if writer != os.getpid() and not _pid_alive(writer):
-            try:
-                os.unlink(os.path.join(directory, name))
-            except OSError:
-                pass
-
-
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _write_snapshot(capture, opts, may_materialize):
-    directory = opts["dir"]
-    if opts.get("path"):
-        directory = os.path.dirname(os.path.abspath(opts["path"]))
-    if not os.path.isdir(directory):
-        _ensure_private_dir(directory, strict=directory == _base_dir())
-    _clean_stale_temps(directory, opts["pid"])
-    t_walk = time.perf_counter()
-    snap = _SnapFile(directory, opts["pid"], opts["seq"], opts.get("path"))
-    f = None
-    try:
-        f = os.fdopen(snap.fd, "wb", buffering=1 << 20, closefd=False)
-        writer = snapfile.Writer(f)
-        result = _walk(writer, capture, opts, may_materialize, extra_ignore=[snap, f, writer])
-        meta = _meta(opts, result, time.perf_counter() - t_walk)
-        trailer = dict(result["trailer"])
-        trailer["meta"] = meta
-        writer.finish(trailer)
-        f.flush()
-        final = snap.publish()
-    except OSError as e:
-        _close_buffer(f)
-        snap.discard()
-        if e.errno == errno.ENOSPC:
-            raise HookError(f"no space left on device writing to {directory}") from None
-        if e.errno == errno.EFBIG:
-            raise HookError(f"file size limit reached writing to {directory}") from None
-        raise
-    except BaseException:
-        _close_buffer(f)
-        snap.discard()
-        raise
-    snap.discard()
-    # "writer": `memdiag snapshot` waits for it to exit before its next signal,
-    # which would otherwise be coalesced into this finished snapshot.
-    _write_status({"seq": opts["seq"], "state": "written", "path": final,
-                   "time": time.time(), "bytes": writer.bytes_written,
-                   "writer": os.getpid()})
-    return final
-
-
-def _close_buffer(f):
-    """Close the buffered file of a failed snapshot before its fd is closed. Left
-    to the garbage collector, it would flush what it still holds into a closed
-    fd (an "Exception ignored" traceback on the target's stderr) or into
-    whatever file has reused that fd number by then. close() marks it closed
-    even when its flush fails."""
-    if f is not None:
-        try:
-            f.close()
-        except (OSError, ValueError):
-            pass
-
-
-def _walk(writer, capture, opts, may_materialize, extra_ignore):
-    modules = _module_roots()
-    ignore = _ignore_seeds([capture, writer.__dict__, writer.pending, writer.counts,
-                            modules] + list(extra_ignore))
-    ignore.append(ignore)  # the list is the hook's too: not an unreached object
-    try:
-        return _walk_with(writer, capture, opts, may_materialize, modules, ignore)
-    finally:
-        ignore.clear()     # no self-reference left behind
-
-
-def _walk_with(writer, capture, opts, may_materialize, modules, ignore):
-    _prepare()
-    if _compiled():
-        type_name = _walker_mod.type_name
-        result = _cwalker.walk(writer, modules, capture["stack_roots"],
-                               capture["thread_roots"], ignore, capture["frames"],
-                               opts["strings"], opts["trace"], may_materialize)
-        trailer = result["trailer"]
-        trailer["types"] = [type_name(t) for t in result.pop("type_objects")]
-        return result
-    w = _walker_mod.PyWalker(writer, strings=opts["strings"], trace=opts["trace"],
-                 may_materialize=may_materialize)
-    # Not `ignore + [w]`: that new list, seen as unreached, would land in w.objs
-    # and make w (which holds every object) part of a cycle. w ignores itself.
-    w.run(modules, capture["stack_roots"], capture["thread_roots"], ignore,
-          capture["frames"])
-    return {"trailer": w.trailer(), "walker": "python"}
-
-
-def _meta(opts, result, walk_seconds):
-    pause = None
-    fd = opts.get("pause_fd")
-    if fd is not None:
-        try:
-            data = os.read(fd, 4096)
-            pause = json.loads(data).get("pause") if data else None
-        except (OSError, ValueError):
-            pause = None
-        finally:
-            os.close(fd)
-    return {
-        "pid": opts["pid"], "argv": list(sys.argv), "executable": sys.executable,
-        "python": sys.version.split()[0], "implementation": sys.implementation.name,
-        "platform": sys.platform, "time": opts["time"], "seq": opts["seq"],
-        "mode": opts["mode"], "walker": result.get("walker", "python"),
-        "rss": opts["rss"], "python_heap": result["trailer"].get("python_heap"),
-        "walk_seconds": round(walk_seconds, 6),
-        "capture_seconds": round(opts["capture_seconds"], 6),
-        "pause_seconds": None if pause is None else round(pause, 6),
-        "tracemalloc": opts["trace"], "strings": opts["strings"],
-        "hook_version": HOOK_VERSION,
-    }

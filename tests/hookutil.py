@@ -25,7 +25,7 @@ PROGRAMS = os.path.join(ROOT, "tests", "programs")
 
 def compiled_walker_built(python=sys.executable):
     """Whether memdiag._walker imports in `python` (the in-place build)."""
-    code = "import memdiag.hook as h; print(h._cwalker is not None)"
+    code = "import memdiag.hook_walk as w; print(w.cwalker is not None)"
     p = subprocess.run([python, "-c", code], capture_output=True, text=True, cwd=ROOT,
                        env={**os.environ, "PYTHONPATH": ROOT}, timeout=60)
     return p.stdout.strip() == "True"

@@ -28,7 +28,7 @@ import pytest
 from conftest import ROOT, SAMPLES, kill_pid, memdiag, memdiag_json, run_load, wait_ready
 from safety_helpers import NOBODY, NOGROUP, as_user, nobody_python  # noqa: F401
 
-from memdiag import hook
+from memdiag import protocol
 from memdiag.attach import debugger as attach_debugger
 from memdiag.attach import elf
 
@@ -585,13 +585,13 @@ def test_root_attaches_to_another_users_process(procs, tmp_path, nobody_python):
     try:
         info = attach_json(p.pid)
         assert info["state"] == "installed", info
-        assert info["registry"] == os.path.join(hook._base_dir(NOBODY), "hooks", f"{p.pid}.json")
+        assert info["registry"] == protocol.entry_path(p.pid, NOBODY)
         path = snapshot(p.pid)
         assert os.stat(path).st_uid == NOBODY
         assert attach_dirs(p.pid) == [] and status(p.pid)["TracerPid"].strip() == "0"
     finally:
         kill_pid(p.pid)
-        subprocess.run(["rm", "-rf", hook._base_dir(NOBODY)])
+        subprocess.run(["rm", "-rf", protocol.base_dir(NOBODY)])
 
 
 @pytest.mark.parametrize("name", ["gdb", "lldb"])
@@ -632,13 +632,11 @@ def test_ptrace_denied_without_cap_sys_ptrace(procs, tmp_path):
 
 FAKE_HOOK = '''
 import os, signal
-class _S:
-    registry_path = "/nowhere"
-    signum = None
-_state = _S()
-_cwalker = None
 def is_installed():
     return False
+def describe():
+    return {"installed": False, "signal": None, "dir": None, "registry": "/nowhere",
+            "walker": "python", "compiled_walker": False, "walker_error": None}
 def install(dir=None, signal=None, strings=False):
     os.kill(os.getpid(), 2)          # SIGINT arrives while the code runs
     for _ in range(1000):            # bytecode: where Python runs handlers

@@ -22,7 +22,7 @@ from safety_helpers import (NOBODY, NOGROUP, as_user, kill_pid, nobody_python,  
                             one_line, run_cli_full, shared_tmpdir, snap_files, start_target,
                             targets)
 
-from memdiag import hook
+from memdiag import protocol
 from memdiag.model import Snapshot
 
 EXIT_USAGE, EXIT_BAD_FILE, EXIT_TARGET, EXIT_SNAPSHOT_FAILED = 2, 3, 4, 5
@@ -200,11 +200,11 @@ def test_forged_registry_entry_is_not_trusted(procs, tmp_path):
     while not ready.exists():
         assert alive(p)
         time.sleep(0.02)
-    reg = hook.registry_dir(os.getuid())
+    reg = protocol.registry_dir(os.getuid())
     os.makedirs(reg, mode=0o700, exist_ok=True)
     entry = os.path.join(reg, f"{p.pid}.json")
     with open(entry, "w") as f:
-        json.dump({"pid": p.pid, "start_time": hook._proc_start_time(p.pid),
+        json.dump({"pid": p.pid, "start_time": protocol.proc_start_time(p.pid),
                    "signal": int(signal.SIGTERM), "dir": str(tmp_path)}, f)
     os.chown(entry, NOBODY, NOGROUP)
     try:
@@ -221,7 +221,7 @@ def test_forged_registry_in_a_directory_another_user_made(procs, tmp_path, nobod
     so another user can create /tmp/memdiag-<uid>/hooks. Target: uid 65533;
     forger: uid 65534; memdiag run by root must refuse."""
     victim, forger = 65533, NOBODY
-    base = hook._base_dir(victim)
+    base = protocol.base_dir(victim)
     if os.path.exists(base):
         pytest.skip(f"{base} exists already")
     ready = f"/tmp/memdiag-test-ready-{os.getpid()}"
@@ -234,9 +234,9 @@ def test_forged_registry_in_a_directory_another_user_made(procs, tmp_path, nobod
         while not os.path.exists(ready):
             assert alive(p)
             time.sleep(0.02)
-        forge = (f"import json, os; os.makedirs({hook.registry_dir(victim)!r}, 0o755); "
-                 f"f = open(os.path.join({hook.registry_dir(victim)!r}, '{p.pid}.json'), 'w'); "
-                 f"json.dump({{'pid': {p.pid}, 'start_time': {hook._proc_start_time(p.pid)}, "
+        forge = (f"import json, os; os.makedirs({protocol.registry_dir(victim)!r}, 0o755); "
+                 f"f = open(os.path.join({protocol.registry_dir(victim)!r}, '{p.pid}.json'), 'w'); "
+                 f"json.dump({{'pid': {p.pid}, 'start_time': {protocol.proc_start_time(p.pid)}, "
                  f"'signal': 15, 'dir': '/tmp'}}, f); f.close()")
         subprocess.run([nobody_python.exe, "-c", forge], check=True, cwd="/",
                        preexec_fn=as_user(forger, forger), timeout=30)
@@ -294,7 +294,7 @@ def test_other_non_root_users_process_is_refused(procs, tmp_path, nobody_python)
             assert snap_files(snapdir) == []
         finally:
             kill_pid(p.pid)
-            subprocess.run(["rm", "-rf", hook._base_dir(65533)])
+            subprocess.run(["rm", "-rf", protocol.base_dir(65533)])
 
 
 def test_registry_entry_that_is_a_fifo_does_not_hang(procs, tmp_path):
@@ -305,7 +305,7 @@ def test_registry_entry_that_is_a_fifo_does_not_hang(procs, tmp_path):
     while not ready.exists():
         assert alive(p)
         time.sleep(0.02)
-    reg = hook.registry_dir(os.getuid())
+    reg = protocol.registry_dir(os.getuid())
     os.makedirs(reg, mode=0o700, exist_ok=True)
     entry = os.path.join(reg, f"{p.pid}.json")
     os.mkfifo(entry, 0o600)

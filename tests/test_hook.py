@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import memdiag
+from conftest import ROOT, memdiag, memdiag_json
 from memdiag.analysis.paths import retainer_path
 from hookutil import (PROGRAMS, expected_walker, hook_lines, load, run_program, snap_files,
                       start, wait_file, walker_env)  # noqa: F401 (start is a fixture)
@@ -72,6 +72,25 @@ def test_fork_mode_pause_is_small_and_recorded(start, tmp_path):
     assert pause is not None and 0 < pause < 0.1, meta
     if p.walker == "python":
         assert pause < walk / 5, meta      # the walk did not happen in the target
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_snapshot_json_reports_the_walk_and_pause_of_the_snapshot(start, tmp_path, mode):
+    """Issue 8: `seconds` was the CLI's polling wait; the walk and the pause
+    come from the snapshot's metadata, the wait has its own name."""
+    p = loop(start, tmp_path, mode, objects=30000)
+    r = memdiag_json("snapshot", p.pid, "--timeout", 60)
+    meta = load(r["path"]).meta
+    assert sorted(r) == ["bytes", "path", "pause_seconds", "pid", "wait_seconds",
+                         "walk_seconds"], r
+    assert (r["pid"], r["bytes"]) == (p.pid, os.path.getsize(r["path"]))
+    assert r["walk_seconds"] == meta["walk_seconds"] > 0
+    assert r["pause_seconds"] == meta["pause_seconds"]
+    if mode == "fork":
+        assert 0 < r["pause_seconds"] < r["wait_seconds"]
+    else:
+        assert r["pause_seconds"] is None      # in-process: the walk is the pause
+    assert r["walk_seconds"] <= r["wait_seconds"]
 
 
 DUMP = """
@@ -132,7 +151,7 @@ OWN = """
         first = hook.dump(mode=mode)
         # What the hook left behind in the target: frames of its own code.
         left = [o for o in gc.get_objects() if isinstance(o, types.FrameType)
-                and os.path.dirname(o.f_code.co_filename) == hook._HERE]
+                and os.path.dirname(o.f_code.co_filename) == os.path.dirname(hook.__file__)]
         own = set()
         for name, mod in list(sys.modules.items()):
             if ours(name):
@@ -184,6 +203,61 @@ def test_hook_loaded_by_run_never_in_snapshot(tmp_path, mode, walker):
     env = hook_env(walker_env(walker), str(tmp_path / "snaps"), "USR2", 0, False, mode)
     r = run_program(OWN, mode, tmp_path / "unused", env=env, tmp_path=tmp_path)
     check_invisible(r)
+
+
+# ---------------------------------------------- the hook imports only the stdlib
+
+IMPORTS = """
+    import json, os, sys
+    if sys.argv[1] == "baseline":            # what the interpreter starts with
+        print("RESULT " + json.dumps({"modules": sorted(sys.modules)}))
+        sys.exit(0)
+    before = set(sys.modules)
+    if "_memdiag_hook.hook" in sys.modules:  # started by `memdiag run`: its boot counts
+        hook = sys.modules["_memdiag_hook.hook"]
+    else:
+        import memdiag
+        memdiag.install(dir=sys.argv[1], rss_limit="64G")
+        from memdiag import hook
+    hook.dump(mode="fork")
+    hook.dump(mode="inline")
+    boot = getattr(sys.modules.get("sitecustomize"), "__file__", None)
+    print("RESULT " + json.dumps({"modules": sorted(sys.modules), "before": sorted(before),
+                                  "stdlib": sorted(sys.stdlib_module_names), "boot": boot}))
+"""
+
+# memdiag's modules that run in the target: the hook's, the protocol, the
+# file format and the two walkers.
+HOOK_SIDE = {"hook", "hook_capture", "hook_fork", "hook_inline", "hook_publish",
+             "hook_registry", "hook_rss", "hook_signal", "hook_state", "hook_walk",
+             "protocol", "snapfile", "walker", "_walker"}
+
+
+@pytest.mark.parametrize("how", ["install", "run"])
+@pytest.mark.parametrize("walker", WALKERS)
+def test_installing_the_hook_imports_only_the_standard_library(tmp_path, walker, how):
+    """Installing the hook (with the RSS watcher) and taking a snapshot each
+    way imports the stdlib and memdiag's hook-side modules, never memdiag's
+    analysis side or its dependencies (numpy, typer, rich)."""
+    env = walker_env(walker)
+    before = None
+    if how == "run":
+        before = run_program(IMPORTS, "baseline", env=env, tmp_path=tmp_path)["modules"]
+        from memdiag.cli.run import hook_env
+        env = hook_env(env, str(tmp_path / "snaps"), "USR2", 0, False, "auto", "64G")
+    r = run_program(IMPORTS, tmp_path / "snaps", env=env, tmp_path=tmp_path)
+    new = set(r["modules"]) - set(before or r["before"])
+    if how == "run":           # memdiag's boot file, which loaded the hook
+        assert r["boot"] == os.path.join(ROOT, "memdiag", "_boot", "sitecustomize.py")
+        new.remove("sitecustomize")
+    ours = {m for m in new if m.split(".")[0] in ("memdiag", "_memdiag_hook")}
+    assert "threading" in new - ours                       # the RSS watcher runs
+    assert [m for m in new - ours if m.split(".")[0] not in r["stdlib"]] == []
+    assert not {"numpy", "typer", "rich"} & {m.split(".")[0] for m in r["modules"]}
+    package = "_memdiag_hook" if how == "run" else "memdiag"
+    assert package in ours
+    assert {m.partition(".")[2] for m in ours - {package}} <= HOOK_SIDE, ours
+    assert all(m.split(".")[0] == package for m in ours), ours
 
 
 # ------------------------------------------------ failures stay in the hook
@@ -357,12 +431,11 @@ FIRST = """
         for o in gc.get_objects():    # no comprehension: no closure objects of ours
             if id(o) not in before and o is not new:
                 new.append(o)
-        # Left aside: the hook's own state dict, created once, and os.link's
-        # keyword-name tuple, an interpreter cache made on its first call.
-        state = hook._state.__dict__
+        # Left aside: os.link's keyword-name tuple, an interpreter cache made
+        # on its first call. (The hook's state has no __dict__ to create.)
         shown = []
         for o in new:
-            if o is not state and not (type(o) is tuple and "follow_symlinks" in o):
+            if not (type(o) is tuple and "follow_symlinks" in o):
                 shown.append(f"{type(o).__name__}: {str(o)[:80]}")
         print("RESULT " + json.dumps({"new": shown}))
     main()
@@ -604,6 +677,210 @@ def test_inline_attribute_and_frame_local_are_labeled(tmp_path, mode, walker):
     paths = labels(tmp_path, mode, walker)
     assert paths["MInline"] == ["__main__.inline.inline_attr"]
     assert paths["MFrame"] == ["__main__.saved→traceback→traceback→frame.frame_local"]
+
+
+# ------------------------------------------------------------- hostile heaps
+
+NO_THREADING = """
+    import json, sys
+    import memdiag
+    from memdiag import hook
+    memdiag.install(dir=sys.argv[2])
+
+    class MainMarker:
+        pass
+
+    def main():
+        held_in_main = MainMarker()
+        before = "threading" in sys.modules
+        path = hook.dump(mode=sys.argv[1])
+        print("RESULT " + json.dumps({"path": path,
+                                      "threading": [before, "threading" in sys.modules]}))
+    main()
+"""
+
+
+@pytest.mark.parametrize("walker", WALKERS)
+@pytest.mark.parametrize("mode", MODES)
+def test_main_thread_is_named_in_a_program_without_threading(tmp_path, mode, walker):
+    """Issue 8: without the threading module the main thread showed as <thread-1399…>."""
+    r = run_program(NO_THREADING, mode, tmp_path / "snaps", env=walker_env(walker),
+                    tmp_path=tmp_path)
+    assert r["threading"] == [False, False]     # neither the program nor the hook imported it
+    s = load(r["path"])
+    path = s.path_of(s.find_type("MainMarker")[0])
+    assert path.root.startswith("<MainThread: main ("), path.root
+    assert path.root.endswith(")>.held_in_main"), path.root
+
+
+HOSTILE = """
+    import json, os, sys, threading, types
+    import memdiag
+    from memdiag import hook
+    memdiag.install(dir=sys.argv[2])
+    ARMED = []
+
+    def trap(what):
+        # Reported on stderr, which the fork child keeps, then raised.
+        if ARMED:
+            os.write(2, f"HOSTILE-CALL {what}\\n".encode())
+            raise RuntimeError(f"hostile {what}")
+
+    class Hostile:
+        # Every way code of the target could run when something looks at it.
+        def __getattribute__(self, name):
+            trap(f"getattribute {name}")
+            return object.__getattribute__(self, name)
+        def __getattr__(self, name):
+            trap(f"getattr {name}")
+            raise AttributeError(name)
+        def __eq__(self, other):
+            trap("eq")
+            return self is other
+        def __lt__(self, other):
+            trap("lt")
+            return False
+        def __hash__(self):
+            trap("hash")
+            return 12345
+        def __bool__(self):
+            trap("bool")
+            return True
+        def __len__(self):
+            trap("len")
+            return 1
+        def __iter__(self):
+            trap("iter")
+            return iter(())
+        def __repr__(self):
+            trap("repr")
+            return "Hostile()"
+        def __str__(self):
+            trap("str")
+            return "Hostile"
+        def __format__(self, spec):
+            trap("format")
+            return "Hostile"
+        def __sizeof__(self):
+            trap("sizeof")
+            return 1 << 40
+
+    class HostileStr(str):
+        def startswith(self, *args):
+            trap("str startswith")
+            return False
+        def __eq__(self, other):
+            trap("str eq")
+            return str.__eq__(self, other)
+        def __hash__(self):
+            trap("str hash")
+            return str.__hash__(self)
+        def __lt__(self, other):
+            trap("str lt")
+            return str.__lt__(self, other)
+        def __str__(self):
+            trap("str str")
+            return str.__str__(self)
+
+    class HostileModule(types.ModuleType):
+        def __getattribute__(self, name):
+            trap(f"module getattribute {name}")
+            return super().__getattribute__(name)
+
+    class HostileNamespace(dict):
+        def __getitem__(self, key):
+            trap("namespace getitem")
+            return dict.__getitem__(self, key)
+        def __iter__(self):
+            trap("namespace iter")
+            return dict.__iter__(self)
+        def keys(self):
+            trap("namespace keys")
+            return dict.keys(self)
+        def items(self):
+            trap("namespace items")
+            return dict.items(self)
+        def __len__(self):
+            trap("namespace len")
+            return dict.__len__(self)
+
+    class Meta(type):
+        @classmethod
+        def __prepare__(mcls, name, bases):
+            return HostileNamespace()
+
+    # sys.modules: keys that are not str, a str subclass, values that are not
+    # modules, None, and names of memdiag's own that are not memdiag's modules.
+    sys.modules[("a", "b")] = types.ModuleType("tuple_key")
+    sys.modules[42] = Hostile()
+    sys.modules[Hostile()] = types.ModuleType("hostile_key")
+    sys.modules[HostileStr("hostile_str_key")] = types.ModuleType("hostile_str_key")
+    sys.modules[HostileStr("memdiag.str_key")] = types.ModuleType("memdiag_str_key")
+    sys.modules["hostile_value"] = Hostile()
+    sys.modules["hostile_module"] = HostileModule("hostile_module")
+    sys.modules["memdiag.hostile_module"] = HostileModule("memdiag.hostile_module")
+    sys.modules["_memdiag_hostile_value"] = Hostile()
+    sys.modules["none_value"] = None
+
+    # Threads: one whose name is not a str, one stopped in a class body whose
+    # namespace is a hostile mapping, their frames holding hostile locals.
+    def hostile_locals(ready, release):
+        local_hostile = Hostile()
+        ready.set()
+        release.wait()
+
+    def in_class_body(ready, release):
+        class Body(metaclass=Meta):
+            body_hostile = Hostile()
+            ready.set()
+            release.wait()
+
+    release = threading.Event()
+    threads = []
+    for target in (hostile_locals, in_class_body):
+        ready = threading.Event()
+        t = threading.Thread(target=target, args=(ready, release), daemon=True)
+        t.start()
+        ready.wait()
+        threads.append(t)
+    threads[0]._name = Hostile()
+
+    def main():
+        main_hostile = Hostile()
+        ARMED.append(True)
+        try:
+            path = hook.dump(mode=sys.argv[1])
+        finally:
+            ARMED.clear()
+        release.set()
+        for t in threads:
+            t.join()
+        print("RESULT " + json.dumps({"path": path}))
+    main()
+"""
+
+
+@pytest.mark.parametrize("walker", WALKERS)
+@pytest.mark.parametrize("mode", MODES)
+def test_hostile_objects_in_modules_threads_and_frames_cost_nothing(tmp_path, mode, walker):
+    """Issue 8: one non-str key in sys.modules made every snapshot fail. Odd
+    keys and values in sys.modules, a thread named by a non-str, a class body
+    with a hostile namespace, hostile frame locals: the snapshot is written,
+    holds them, and none of their code ran."""
+    r = run_program(HOSTILE, mode, tmp_path / "snaps", env=walker_env(walker),
+                    tmp_path=tmp_path)
+    assert "HOSTILE-CALL" not in r["_stderr"], r["_stderr"]
+    assert hook_lines(r["_stderr"]) == []
+    s = load(r["path"])
+    modules = {d for k, d, _ in s.roots_by_object().values() if k == 1}
+    assert {"hostile_value", "hostile_module", "_memdiag_hostile_value"} <= modules
+    assert not modules & {"none_value", "memdiag.hostile_module"}
+    assert len(s.find_type("Hostile")) >= 7
+    assert len(s.find_type("HostileNamespace")) == 1
+    roots = {s.path_of(i).root for i in s.find_type("Hostile")}
+    assert any(r.startswith("<MainThread: main (") and r.endswith(".main_hostile")
+               for r in roots), roots
+    assert any(r.startswith("<thread-") and r.endswith(".local_hostile") for r in roots), roots
 
 
 # ------------------------------------------------------- forked worker processes

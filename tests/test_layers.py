@@ -35,6 +35,15 @@ LAYER_OF = {
     "memdiag.snapfile": "snapfile",
     # the hook side: runs inside the target
     "memdiag.hook": "hook",
+    "memdiag.hook_capture": "hook",         # hook.py's parts, one concern each
+    "memdiag.hook_fork": "hook",
+    "memdiag.hook_inline": "hook",
+    "memdiag.hook_publish": "hook",
+    "memdiag.hook_registry": "hook",
+    "memdiag.hook_rss": "hook",
+    "memdiag.hook_signal": "hook",
+    "memdiag.hook_state": "hook",
+    "memdiag.hook_walk": "hook",
     "memdiag.protocol": "hook",
     "memdiag.walker": "hook",
     "memdiag._walker": "hook",              # C: the compiled walker

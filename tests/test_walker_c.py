@@ -497,8 +497,11 @@ def test_inplace_walk_leaves_the_heap_alone(python):
     # them itself, fork-child streaming) the snapshot reads back as well.
     assert r["compress_threads"] >= 1
     # Unreached objects (cycles in both young and old generations) are
-    # rooted in the order of the gc's lists.
-    assert r["unreached_roots"] > 500 and r["unreached_in_order"]
+    # rooted in the order of the gc's lists. About 340 of the helper's
+    # garbage cycles survive its collection half way; the other unreached
+    # objects vary with what the interpreter imported (the ast node types are
+    # unreached until some module, the hook's dataclasses included, imports ast).
+    assert r["unreached_roots"] > 300 and r["unreached_in_order"]
     assert r["small_threads"] == 0 and r["small_objects"] > 100
 
 

@@ -26,10 +26,11 @@ import time
 from dataclasses import dataclass, field
 from typing import List, Optional
 
+from .. import protocol
 from . import debugger, remote
 from .handshake import Handshake, HandshakeTimeout, TargetGone, stub_text, temp_base
 from .target import (Target, TargetError, status_or_empty, describe, main_thread_wait,
-                     mask_has, process_name, proc_status, ptrace_denied_reason,
+                     process_name, proc_status, ptrace_denied_reason,
                      same_mount_namespace, start_time, tracer)
 
 OLDEST = (3, 11)
@@ -93,7 +94,7 @@ def check_target(pid, signum) -> Target:
         raise AttachError(f"{who} is in another mount namespace (a container); run memdiag "
                           f"inside that container (docker exec, kubectl exec), where the "
                           f"target can read memdiag's files")
-    if mask_has(target.status, "SigCgt", signum) and not _registered_in_target_tmp(target):
+    if protocol.catches_signal(target.status, signum) and not _registered_in_target_tmp(target):
         name = _signal.Signals(signum).name
         free = "USR1" if signum != _signal.SIGUSR1 else "USR2"
         raise AttachError(f"{who} has its own handler for {name}; memdiag will not replace "
@@ -113,8 +114,7 @@ def _registered_in_target_tmp(target):
     (where a hook of memdiag run's writes it when the target's TMPDIR is not
     this process's): then the handler may be the hook's, and the injected
     code tells the two apart."""
-    path = os.path.join(temp_base(target), f"memdiag-{target.uid}", "hooks", f"{target.pid}.json")
-    return os.path.isfile(path)
+    return os.path.isfile(protocol.entry_path(target.pid, target.uid, temp_base(target)))
 
 
 def attach(pid, *, signum, snapshot_dir=None, strings=False, timeout=30.0,

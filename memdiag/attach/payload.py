@@ -64,9 +64,9 @@ def _installed_already():
         module = sys.modules.get(name)
         is_installed = getattr(module, "is_installed", None)
         if is_installed is not None and is_installed():
-            state = module._state
-            return {"state": "already", "module": name, "signal": state.signum,
-                    "dir": state.dir, "registry": state.registry_path}
+            d = module.describe()
+            return {"state": "already", "module": name, "signal": d["signal"],
+                    "dir": d["dir"], "registry": d["registry"]}
     return None
 
 
@@ -94,28 +94,12 @@ def _attach(request):
                      f"{snapshot_dir} on {name} (memdiag snapshot {pid})\n").encode())
     except OSError:
         pass
+    d = hook.describe()
     return {"state": "installed", "module": hook.__name__, "signal": signum,
-            "dir": snapshot_dir, "registry": hook._state.registry_path,
-            "compiled_walker": hook._cwalker is not None,
-            "walker_error": _walker_error(hook),
+            "dir": snapshot_dir, "registry": d["registry"],
+            "compiled_walker": d["compiled_walker"],
+            "walker_error": d["walker_error"],
             "pure_python_forced": bool(os.environ.get("MEMDIAG_PURE_PYTHON"))}
-
-
-def _walker_error(hook):
-    """Why the compiled walker did not load, when one was built for this Python."""
-    if hook._cwalker is not None:
-        return None
-    import importlib
-    import importlib.machinery
-    pkg = os.path.dirname(hook.__file__)
-    if not any(os.path.exists(os.path.join(pkg, "_walker" + suffix))
-               for suffix in importlib.machinery.EXTENSION_SUFFIXES):
-        return None
-    try:
-        importlib.import_module(hook.__name__.rpartition(".")[0] + "._walker")
-    except BaseException as e:  # noqa: B036
-        return _one_line(e)
-    return None
 
 
 def _hold_handlers(our_signum, deferred):

@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple
 
+from .. import protocol
 from . import elf
 
 PY_SYMBOLS = ("Py_Version", "Py_AddPendingCall", "PyRun_SimpleString", "_PyRuntime")
@@ -52,25 +53,11 @@ class Target:
 def proc_status(pid):
     """Fields of /proc/<pid>/status; TargetError if there is no such process."""
     try:
-        with open(f"/proc/{pid}/status", "r", encoding="utf-8", errors="replace") as f:
-            lines = f.read().splitlines()
+        return protocol.proc_status(pid)
     except FileNotFoundError:
         raise TargetError(f"no process with pid {pid}") from None
     except PermissionError:
         raise TargetError(f"cannot read /proc/{pid}/status (permission denied)") from None
-    out = {}
-    for line in lines:
-        key, _, value = line.partition(":")
-        out[key] = value.strip()
-    return out
-
-
-def mask_has(status, key, signum):
-    """Whether a signal mask of /proc/<pid>/status (SigCgt, SigIgn) has signum."""
-    try:
-        return bool(int(status.get(key, "0"), 16) >> (signum - 1) & 1)
-    except ValueError:
-        return False
 
 
 def has_capability(status, cap):
@@ -100,14 +87,7 @@ def process_name(pid, status):
     return name
 
 
-def start_time(pid):
-    """Field 22 of /proc/<pid>/stat: tells a pid apart from a reused one."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-        return int(data[data.rindex(b")") + 2:].split()[19])
-    except (OSError, ValueError, IndexError):
-        return None
+start_time = protocol.proc_start_time     # tells a pid apart from a reused one
 
 
 def environ_value(pid, key):

@@ -10,25 +10,12 @@ import os
 import signal as _signal
 import sys
 
-from .. import hook
 from ..attach import AttachError, AttachResult, attach, walker_reason
 from . import snapshot as snapshot_cmd
 from .common import hint, print_json
 from .errors import EXIT_TARGET, EXIT_USAGE, MemdiagError
+from .run import parse_signal_option as parse_signal
 from .targets import find_hook
-
-
-def parse_signal(value):
-    """The signal number for --signal (USR2, SIGUSR2, 12); MemdiagError if unusable."""
-    try:
-        signum = hook._parse_signal(value)
-    except ValueError as e:
-        raise MemdiagError(f"--signal: {e}", EXIT_USAGE) from None
-    if signum in (_signal.SIGKILL, _signal.SIGSTOP):
-        raise MemdiagError(f"--signal {value}: {_signal.Signals(signum).name} cannot be "
-                           f"caught, so it cannot trigger a snapshot (use USR2, the default, "
-                           f"or USR1)", EXIT_USAGE)
-    return signum
 
 
 def _registry_entry(pid):

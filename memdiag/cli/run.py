@@ -13,26 +13,37 @@ import os
 import shutil
 import signal as _signal
 
-from .. import hook
+from .. import protocol
 from .errors import EXIT_USAGE, MemdiagError
 
 _PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BOOT_DIR = os.path.join(_PKG_DIR, "_boot")
 
 
+def parse_signal_option(value):
+    """The signal number for --signal (USR2, SIGUSR2, 12); MemdiagError (exit 2) if
+    it is unknown or cannot be caught.
+
+    >>> parse_signal_option("usr1") == _signal.SIGUSR1
+    True
+    """
+    try:
+        signum = protocol.parse_signal(value)
+    except ValueError as e:
+        raise MemdiagError(f"--signal: {e}", EXIT_USAGE) from None
+    if signum in (_signal.SIGKILL, _signal.SIGSTOP):
+        raise MemdiagError(f"--signal {value}: {protocol.signal_name(signum)} cannot be "
+                           f"caught, so it cannot trigger a snapshot (use USR2, the default, "
+                           f"or USR1)", EXIT_USAGE)
+    return signum
+
+
 def hook_env(base=None, directory=None, signal="USR2", trace_frames=0, strings=False,
              mode="auto", rss_limit=None):
     """The environment that makes a Python program install the hook at startup."""
     env = dict(os.environ if base is None else base)
-    try:
-        signum = hook._parse_signal(signal)
-    except ValueError as e:
-        raise MemdiagError(str(e), EXIT_USAGE) from None
-    if signum in (_signal.SIGKILL, _signal.SIGSTOP):
-        raise MemdiagError(f"--signal {signal}: {_signal.Signals(signum).name} cannot be "
-                           f"caught, so it cannot trigger a snapshot (use USR2, the default, "
-                           f"or USR1)", EXIT_USAGE)
-    if mode not in ("auto", "fork", "inline"):
+    parse_signal_option(signal)
+    if mode not in protocol.MODES:
         raise MemdiagError("--mode must be auto, fork or inline", EXIT_USAGE)
     old = env.get("PYTHONPATH")
     env["PYTHONPATH"] = BOOT_DIR + (os.pathsep + old if old else "")
@@ -45,7 +56,7 @@ def hook_env(base=None, directory=None, signal="USR2", trace_frames=0, strings=F
         env["MEMDIAG_DIR"] = os.path.abspath(directory)
     if rss_limit:
         try:
-            env["MEMDIAG_RSS_LIMIT"] = str(hook.parse_size(rss_limit))
+            env["MEMDIAG_RSS_LIMIT"] = str(protocol.parse_size(rss_limit))
         except ValueError as e:
             raise MemdiagError(f"--snapshot-at-rss: {e}", EXIT_USAGE) from None
     return env

@@ -2,33 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
+from .. import protocol, snapfile
 from .common import hint, print_json
 from .errors import EXIT_SNAPSHOT_FAILED, EXIT_TARGET, MemdiagError
 from .targets import find_hook
 
 
-def _snap_files(directory, pid):
-    prefix = f"memdiag-{pid}-"
-    try:
-        return {n for n in os.listdir(directory) if n.startswith(prefix) and n.endswith(".snap")}
-    except OSError:
-        return set()
-
-
-def _read_status(path):
-    try:
-        with open(path, "rb") as f:
-            return json.loads(f.read())
-    except (OSError, ValueError):
-        return None
-
-
 def take(pid, directory=None, timeout=60.0):
-    """Signal pid and return (path, seconds) of the snapshot it wrote."""
+    """Signal pid and return (path, seconds waited) of the snapshot it wrote."""
     info = find_hook(pid)
     directory = directory or info.get("dir")
     if not directory:
@@ -36,9 +20,9 @@ def take(pid, directory=None, timeout=60.0):
                            EXIT_TARGET)
     status_path = info["registry"][:-len(".json")] + ".status"
     t0 = time.monotonic()
-    _wait_for_writer(pid, _read_status(status_path), timeout)
-    before = _snap_files(directory, pid)
-    old_status = _read_status(status_path)
+    _wait_for_writer(pid, protocol.read_status(status_path), timeout)
+    before = set(protocol.snapshot_files(directory, pid))
+    old_status = protocol.read_status(status_path)
     sent_at = time.time()
     try:
         os.kill(pid, info["signal"])
@@ -49,24 +33,23 @@ def take(pid, directory=None, timeout=60.0):
                            EXIT_TARGET) from None
     delay = 0.01
     while True:
-        new = _snap_files(directory, pid) - before
+        new = [n for n in protocol.snapshot_files(directory, pid) if n not in before]
         if new:
-            name = sorted(new, key=lambda n: _seq(n))[-1]
-            return os.path.join(directory, name), time.monotonic() - t0
-        st = _read_status(status_path)
-        fresh = st and st != old_status and st.get("time", 0) >= sent_at - 1
-        if fresh and st.get("state") == "writing":
+            return os.path.join(directory, new[-1]), time.monotonic() - t0
+        st = protocol.read_status(status_path)
+        fresh = st and st != old_status and _number(st.get("time")) >= sent_at - 1
+        if fresh and st.get("state") == protocol.WRITING:
             death = _writer_death(pid, st.get("writer"))
             # It may have finished or failed just now: it says so before exiting.
-            if death and not (_snap_files(directory, pid) - before):
-                st = _read_status(status_path)
-                if st and st.get("state") == "writing":
+            if death and not (set(protocol.snapshot_files(directory, pid)) - before):
+                st = protocol.read_status(status_path)
+                if st and st.get("state") == protocol.WRITING:
                     raise MemdiagError(
                         f"pid {pid}: its snapshot writer (pid {st.get('writer')}) {death} "
                         f"before the file was complete; nothing was written"
                         f"{' (SIGKILL: the OOM killer? see dmesg)' if 'signal 9' in death else ''}",
                         EXIT_SNAPSHOT_FAILED)
-        if fresh and st.get("state") == "failed":
+        if fresh and st.get("state") == protocol.FAILED:
             raise MemdiagError(f"pid {pid} could not write the snapshot: {st.get('error')}",
                                EXIT_SNAPSHOT_FAILED)
         if not os.path.exists(f"/proc/{pid}"):
@@ -79,6 +62,10 @@ def take(pid, directory=None, timeout=60.0):
                 f"see the process's stderr)", EXIT_SNAPSHOT_FAILED)
         time.sleep(delay)
         delay = min(delay * 1.5, 0.2)
+
+
+def _number(value):
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
 
 
 def _wait_for_writer(target, status, timeout):
@@ -97,10 +84,8 @@ def _wait_for_writer(target, status, timeout):
 
 def _is_child(target, pid):
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read().decode("ascii", "replace")
-        return int(data[data.rindex(")") + 2:].split()[1]) == target
-    except (OSError, ValueError, IndexError):
+        return protocol.proc_stat(pid).ppid == target
+    except (OSError, ValueError):
         return False
 
 
@@ -111,35 +96,35 @@ def _writer_death(target, writer):
     if not isinstance(writer, int) or isinstance(writer, bool) or writer <= 0:
         return None
     try:
-        with open(f"/proc/{writer}/stat", "rb") as f:
-            data = f.read().decode("ascii", "replace")
-        fields = data[data.rindex(")") + 2:].split()
-        if int(fields[1]) != target:
-            return "exited"            # reaped, and the pid reused
-        if fields[0] not in ("Z", "X"):
-            return None
-        status = int(fields[49])
+        st = protocol.proc_stat(writer)
     except FileNotFoundError:
         return "exited"                # reaped already
-    except (OSError, ValueError, IndexError):
+    except (OSError, ValueError):
         return None
-    if os.WIFSIGNALED(status):
-        return f"was killed by signal {os.WTERMSIG(status)}"
-    return f"exited with status {os.WEXITSTATUS(status)}"
+    if st.ppid != target:
+        return "exited"                # reaped, and the pid reused
+    if st.state not in ("Z", "X") or st.exit_code is None:
+        return None
+    if os.WIFSIGNALED(st.exit_code):
+        return f"was killed by signal {os.WTERMSIG(st.exit_code)}"
+    return f"exited with status {os.WEXITSTATUS(st.exit_code)}"
 
 
-def _seq(name):
+def _timings(path):
+    """walk_seconds and pause_seconds from the snapshot's metadata (None if absent)."""
     try:
-        return int(name.rsplit("-", 1)[1].split(".")[0])
-    except (IndexError, ValueError):
-        return 0
+        with snapfile.Reader.open(path) as r:
+            meta = r.meta
+    except (OSError, snapfile.SnapshotFormatError):
+        meta = {}
+    return {key: meta.get(key) for key in ("walk_seconds", "pause_seconds")}
 
 
 def command(pid, directory=None, timeout=60.0, as_json=False):
-    path, seconds = take(pid, directory, timeout)
+    path, waited = take(pid, directory, timeout)
     if as_json:
-        print_json({"path": path, "pid": pid, "seconds": round(seconds, 3),
-                    "bytes": os.path.getsize(path)})
+        print_json({"path": path, "pid": pid, "bytes": os.path.getsize(path), **_timings(path),
+                    "wait_seconds": round(waited, 3)})
     else:
         print(path)
         hint(f"next: memdiag top {path}   (take another later, then: memdiag diff A B)")

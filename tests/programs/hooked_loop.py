@@ -13,14 +13,14 @@ import sys
 import time
 
 import memdiag
-from memdiag import hook
+from memdiag import hook_walk
 
 directory, mode = sys.argv[1], sys.argv[2]
 objects = int(sys.argv[3]) if len(sys.argv) > 3 else 0
 
 memdiag.install(dir=directory, mode=mode)
 BALLAST = [(i, str(i)) for i in range(objects // 3)]
-walker = "c" if hook._cwalker is not None and not os.environ.get("MEMDIAG_PURE_PYTHON") else "python"
+walker = "c" if hook_walk.cwalker is not None and not os.environ.get("MEMDIAG_PURE_PYTHON") else "python"
 print(f"READY pid={os.getpid()} walker={walker}", flush=True)
 
 n = 0

@@ -22,7 +22,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 
-from memdiag import hook, snapfile  # noqa: E402
+from memdiag import hook_capture, hook_walk, snapfile  # noqa: E402
 from memdiag import walker  # noqa: E402
 from memdiag.walker import PyWalker, type_name  # noqa: E402
 
@@ -278,9 +278,9 @@ def walk_into(path, which, capture, strings=True, trace=False, may_materialize=T
     """Write one snapshot with one walker; the same code runs for both."""
     f = open(os.fsencode(path), "wb")   # a name of its own, not the shared str
     writer = snapfile.Writer(f)
-    modules = hook._module_roots()
-    ignore = hook._ignore_seeds([capture, writer.__dict__, writer.pending, writer.counts,
-                                 modules, f, writer])
+    modules = hook_walk.module_roots()
+    ignore = hook_walk.ignore_seeds([capture, writer.__dict__, writer.pending, writer.counts,
+                                     modules, f, writer])
     ignore.append(ignore)
     t0 = time.perf_counter()
     if which == "py":
@@ -416,7 +416,7 @@ def mode_equiv(outdir, freeze=False, trace=True):
     # makes one in the fork child, 3.10-3.12, where it would be a new object).
     heap["exc"].__traceback__.tb_frame.f_locals
     t, event = start_thread()
-    capture = hook._capture()
+    capture = hook_capture.capture()
     info = {
         "python": list(PY),
         "frozen_addr": heap["frozen_addr"],
@@ -453,12 +453,12 @@ def mode_inplace():
     sample = [heap, heap["plain"][0], heap["plain"][0].gamma, holder, holder.value,
               heap["dicts"][0], heap["cached"], heap["gens"][0], Plain, sys.modules,
               heap["strs"][1], heap["deque"], "alpha", "ok_name", Reordered.__dict__]
-    capture = hook._capture()
+    capture = hook_capture.capture()
     buf = io.BytesIO()
     writer = snapfile.Writer(buf)
-    modules = hook._module_roots()
-    ignore = hook._ignore_seeds([capture, writer.__dict__, writer.pending, writer.counts,
-                                 modules, buf, writer])
+    modules = hook_walk.module_roots()
+    ignore = hook_walk.ignore_seeds([capture, writer.__dict__, writer.pending, writer.counts,
+                                     modules, buf, writer])
     before_refs = [sys.getrefcount(o) for o in sample]
     before_count = len(gc.get_objects())
     res = _walker.walk(writer, modules, capture["stack_roots"], capture["thread_roots"],
@@ -580,12 +580,12 @@ def mode_capture():
         ready.wait()
         threads.append(t)
     main_local = ("main", "local")  # noqa: F841
-    names = hook._thread_names()
-    main_tid = hook._main_thread_id()
-    c = _walker.capture(names, main_tid, hook._HERE)
+    names = hook_capture.thread_names()
+    main_tid = hook_capture.main_thread_id()
+    c = _walker.capture(names, main_tid, hook_capture.HERE)
     os.environ["MEMDIAG_PURE_PYTHON"] = "1"
     try:
-        p = hook._capture()
+        p = hook_capture.capture()
     finally:
         del os.environ["MEMDIAG_PURE_PYTHON"]
     def norm(roots):
@@ -642,7 +642,7 @@ def mode_unshare(n):
     allocations), the parent reports its RSS."""
     gc.disable()
     synthetic_heap(n)
-    capture = hook._capture()
+    capture = hook_capture.capture()
 
     def walk():
         before = smaps_rollup()
@@ -702,7 +702,7 @@ def mode_bench(n, guppy=False, python_walker=False, repeat=3):
     (once: it is slow), guppy3's hpy().heap() (if installed)."""
     gc.disable()
     synthetic_heap(n)
-    capture = hook._capture()
+    capture = hook_capture.capture()
     out = {"python": sys.version.split()[0], "n": n, "parent": smaps_rollup()}
     path = f"/tmp/memdiag-bench-{os.getpid()}.snap"
 
@@ -719,9 +719,9 @@ def mode_bench(n, guppy=False, python_walker=False, repeat=3):
         import io
         buf = io.BytesIO()
         writer = snapfile.Writer(buf)
-        modules = hook._module_roots()
-        ignore = hook._ignore_seeds([capture, writer.__dict__, writer.pending, writer.counts,
-                                     modules, buf, writer])
+        modules = hook_walk.module_roots()
+        ignore = hook_walk.ignore_seeds([capture, writer.__dict__, writer.pending, writer.counts,
+                                         modules, buf, writer])
         res = _walker.walk(writer, modules, capture["stack_roots"], capture["thread_roots"],
                            ignore, capture["frames"], False, False, False)
         return {"stats": res["stats"]}

@@ -1,0 +1,186 @@
+"""What the walk starts from, what it skips, and running it.
+
+The roots are the modules in sys.modules, by name, and the threads' stacks
+(hook_capture). The seeds of the ignore set are the hook's state, memdiag's
+own modules with their namespaces, functions and classes, and what the
+caller adds (the capture, the writer, the file); the walker ignores
+everything only they reach, so the hook never shows in its own snapshot.
+
+The compiled walker (memdiag._walker) walks when it was built for this
+interpreter and MEMDIAG_PURE_PYTHON=1 does not refuse it; memdiag.walker,
+pure Python, otherwise.
+
+Nothing here runs code of the target's objects: a sys.modules key counts
+only when it is an exact str, and namespaces and owners are read through
+the descriptors of `module` and `type` themselves, never through a
+__getattribute__, property or dict subclass of the target's.
+
+    >>> [name for name, _ in module_roots() if name == "sys"]
+    ['sys']
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import types
+
+from . import walker as pywalker
+from .hook_state import state
+
+cwalker_error = None     # why a built compiled walker did not load (one line), if it did not
+try:  # the compiled walker, when it was built for this interpreter
+    from . import _walker as cwalker
+except Exception as e:  # pragma: no cover - exercised by the fallback tests
+    cwalker = None
+    if not isinstance(e, ModuleNotFoundError):     # built, but it would not load
+        cwalker_error = (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+_MODULE_DICT = types.ModuleType.__dict__["__dict__"]
+_TYPE_DICT = type.__dict__["__dict__"]
+_TYPE_MODULE = type.__dict__["__module__"]
+_TYPE_MRO = type.__dict__["__mro__"]
+
+
+def compiled():
+    """Whether the compiled walker walks (and captures): built, and not
+    refused with MEMDIAG_PURE_PYTHON=1, which forces the pure-Python capture
+    and walk both, the path a target takes where it is not built."""
+    return cwalker is not None and not os.environ.get("MEMDIAG_PURE_PYTHON")
+
+
+def prepare():
+    """Import now what a snapshot needs, so that the forked child imports
+    nothing: a module imported there would appear in its snapshot."""
+    if not compiled():
+        # The pure-Python walker tells an existing instance __dict__ from
+        # inline values by reading the dict pointer (ctypes, imported once now).
+        pywalker.enable_pointer_reads()
+
+
+# --------------------------------------------- reading without running code
+
+def module_dict(mod):
+    """A module's namespace, also of a module subclass that overrides
+    __getattribute__; mod must be a module."""
+    return _MODULE_DICT.__get__(mod)
+
+
+def dict_descriptor(cls):
+    """The __dict__ descriptor that instances of cls get their dict from, found
+    in the namespaces of cls and its bases (no code of cls runs), or None."""
+    for klass in _TYPE_MRO.__get__(cls):
+        d = _TYPE_DICT.__get__(klass).get("__dict__")
+        if type(d) is types.GetSetDescriptorType:
+            return d
+    return None
+
+
+def plain_attr(obj, descriptor, name):
+    """obj.__dict__[name] read through `descriptor` (from dict_descriptor),
+    so that no __getattribute__, property or dict subclass of obj's class
+    runs; None when obj is not an instance the descriptor serves, or lacks
+    the attribute."""
+    try:
+        d = descriptor.__get__(obj)
+    except (TypeError, AttributeError):
+        return None
+    return dict.get(d, name) if isinstance(d, dict) else None
+
+
+def is_module(obj):
+    return issubclass(type(obj), types.ModuleType)
+
+
+# ------------------------------------------------------------ roots, ignores
+
+def is_own_name(name):
+    """Whether name is one of memdiag's modules: memdiag, memdiag.*, or the
+    private name `memdiag run` loads the hook under (_memdiag_hook)."""
+    return type(name) is str and (name == "memdiag" or name.startswith(("memdiag.", "_memdiag")))
+
+
+def own_modules():
+    """[(name, module)] of memdiag's modules in sys.modules."""
+    return [(name, mod) for name, mod in list(sys.modules.items())
+            if is_own_name(name) and is_module(mod)]
+
+
+def ignore_seeds(extra):
+    """The hook's objects the walk must not show, plus `extra` (a new list)."""
+    seeds = [state]
+    if state.watcher is not None:
+        # threading's registry of threads reaches it; ignore it up front.
+        seeds += [state.watcher, state.watcher.__dict__]
+    for _, mod in own_modules():
+        seeds.append(mod)
+        namespace = module_dict(mod)
+        if type(namespace) is not dict:
+            continue
+        seeds.append(namespace)
+        for v in list(namespace.values()):
+            if type(v) is types.FunctionType:
+                owner = v.__module__
+            elif issubclass(type(v), type):
+                try:
+                    owner = _TYPE_MODULE.__get__(v)
+                except AttributeError:
+                    continue
+            else:
+                continue
+            if is_own_name(owner):
+                seeds.append(v)
+    seeds.extend(extra)
+    return seeds
+
+
+def module_roots():
+    """[(name, module)] of sys.modules by name: exact str keys, values other
+    than None, memdiag's own left out, each object once (under its first name)."""
+    own = {id(m) for _, m in own_modules()}
+    named = [(name, mod) for name, mod in list(sys.modules.items())
+             if type(name) is str and mod is not None and id(mod) not in own]
+    named.sort(key=_by_name)
+    seen = set()
+    roots = []
+    for name, mod in named:
+        if id(mod) not in seen:
+            seen.add(id(mod))
+            roots.append((name, mod))
+    return roots
+
+
+def _by_name(item):
+    return item[0]
+
+
+# ------------------------------------------------------------------ walking
+
+def walk(writer, capture, strings, trace, may_materialize, extra_ignore):
+    """Walk the heap into a snapfile.Writer; returns {"trailer", "walker", ...}.
+
+    may_materialize: this process is a throwaway fork child, where the pure
+    walker may create an instance __dict__ to read attribute names.
+    """
+    modules = module_roots()
+    ignore = ignore_seeds([capture, writer.__dict__, writer.pending, writer.counts,
+                           modules, *extra_ignore])
+    ignore.append(ignore)  # the list is the hook's too: not an unreached object
+    try:
+        if compiled():
+            result = cwalker.walk(writer, modules, capture["stack_roots"],
+                                  capture["thread_roots"], ignore, capture["frames"],
+                                  strings, trace, may_materialize)
+            trailer = result["trailer"]
+            trailer["types"] = [pywalker.type_name(t) for t in result.pop("type_objects")]
+            return result
+        w = pywalker.PyWalker(writer, strings=strings, trace=trace,
+                              may_materialize=may_materialize)
+        # Not `ignore + [w]`: that new list, seen as unreached, would land in
+        # w.objs and make w (which holds every object) part of a cycle. w
+        # ignores itself.
+        w.run(modules, capture["stack_roots"], capture["thread_roots"], ignore,
+              capture["frames"])
+        return {"trailer": w.trailer(), "walker": "python"}
+    finally:
+        ignore.clear()     # no self-reference left behind
