@@ -23,12 +23,20 @@ class OptionalBuildExt(build_ext):
                   file=sys.stderr)
 
 
+# The C sources live in memdiag/_native/ (see the comment at the top of
+# module.c): not in memdiag/ itself, where a _walker/ directory would shadow
+# the extension module memdiag._walker.
+NATIVE = "memdiag/_native"
+WALKER_SOURCES = ["module.c"]
+HEADERS = ["hash.h"]
+CFLAGS = ["-O2", "-std=c11", "-Wall", "-fvisibility=hidden"]
+
 setup(
-    ext_modules=[Extension("memdiag._walker", ["memdiag/_walker.c"],
-                           extra_compile_args=["-O2", "-std=c11", "-Wall"],
-                           optional=True),
-                 Extension("memdiag._fastmatch", ["memdiag/_fastmatch.c"],
-                           extra_compile_args=["-O2", "-std=c11", "-Wall"],
-                           optional=True)],
+    ext_modules=[Extension("memdiag._walker", [f"{NATIVE}/{s}" for s in WALKER_SOURCES],
+                           depends=[f"{NATIVE}/{h}" for h in HEADERS],
+                           extra_compile_args=CFLAGS, optional=True),
+                 Extension("memdiag._fastmatch", [f"{NATIVE}/fastmatch.c"],
+                           depends=[f"{NATIVE}/hash.h"],
+                           extra_compile_args=CFLAGS, optional=True)],
     cmdclass={"build_ext": OptionalBuildExt},
 )

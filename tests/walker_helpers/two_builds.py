@@ -19,7 +19,9 @@ line: {"same": true, ...}, or the first differences; exits 1 when they differ.
 `bench` builds a synthetic heap of about N objects and times the walk (fork
 child, streaming to a file, as the hook does) REPEAT times per build, the two
 builds interleaved, each run in a fresh fork child of the same parent. Prints
-the median and every time per build (seconds). Run it with `nice`, and more
+per build the median and every figure of: wall seconds, CPU seconds of the
+process (the walk and its compression threads), CPU seconds of the walk's
+own thread. Run it with `nice`, and more
 than once on a busy machine.
 
 Both builds must be for the running interpreter (their file names end in its
@@ -85,16 +87,16 @@ def walk_with(k, path, capture, strings, trace):
     ignore = hook._ignore_seeds([capture, writer.__dict__, writer.pending, writer.counts,
                                  modules, f, writer])
     ignore.append(ignore)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     res = mod.walk(writer, modules, capture["stack_roots"], capture["thread_roots"],
                    ignore, capture["frames"], strings, trace, True)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     trailer = res["trailer"]
     trailer["types"] = [heapcheck.type_name(t) for t in res["type_objects"]]
     trailer["meta"] = {"seconds": seconds}
     writer.finish(trailer)
     f.close()
-    return seconds
+    return {"seconds": seconds, "cpu": cpu, "walk_cpu": res["stats"]["walk_cpu_seconds"]}
 
 
 def fork_walk(k, path, capture, strings, trace):
@@ -155,27 +157,29 @@ def mode_bench(n, repeat):
     heapcheck.synthetic_heap(n)
     capture = hook._capture()
     path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"two-builds-{os.getpid()}.snap")
-    times = {"old": [], "new": []}
+    times = {(b, what): [] for b in ("old", "new") for what in ("seconds", "cpu", "walk_cpu")}
     objects = None
     for r in range(repeat):
         for k in ((0, 1) if r % 2 == 0 else (1, 0)):
             def child(k=k):
-                seconds = walk_with(k, path, capture, strings=False, trace=False)
+                res = walk_with(k, path, capture, strings=False, trace=False)
                 rd = snapfile.Reader.open(path)
-                objs = rd.trailer["objects"]
+                res["objects"] = rd.trailer["objects"]
                 rd.close()
-                return {"seconds": seconds, "objects": objs}
+                return res
             res = heapcheck._child_json(child)
-            times[("old", "new")[k]].append(round(res["seconds"], 4))
+            for what in ("seconds", "cpu", "walk_cpu"):
+                times[("old", "new")[k], what].append(round(res[what], 4))
             objects = res["objects"]
     try:
         os.unlink(path)
     except OSError:
         pass
-    print(json.dumps({"python": sys.version.split()[0], "objects": objects,
-                      "median_old": statistics.median(times["old"]),
-                      "median_new": statistics.median(times["new"]),
-                      "old": times["old"], "new": times["new"]}))
+    out = {"python": sys.version.split()[0], "objects": objects, "repeat": repeat}
+    for (b, what), v in times.items():
+        out[f"median_{what}_{b}"] = statistics.median(v)
+    out.update({f"{what}_{b}": v for (b, what), v in times.items()})
+    print(json.dumps(out))
 
 
 def main(argv):

@@ -62,6 +62,7 @@
 #if defined(__SSE2__)
 #  include <emmintrin.h>
 #endif
+#include "hash.h"
 
 #if PY_VERSION_HEX < 0x030A0000 || PY_VERSION_HEX >= 0x030E0000
 #error "memdiag._walker supports CPython 3.10 to 3.13; the pure-Python walker is used elsewhere"
@@ -265,8 +266,7 @@ static void vec_free(PtrVec *vec)
 
 static inline size_t hash_ptr(const void *p, int bits)
 {
-    uint64_t h = ((uint64_t)(uintptr_t)p >> 4) * 0x9E3779B97F4A7C15ULL;
-    return (size_t)(h >> (64 - bits));
+    return md_slot_bits(md_hash_ptr(p), bits);
 }
 
 /* A set of pointers that is emptied in O(1) by bumping a stamp: the set of
@@ -1430,12 +1430,12 @@ static void push_bytes(W *w, int column, const uint8_t *p, size_t len)
 
 static inline uint64_t hmix(const void *p)
 {
-    return ((uint64_t)(uintptr_t)p >> 4) * 0x9E3779B97F4A7C15ULL;
+    return md_hash_ptr(p);
 }
 
 static inline size_t slot_of(uint64_t h, size_t cap)
 {
-    return (size_t)(((__uint128_t)h * cap) >> 64);
+    return md_slot_of(h, cap);
 }
 
 static inline uint32_t tag_of(uint64_t h)
@@ -3323,7 +3323,7 @@ typedef struct {
 
 static inline size_t stop_slot(const void *p)
 {
-    return (size_t)((((uint64_t)(uintptr_t)p >> 4) * 0x9E3779B97F4A7C15ULL) >> 56);
+    return md_slot_bits(md_hash_ptr(p), 8);
 }
 
 static int gc_candidates(W *w, PyGC_Head **heads, int nheads, PtrVec *cand)
