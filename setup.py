@@ -28,7 +28,7 @@ class OptionalBuildExt(build_ext):
 # the extension module memdiag._walker.
 NATIVE = "memdiag/_native"
 WALKER_SOURCES = ["module.c"]
-HEADERS = ["hash.h"]
+HEADERS = ["format.h", "hash.h"]
 CFLAGS = ["-O2", "-std=c11", "-Wall", "-fvisibility=hidden"]
 
 setup(

@@ -106,63 +106,7 @@
 #define TPF_MANAGED_DICT (1UL << 4)
 #define TPF_MANAGED_WEAKREF (1UL << 3)
 
-/* ------------------------------------------------------------ snapfile */
-
-enum {
-    COL_ADDR = 1, COL_TYPE, COL_SIZE, COL_LENGTH, COL_NEDGES, COL_PARENT,
-    COL_PLABEL, COL_SITE, COL_ETARGET, COL_ELABEL, COL_ROOT_OBJ, COL_ROOT_KIND,
-    COL_ROOT_DESC, COL_ROOT_NAME, COL_STR_OBJ, COL_STR_LEN, COL_STR_DATA,
-    NCOLS
-};
-#define T_DELTA 1
-#define T_ZIGZAG 2
-#define T_SHUFFLE 4
-#define CHUNK 65536
-
-static const struct { uint8_t width, transform; } CODING[NCOLS] = {
-    {0, 0},
-    {8, T_DELTA | T_ZIGZAG | T_SHUFFLE},   /* addr */
-    {4, T_SHUFFLE},                        /* type */
-    {8, T_SHUFFLE},                        /* size */
-    {8, T_SHUFFLE},                        /* length */
-    {4, T_SHUFFLE},                        /* nedges */
-    {4, T_DELTA | T_ZIGZAG | T_SHUFFLE},   /* parent */
-    {4, T_SHUFFLE},                        /* plabel */
-    {4, T_SHUFFLE},                        /* site */
-    {4, T_DELTA | T_ZIGZAG | T_SHUFFLE},   /* etarget */
-    {4, T_SHUFFLE},                        /* elabel */
-    {4, T_SHUFFLE},                        /* root_obj */
-    {1, 0},                                /* root_kind */
-    {4, T_SHUFFLE},                        /* root_desc */
-    {4, T_SHUFFLE},                        /* root_name */
-    {4, T_SHUFFLE},                        /* str_obj */
-    {4, T_SHUFFLE},                        /* str_len */
-    {1, 0},                                /* str_data */
-};
-
-#define ROOT_MODULE 1
-#define ROOT_LOCAL 2
-#define ROOT_THREAD 3
-#define ROOT_UNREACHED 4
-
-#define L_NONE 0
-#define L_INDEX 1
-#define L_KEY 2
-#define L_ITEM 3
-#define L_ITEM_OPAQUE 4
-#define L_ATTR 5
-#define L_LOCAL 6
-
-static const char *const WELL_KNOWN_LABELS[] = {
-    "", "__dict__", "__class__", "__code__", "__globals__", "__defaults__",
-    "__kwdefaults__", "__closure__", "cell_contents", "f_back", "__mro__",
-    "__bases__", "__cache__", NULL
-};
-enum {
-    LBL_EMPTY = 0, LBL_DICT = 1, LBL_CLASS = 2, LBL_CODE, LBL_GLOBALS,
-    LBL_DEFAULTS, LBL_KWDEFAULTS, LBL_CLOSURE, LBL_CELL_CONTENTS, LBL_F_BACK,
-    LBL_MRO, LBL_BASES, LBL_CACHE
-};
+#include "format.h"
 
 /* ----------------------------------------------------------------- kinds */
 
@@ -2268,10 +2212,10 @@ static int q_flush(W *w)
             if (is_known(w, obj)) {
                 continue;
             }
-            label = L_ATTR | (LBL_CLASS << 3);
+            label = MD_LABEL(L_ATTR, LBL_CLASS);
         }
         else if (kind == Q_OPAQUE) {
-            label = L_ITEM_OPAQUE | ((uint32_t)(w->q_last >= 0 ? w->q_last : 0) << 3);
+            label = MD_LABEL(L_ITEM_OPAQUE, w->q_last >= 0 ? w->q_last : 0);
         }
         int64_t idx = discover(w, obj, src + 1, label);
         if (idx == IDX_ERROR) {
@@ -2317,7 +2261,7 @@ static inline int emit_labeled(W *w, uint32_t src, PyObject *obj, int kind, int6
         set_nomem(w);
         return -1;
     }
-    return emit(w, src, obj, (uint32_t)kind | ((uint32_t)lbl << 3));
+    return emit(w, src, obj, MD_LABEL(kind, lbl));
 }
 
 /* Frame locals in the order f.f_locals lists them (3.10-3.12: the dict
@@ -2748,7 +2692,7 @@ static int plain_edges(W *w, PyObject *o, uint32_t src, TypeInfo *ti)
         return 2;
     }
     PyObject *tp = (PyObject *)Py_TYPE(o);
-    if (!stamp_has(&w->labeled, tp) && emit(w, src, tp, L_ATTR | (LBL_CLASS << 3)) < 0) {
+    if (!stamp_has(&w->labeled, tp) && emit(w, src, tp, MD_LABEL(L_ATTR, LBL_CLASS)) < 0) {
         return -1;
     }
     return 1;
@@ -2777,7 +2721,7 @@ static int do_edges(W *w, PyObject *o, uint32_t src, TypeInfo *ti)
             }
             uint32_t lbl, cached;
             if (map_get(&w->nlcache, k, &cached)) {
-                lbl = L_ITEM | (cached << 3);
+                lbl = MD_LABEL(L_ITEM, cached);
             }
             else if (PyUnicode_CheckExact(k) && key_written(k)) {
                 int64_t l = label_of(w, k);
@@ -2785,7 +2729,7 @@ static int do_edges(W *w, PyObject *o, uint32_t src, TypeInfo *ti)
                     set_nomem(w);
                     return -1;
                 }
-                lbl = L_ITEM | ((uint32_t)l << 3);
+                lbl = MD_LABEL(L_ITEM, l);
             }
             else {
                 lbl = Q_OPAQUE_PREV;    /* the key's index, once discovered */
@@ -2815,7 +2759,7 @@ static int do_edges(W *w, PyObject *o, uint32_t src, TypeInfo *ti)
                 set_nomem(w);
                 return -1;
             }
-            if (emit(w, src, v, L_INDEX | ((uint32_t)i << 3)) < 0) {
+            if (emit(w, src, v, MD_LABEL(L_INDEX, i)) < 0) {
                 return -1;
             }
         }
@@ -3020,7 +2964,7 @@ static int do_edges(W *w, PyObject *o, uint32_t src, TypeInfo *ti)
         if (use_labeled && stamp_has(&w->labeled, r)) {
             continue;
         }
-        uint32_t lbl = (kind == K_INSTANCE && r == (PyObject *)tp) ? (L_ATTR | (LBL_CLASS << 3)) : L_NONE;
+        uint32_t lbl = (kind == K_INSTANCE && r == (PyObject *)tp) ? MD_LABEL(L_ATTR, LBL_CLASS) : L_NONE;
         if (emit(w, src, r, lbl) < 0) {
             return -1;
         }
@@ -3727,10 +3671,7 @@ static int init_walker(W *w, PyObject *writer, int stream, int strings, int trac
         Py_XDECREF(mod);
         PyErr_Clear();
     }
-    int nwk = 0;
-    while (WELL_KNOWN_LABELS[nwk] != NULL) {
-        nwk++;
-    }
+    int nwk = NWELL_KNOWN;
     if (wk != NULL && PyTuple_Check(wk) && PyTuple_GET_SIZE(wk) >= nwk) {
         for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(wk); i++) {
             PyObject *s = PyTuple_GET_ITEM(wk, i);

@@ -1,0 +1,77 @@
+"""The C sources of memdiag/_native/ as files: format constants from one source.
+
+(The compiled walker's behaviour is tested in test_walker_c.py.)
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NATIVE = os.path.join(ROOT, "memdiag", "_native")
+
+
+def native_sources():
+    """{file name: text} of every C source and header but the generated format.h."""
+    out = {}
+    for path in sorted(glob.glob(os.path.join(NATIVE, "*.[ch]"))):
+        if os.path.basename(path) != "format.h":
+            with open(path) as f:
+                out[os.path.basename(path)] = f.read()
+    return out
+
+
+def test_format_header_is_generated_from_snapfile():
+    """format.h is what gen_format.py writes from snapfile.py now."""
+    r = subprocess.run([sys.executable, os.path.join(NATIVE, "gen_format.py"), "--check"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+
+
+def test_gen_format_check_notices_a_stale_header(tmp_path, monkeypatch):
+    sys.path.insert(0, NATIVE)
+    try:
+        import gen_format
+    finally:
+        sys.path.remove(NATIVE)
+    stale = tmp_path / "format.h"
+    stale.write_text(gen_format.header().replace("#define CHUNK 65536", "#define CHUNK 4096"))
+    monkeypatch.setattr(gen_format, "OUT", str(stale))
+    assert gen_format.main(["gen_format.py", "--check"]) == 1
+    assert gen_format.main(["gen_format.py"]) == 0
+    assert gen_format.main(["gen_format.py", "--check"]) == 0
+
+
+# A format constant defined by hand: a #define, an enum member or a table of
+# the names format.h defines.
+_DEFINED_BY_HAND = re.compile(
+    r"^\s*#\s*define\s+(COL_\w+|NCOLS|T_DELTA|T_ZIGZAG|T_SHUFFLE|ROOT_(MODULE|LOCAL|THREAD|"
+    r"UNREACHED)|L_(NONE|INDEX|KEY|ITEM|ITEM_OPAQUE|ATTR|LOCAL)|LBL_\w+|CHUNK|LABEL_KIND_\w+"
+    r"|MD_MAGIC|MD_VERSION_\w+)\b"
+    r"|\b(COL_\w+|LBL_\w+|NCOLS|NWELL_KNOWN)\s*=[^=]"
+    r"|\b(CODING|WELL_KNOWN_LABELS)\s*\[[^\]]*\]\s*=",
+    re.M)
+
+
+def test_no_format_constant_is_written_twice():
+    """Every format constant the C code uses comes from format.h; no C file
+    defines one of its own (which could drift from snapfile.py)."""
+    found = []
+    for name, text in native_sources().items():
+        for m in _DEFINED_BY_HAND.finditer(text):
+            line = text.count("\n", 0, m.start()) + 1
+            found.append(f"{name}:{line}: {m.group(0).strip()}")
+    assert not found, "format constants defined outside format.h:\n" + "\n".join(found)
+
+
+def test_the_guard_sees_a_constant_defined_by_hand():
+    assert _DEFINED_BY_HAND.search("#define COL_ADDR 1")
+    assert _DEFINED_BY_HAND.search("enum { COL_ADDR = 1, COL_TYPE };")
+    assert _DEFINED_BY_HAND.search("#define L_ATTR 5")
+    assert _DEFINED_BY_HAND.search("static const char *WELL_KNOWN_LABELS[] = {")
+    assert not _DEFINED_BY_HAND.search("if (column == COL_ADDR) {")
+    assert not _DEFINED_BY_HAND.search("c = CODING[column].width;")
