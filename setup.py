@@ -28,7 +28,7 @@ class OptionalBuildExt(build_ext):
 # the extension module memdiag._walker.
 NATIVE = "memdiag/_native"
 WALKER_SOURCES = ["module.c"]
-HEADERS = ["format.h", "hash.h"]
+HEADERS = ["compat.h", "format.h", "hash.h", "py311.h", "py312.h", "py313.h"]
 CFLAGS = ["-O2", "-std=c11", "-Wall", "-fvisibility=hidden"]
 
 setup(

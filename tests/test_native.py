@@ -75,3 +75,43 @@ def test_the_guard_sees_a_constant_defined_by_hand():
     assert _DEFINED_BY_HAND.search("static const char *WELL_KNOWN_LABELS[] = {")
     assert not _DEFINED_BY_HAND.search("if (column == COL_ADDR) {")
     assert not _DEFINED_BY_HAND.search("c = CODING[column].width;")
+
+
+# What only compat.h and the py3NN.h files it picks may name.
+_VERSION_SPECIFIC = re.compile(r"\bPY_VERSION_HEX\b|\bPY3\d\d\b|\b_Py[A-Za-z]\w*")
+_COMPAT_FILES = re.compile(r"compat\.h|py3\d+\.h")
+
+
+def test_version_differences_live_in_the_compat_headers():
+    """No version conditional and no private _Py name outside compat.h and
+    py3NN.h (the module glue's PY_VERSION constant aside): a new Python version
+    is a new py3NN.h."""
+    found = []
+    for name, text in native_sources().items():
+        if _COMPAT_FILES.fullmatch(name) or name == "fastmatch.c":
+            continue
+        code = re.sub(r"/\*.*?\*/", lambda m: " " * len(m.group(0)), text, flags=re.S)
+        for m in _VERSION_SPECIFIC.finditer(code):
+            line = code.count("\n", 0, m.start()) + 1
+            found.append(f"{name}:{line}: {m.group(0)}")
+    assert not found, "version-specific names outside compat.h:\n" + "\n".join(found)
+
+
+def test_compat_picks_one_header_per_version():
+    """compat.h picks py3NN.h for each supported version and refuses the
+    others with an #error; each py3NN.h defines every accessor compat.h lists."""
+    with open(os.path.join(NATIVE, "compat.h")) as f:
+        compat = f.read()
+    picked = re.findall(r'#\s*include "(py3\d+\.h)"', compat)
+    assert picked == ["py311.h", "py312.h", "py313.h"]
+    assert compat.count("#  error") >= 2
+    listed = set()
+    for names in re.findall(r"^ \*   ((?:(?:md|MD)_\w+,? ?)+)", compat, re.M):
+        listed |= set(re.findall(r"(?:md|MD)_\w+", names))
+    assert len(listed) > 40, sorted(listed)
+    for header in picked:
+        with open(os.path.join(NATIVE, header)) as f:
+            text = f.read()
+        defined = set(re.findall(r"\b(md_\w+)\(", text)) | set(
+            re.findall(r"#define (MD_\w+)", text))
+        assert listed <= defined, f"{header} lacks {sorted(listed - defined)}"

@@ -45,10 +45,7 @@
  * chunks come one at a time).
  */
 
-#define PY_SSIZE_T_CLEAN
-#define Py_BUILD_CORE_MODULE 1
-#include <Python.h>
-#include <structmember.h>
+#include "compat.h"
 #include <stdint.h>
 #include <string.h>
 #include <stdlib.h>
@@ -64,47 +61,13 @@
 #endif
 #include "hash.h"
 
-#if PY_VERSION_HEX < 0x030A0000 || PY_VERSION_HEX >= 0x030E0000
-#error "memdiag._walker supports CPython 3.10 to 3.13; the pure-Python walker is used elsewhere"
-#endif
-#if defined(Py_GIL_DISABLED) || defined(Py_LIMITED_API)
-#error "memdiag._walker needs the default (GIL) build of CPython"
-#endif
-
-#include "internal/pycore_gc.h"
-#include "internal/pycore_interp.h"
-#include "internal/pycore_object.h"
-#include "internal/pycore_pystate.h"
-#include "internal/pycore_moduleobject.h"
-
-#if PY_VERSION_HEX >= 0x030B0000
-#  include "internal/pycore_frame.h"
-#  include "internal/pycore_dict.h"
-#  include "internal/pycore_code.h"
-#else
-#  include "frameobject.h"
-#endif
-#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030D0000
-#  include "opcode.h"
-#endif
-#if PY_VERSION_HEX >= 0x030D0000
-#  include "internal/pycore_ceval.h"
-#endif
-
-#define PY310 (PY_VERSION_HEX < 0x030B0000)
-#define PY311 (PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000)
-#define PY312 (PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030D0000)
-#define PY313 (PY_VERSION_HEX >= 0x030D0000)
-
 #ifndef CO_OPTIMIZED
 #define CO_OPTIMIZED 0x0001
 #endif
 #define MD_T_OBJECT 6
 #define MD_T_OBJECT_EX 16
-#define TPF_HEAPTYPE (1UL << 9)
-#define TPF_HAVE_GC (1UL << 14)
-#define TPF_MANAGED_DICT (1UL << 4)
-#define TPF_MANAGED_WEAKREF (1UL << 3)
+#define TPF_HEAPTYPE Py_TPFLAGS_HEAPTYPE
+#define TPF_HAVE_GC Py_TPFLAGS_HAVE_GC
 
 #include "format.h"
 
@@ -1563,15 +1526,9 @@ static int64_t label_of(W *w, PyObject *s)
     /* The table holds an exact copy: the target's string is neither
      * increfed nor hashed (no write to its page), and a str subclass never
      * runs a __hash__ or __eq__ of its own. */
-    PyObject *copy;
-#if PY310 || PY311
-    if (!PyUnicode_IS_READY(s)) {
-        copy = PyUnicode_FromObject(s);
-    }
-    else
-#endif
-    copy = PyUnicode_FromKindAndData(PyUnicode_KIND(s), PyUnicode_DATA(s),
-                                     PyUnicode_GET_LENGTH(s));
+    PyObject *copy = !md_str_ready(s) ? PyUnicode_FromObject(s)
+                     : PyUnicode_FromKindAndData(PyUnicode_KIND(s), PyUnicode_DATA(s),
+                                                 PyUnicode_GET_LENGTH(s));
     if (copy == NULL) {
         w->err = 1;
         return -1;
@@ -1654,12 +1611,7 @@ static int64_t label_named(W *w, int i)
  * look like. */
 static int key_written(PyObject *s)
 {
-#if PY310 || PY311
-    if (!PyUnicode_IS_READY(s)) {
-        return 0;
-    }
-#endif
-    if (!PyUnicode_CHECK_INTERNED(s)) {
+    if (!md_str_ready(s) || !md_str_interned(s)) {
         return 0;
     }
     Py_ssize_t n = PyUnicode_GET_LENGTH(s);
@@ -1707,7 +1659,6 @@ static int visit_collect(PyObject *o, void *arg)
     return vec_push((PtrVec *)arg, o) < 0 ? -1 : 0;
 }
 
-#if !PY310
 /* Whether the memory [p, p+len) is mapped (a frame of a thread that is gone
  * in a fork child points into a freed data stack). */
 static int mapped(W *w, const void *p, size_t len)
@@ -1723,43 +1674,42 @@ static int mapped(W *w, const void *p, size_t len)
 }
 
 /* The interpreter frame of a frame object if reading it is safe, else NULL. */
-static _PyInterpreterFrame *frame_data(W *w, PyFrameObject *f)
+static MdFrame *frame_data(W *w, PyFrameObject *f)
 {
-    _PyInterpreterFrame *fr = f->f_frame;
+    MdFrame *fr = md_frameobj_frame(f);
     if (fr == NULL) {
         return NULL;
     }
-    if ((void *)fr == (void *)f->_f_frame_data) {
+    if (md_frameobj_owns(f, fr)) {
         return fr;      /* owned by the frame object itself */
     }
-    if (!mapped(w, fr, sizeof(_PyInterpreterFrame))) {
+    if (!mapped(w, fr, MD_FRAME_SIZE)) {
         return NULL;
     }
-    if (fr->owner == FRAME_OWNED_BY_GENERATOR) {
-        char *gen = (char *)fr - offsetof(PyGenObject, gi_iframe);
-        if (!mapped(w, gen, offsetof(PyGenObject, gi_iframe))) {
+    if (md_frame_by_generator(fr)) {
+        PyObject *gen = md_frame_generator(fr);
+        if (!mapped(w, gen, MD_GEN_FRAME_OFFSET)) {
             return NULL;
         }
-        PyTypeObject *gt = Py_TYPE((PyObject *)gen);
+        PyTypeObject *gt = Py_TYPE(gen);
         if ((gt == &PyGen_Type || gt == &PyCoro_Type || gt == &PyAsyncGen_Type)
-                && fr->frame_obj == f) {
+                && md_frame_object(fr) == f) {
             return fr;
         }
         return NULL;
     }
-    if (fr->owner == FRAME_OWNED_BY_THREAD && !w->stream && fr->frame_obj == f) {
+    if (md_frame_by_thread(fr) && !w->stream && md_frame_object(fr) == f) {
         return fr;      /* running in a live thread of this process */
     }
     return NULL;
 }
-#endif
 
 /* Referents of o into vec, as gc.get_referents(o). */
 static int referents(W *w, PyObject *o, PtrVec *vec)
 {
     vec->n = 0;
     PyTypeObject *tp = Py_TYPE(o);
-    if (!_PyObject_IS_GC(o) || tp->tp_traverse == NULL) {
+    if (!md_is_gc(o) || tp->tp_traverse == NULL) {
         return 0;
     }
     if (tp == &PyFrame_Type) {
@@ -1767,11 +1717,9 @@ static int referents(W *w, PyObject *o, PtrVec *vec)
         if (map_get(&w->executing, o, &dummy)) {
             return 0;
         }
-#if !PY310
         if (frame_data(w, (PyFrameObject *)o) == NULL) {
             return 0;
         }
-#endif
     }
     if (tp->tp_traverse(o, visit_collect, vec) != 0) {
         set_nomem(w);
@@ -1801,69 +1749,6 @@ static Py_ssize_t object_formula(PyObject *o, PyTypeObject *tp)
     return res + tp->tp_basicsize;
 }
 
-static inline Py_ssize_t preheader(PyObject *o, PyTypeObject *tp)
-{
-#if PY310
-    return _PyObject_IS_GC(o) ? (Py_ssize_t)sizeof(PyGC_Head) : 0;
-#elif PY311 || PY312
-    (void)o;
-    return (Py_ssize_t)_PyType_PreHeaderSize(tp);
-#else
-    if (tp == &PyType_Type && !(((PyTypeObject *)o)->tp_flags & Py_TPFLAGS_HEAPTYPE)) {
-        return 0;
-    }
-    return (Py_ssize_t)_PyType_PreHeaderSize(tp);
-#endif
-}
-
-/* What str.__sizeof__ returns, for the common layouts; 0 for the others. */
-static inline int str_sizeof_fast(PyObject *o, Py_ssize_t *res)
-{
-#if PY310 || PY311
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-    if (!PyUnicode_IS_READY(o) || ((PyASCIIObject *)o)->wstr != NULL) {
-        return 0;
-    }
-#pragma GCC diagnostic pop
-#endif
-    if (!PyUnicode_IS_COMPACT(o)) {
-        return 0;
-    }
-    Py_ssize_t len = PyUnicode_GET_LENGTH(o);
-    if (PyUnicode_IS_ASCII(o)) {
-        *res = (Py_ssize_t)sizeof(PyASCIIObject) + len + 1;
-        return 1;
-    }
-    PyCompactUnicodeObject *c = (PyCompactUnicodeObject *)o;
-    Py_ssize_t size = (Py_ssize_t)sizeof(PyCompactUnicodeObject) + (len + 1) * PyUnicode_KIND(o);
-    if (c->utf8 != NULL) {
-        size += c->utf8_length + 1;
-    }
-    *res = size;
-    return 1;
-}
-
-/* What int.__sizeof__ returns. */
-static inline Py_ssize_t int_sizeof(PyObject *o)
-{
-#if PY310 || PY311
-    Py_ssize_t nd = Py_SIZE(o) < 0 ? -Py_SIZE(o) : Py_SIZE(o);
-#  if PY311
-    if (nd < 1) {
-        nd = 1;
-    }
-#  endif
-    return (Py_ssize_t)offsetof(PyLongObject, ob_digit) + nd * (Py_ssize_t)sizeof(digit);
-#else
-    Py_ssize_t nd = (Py_ssize_t)(((PyLongObject *)o)->long_value.lv_tag >> 3);
-    if (nd < 1) {
-        nd = 1;
-    }
-    return (Py_ssize_t)offsetof(PyLongObject, long_value.ob_digit) + nd * (Py_ssize_t)sizeof(digit);
-#endif
-}
-
 static Py_ssize_t size_of(W *w, PyObject *o, TypeInfo *ti)
 {
     PyTypeObject *tp = ti->tp;
@@ -1878,13 +1763,13 @@ static Py_ssize_t size_of(W *w, PyObject *o, TypeInfo *ti)
         res = tp->tp_basicsize + ((PyListObject *)o)->allocated * (Py_ssize_t)sizeof(void *);
         break;
     case SZ_INT:
-        res = int_sizeof(o);
+        res = md_int_sizeof(o);
         break;
     case SZ_DICT:
-        res = _PyDict_SizeOf((PyDictObject *)o);
+        res = md_dict_sizeof(o);
         break;
     case SZ_STR:
-        if (str_sizeof_fast(o, &res)) {
+        if (md_str_sizeof(o, &res)) {
             break;
         }
         /* fall through: the str.__sizeof__ method itself */
@@ -1902,7 +1787,7 @@ static Py_ssize_t size_of(W *w, PyObject *o, TypeInfo *ti)
         }
     }
     }
-    return res + preheader(o, tp);
+    return res + md_preheader_size(o, tp);
 }
 
 static uint64_t length_of(PyObject *o, int kind)
@@ -1918,14 +1803,9 @@ static uint64_t length_of(PyObject *o, int kind)
     case K_SET:
         return (uint64_t)((PySetObject *)o)->used;
     case K_STR:
-#if PY310 || PY311
-        if (!PyUnicode_IS_READY(o)) {
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-            return (uint64_t)PyUnicode_WSTR_LENGTH(o);
-#pragma GCC diagnostic pop
+        if (!md_str_ready(o)) {
+            return (uint64_t)md_str_legacy_length(o);
         }
-#endif
         return (uint64_t)PyUnicode_GET_LENGTH(o);
     default:
         return 0;
@@ -1997,11 +1877,7 @@ static TypeInfo *new_type_info(W *w, PyTypeObject *tp)
     Py_DECREF(kname);
 
     unsigned long flags = tp->tp_flags;
-#if PY310
-    ti->managed = 0;
-#else
     ti->managed = (flags & Py_TPFLAGS_MANAGED_DICT) != 0;
-#endif
     ti->dictoffset = tp->tp_dictoffset;
 
     /* __sizeof__: a Python function -> object.__sizeof__ + the pre-header as
@@ -2009,22 +1885,13 @@ static TypeInfo *new_type_info(W *w, PyTypeObject *tp)
      * common ones) and add what sys.getsizeof adds. */
     /* _PyType_Lookup would PyType_Ready a type that never was (creating its
      * dict, mro and bases): such a type gets object.__sizeof__'s formula. */
-    PyObject *descr = (flags & Py_TPFLAGS_READY) ? _PyType_Lookup(tp, w->str_sizeof) : NULL;
+    PyObject *descr = (flags & Py_TPFLAGS_READY) ? md_type_lookup(tp, w->str_sizeof) : NULL;
     ti->size_mode = SZ_OBJECT;
     if (descr != NULL && PyFunction_Check(descr)) {
         ti->size_mode = SZ_PYFUNC;
         /* PyWalker.info: the GC header, and the managed dict (3.11+) and
          * weakref (3.12+) pointers sys.getsizeof counts. */
-        ti->py_preheader = (flags & TPF_HAVE_GC) ? 16 : 0;
-#if PY311
-        if (flags & TPF_MANAGED_DICT) {
-            ti->py_preheader += 16;
-        }
-#elif !PY310
-        if (flags & (TPF_MANAGED_DICT | TPF_MANAGED_WEAKREF)) {
-            ti->py_preheader += 16;
-        }
-#endif
+        ti->py_preheader = md_preheader_of_flags(flags);
     }
     else if (descr != NULL && Py_IS_TYPE(descr, &PyMethodDescr_Type)) {
         PyCFunction meth = ((PyMethodDescrObject *)descr)->d_method->ml_meth;
@@ -2142,11 +2009,7 @@ static TypeInfo *new_type_info(W *w, PyTypeObject *tp)
                 ok = ok && Py_SIZE(b) == 0;
                 b = b->tp_base;
             }
-#if PY310
-            ti->plain = ok && b == &PyBaseObject_Type && ti->dictoffset > 0;
-#else
             ti->plain = ok && b == &PyBaseObject_Type && ti->managed;
-#endif
         }
     }
     return ti;
@@ -2264,211 +2127,16 @@ static inline int emit_labeled(W *w, uint32_t src, PyObject *obj, int kind, int6
     return emit(w, src, obj, MD_LABEL(kind, lbl));
 }
 
-/* Frame locals in the order f.f_locals lists them (3.10-3.12: the dict
- * PyFrame_FastToLocals builds from scratch; 3.13: FrameLocalsProxy), read
- * without materializing anything.  cb(name, value) for each bound one. */
-typedef int (*locals_cb)(W *w, void *ctx, PyObject *name, PyObject *value);
+/* A frame local's edge (md_frame_locals' callback). */
+typedef struct {
+    W *w;
+    uint32_t src;
+} LocalEdgeCtx;
 
-#if PY311 || PY312
-static int make_cell_ran(_PyInterpreterFrame *fr, PyCodeObject *co, int i)
+static int frame_local_edge(void *ctx, PyObject *name, PyObject *value)
 {
-    /* MAKE_CELL only appears in the prologue, before the first traceable
-     * instruction, where no instruction is specialized or has caches. */
-    _Py_CODEUNIT *code = _PyCode_CODE(co);
-    _Py_CODEUNIT *end = fr->prev_instr;
-    _Py_CODEUNIT *lim = code + co->_co_firsttraceable;
-    if (end > lim) {
-        end = lim;
-    }
-    int oparg = 0;
-    for (_Py_CODEUNIT *ins = code; ins < end; ins++) {
-#if PY311
-        int op = _Py_OPCODE(*ins);
-        oparg |= _Py_OPARG(*ins);
-        int ext = (op == EXTENDED_ARG || op == EXTENDED_ARG_QUICK);
-#else
-        int op = ins->op.code;
-        oparg |= ins->op.arg;
-        int ext = (op == EXTENDED_ARG);
-#endif
-        if (op == MAKE_CELL && oparg == i) {
-            return 1;
-        }
-        oparg = ext ? oparg << 8 : 0;
-    }
-    return 0;
-}
-#endif
-
-#if PY310
-static int iter_locals(W *w, PyFrameObject *f, locals_cb cb, void *ctx)
-{
-    PyCodeObject *co = f->f_code;
-    if (co == NULL || !PyCode_Check(co)) {
-        return 0;
-    }
-    PyObject **fast = f->f_localsplus;
-    PyObject *map = co->co_varnames;
-    if (map == NULL || !PyTuple_Check(map)) {
-        return 0;
-    }
-    Py_ssize_t j = PyTuple_GET_SIZE(map);
-    if (j > co->co_nlocals) {
-        j = co->co_nlocals;
-    }
-    for (Py_ssize_t i = 0; i < j; i++) {
-        if (fast[i] != NULL && cb(w, ctx, PyTuple_GET_ITEM(map, i), fast[i]) < 0) {
-            return -1;
-        }
-    }
-    PyObject *cells = co->co_cellvars, *frees = co->co_freevars;
-    Py_ssize_t ncells = cells ? PyTuple_GET_SIZE(cells) : 0;
-    Py_ssize_t nfrees = frees ? PyTuple_GET_SIZE(frees) : 0;
-    for (Py_ssize_t i = 0; i < ncells; i++) {
-        PyObject *c = fast[co->co_nlocals + i];
-        if (c != NULL && PyCell_Check(c)) {
-            PyObject *v = PyCell_GET(c);
-            if (v != NULL && cb(w, ctx, PyTuple_GET_ITEM(cells, i), v) < 0) {
-                return -1;
-            }
-        }
-    }
-    if (co->co_flags & CO_OPTIMIZED) {
-        for (Py_ssize_t i = 0; i < nfrees; i++) {
-            PyObject *c = fast[co->co_nlocals + ncells + i];
-            if (c != NULL && PyCell_Check(c)) {
-                PyObject *v = PyCell_GET(c);
-                if (v != NULL && cb(w, ctx, PyTuple_GET_ITEM(frees, i), v) < 0) {
-                    return -1;
-                }
-            }
-        }
-    }
-    return 0;
-}
-#else
-static PyCodeObject *frame_code(_PyInterpreterFrame *fr)
-{
-#if PY313
-    PyObject *ex = fr->f_executable;
-    return (ex != NULL && PyCode_Check(ex)) ? (PyCodeObject *)ex : NULL;
-#else
-    return fr->f_code;
-#endif
-}
-
-static int iter_locals(W *w, _PyInterpreterFrame *fr, PyFrameObject *f,
-                       locals_cb cb, void *ctx)
-{
-    PyCodeObject *co = frame_code(fr);
-    if (co == NULL) {
-        return 0;
-    }
-    PyObject *names = co->co_localsplusnames;
-    PyObject *kinds = co->co_localspluskinds;
-    if (names == NULL || kinds == NULL || !PyTuple_Check(names) || !PyBytes_Check(kinds)) {
-        return 0;
-    }
-    int n = co->co_nlocalsplus;
-    if (n > PyTuple_GET_SIZE(names) || n > PyBytes_GET_SIZE(kinds)) {
-        return 0;
-    }
-#if PY313
-    for (int i = 0; i < n; i++) {
-        _PyLocals_Kind kind = _PyLocals_GetKind(kinds, i);
-        PyObject *value = fr->localsplus[i];
-        if (value == NULL) {
-            continue;
-        }
-        if ((kind == CO_FAST_FREE || (kind & CO_FAST_CELL)) && PyCell_Check(value)) {
-            value = PyCell_GET(value);
-        }
-        if (value != NULL && cb(w, ctx, PyTuple_GET_ITEM(names, i), value) < 0) {
-            return -1;
-        }
-    }
-    if (f != NULL && f->f_extra_locals != NULL && PyDict_Check(f->f_extra_locals)) {
-        Py_ssize_t pos = 0;
-        PyObject *k, *v;
-        while (PyDict_Next(f->f_extra_locals, &pos, &k, &v)) {
-            if (cb(w, ctx, k, v) < 0) {
-                return -1;
-            }
-        }
-    }
-    return 0;
-#else
-    (void)f;
-    if (fr->stacktop == 0) {
-        return 0;
-    }
-    /* Free variables of a frame that has not run COPY_FREE_VARS yet are
-     * still in the function's closure. */
-    PyObject *closure = NULL;
-    int first_free = co->co_nlocalsplus - co->co_nfreevars;
-    int lasti = _PyInterpreterFrame_LASTI(fr);
-#if PY311
-    PyObject *func = (PyObject *)fr->f_func;
-#else
-    PyObject *func = fr->f_funcobj;
-#endif
-    if (lasti < 0 && co->co_nfreevars > 0 && func != NULL && PyFunction_Check(func)) {
-#if PY311
-        int first_op = _Py_OPCODE(_PyCode_CODE(co)[0]);
-#else
-        int first_op = _PyCode_CODE(co)[0].op.code;
-#endif
-        if (first_op == COPY_FREE_VARS) {
-            closure = ((PyFunctionObject *)func)->func_closure;
-            if (closure != NULL && (!PyTuple_Check(closure)
-                                    || PyTuple_GET_SIZE(closure) < co->co_nfreevars)) {
-                closure = NULL;
-            }
-        }
-    }
-#if PY312
-    for (int pass = 0; pass < 2; pass++) {
-#else
-    for (int pass = 0; pass < 1; pass++) {
-#endif
-        for (int i = 0; i < n; i++) {
-            _PyLocals_Kind kind = _PyLocals_GetKind(kinds, i);
-#if PY312
-            if (((kind & CO_FAST_HIDDEN) != 0) != (pass == 1)) {
-                continue;
-            }
-#endif
-            if ((kind & CO_FAST_FREE) && !(co->co_flags & CO_OPTIMIZED)) {
-                continue;
-            }
-            PyObject *value = fr->localsplus[i];
-            if (closure != NULL && i >= first_free) {
-                value = PyTuple_GET_ITEM(closure, i - first_free);
-            }
-            if (kind & CO_FAST_FREE) {
-                if (value == NULL || !PyCell_Check(value)) {
-                    continue;
-                }
-                value = PyCell_GET(value);
-            }
-            else if ((kind & CO_FAST_CELL) && value != NULL) {
-                if (PyCell_Check(value) && make_cell_ran(fr, co, i)) {
-                    value = PyCell_GET(value);
-                }
-            }
-            if (value != NULL && cb(w, ctx, PyTuple_GET_ITEM(names, i), value) < 0) {
-                return -1;
-            }
-        }
-    }
-    return 0;
-#endif
-}
-#endif
-
-static int frame_local_edge(W *w, void *ctx, PyObject *name, PyObject *value)
-{
-    uint32_t src = *(uint32_t *)ctx;
+    W *w = ((LocalEdgeCtx *)ctx)->w;
+    uint32_t src = ((LocalEdgeCtx *)ctx)->src;
     if (!PyUnicode_Check(name)) {
         if (stamp_add(&w->labeled, value) < 0) {
             set_nomem(w);
@@ -2482,40 +2150,26 @@ static int frame_local_edge(W *w, void *ctx, PyObject *name, PyObject *value)
 static int frame_edges(W *w, PyObject *o, uint32_t src)
 {
     PyFrameObject *f = (PyFrameObject *)o;
-    PyObject *back = NULL;
-#if PY310
-    PyCodeObject *co = f->f_code;
-    if (co != NULL && (co->co_flags & CO_OPTIMIZED)) {
-        if (iter_locals(w, f, frame_local_edge, &src) < 0) {
-            return -1;
-        }
-    }
-    back = (PyObject *)f->f_back;
-#else
-    _PyInterpreterFrame *fr = frame_data(w, f);
+    MdFrame *fr = frame_data(w, f);
     if (fr != NULL) {
-        PyCodeObject *co = frame_code(fr);
+        PyCodeObject *co = md_frame_code(fr);
         if (co != NULL && (co->co_flags & CO_OPTIMIZED)) {
-            if (iter_locals(w, fr, f, frame_local_edge, &src) < 0) {
+            LocalEdgeCtx ctx = {w, src};
+            if (md_frame_locals(fr, f, frame_local_edge, &ctx) < 0) {
                 return -1;
             }
         }
     }
-    back = (PyObject *)f->f_back;
-    if (back == NULL && fr != NULL && fr->owner == FRAME_OWNED_BY_THREAD) {
-        _PyInterpreterFrame *prev = fr->previous;
-        while (prev != NULL && (
-#if !PY311
-                   prev->owner == FRAME_OWNED_BY_CSTACK ||
-#endif
-                   _PyFrame_IsIncomplete(prev))) {
-            prev = prev->previous;
+    PyObject *back = md_frameobj_back(f);
+    if (back == NULL && fr != NULL && md_frame_by_thread(fr)) {
+        MdFrame *prev = md_frame_previous(fr);
+        while (prev != NULL && (md_frame_is_shim(prev) || md_frame_incomplete(prev))) {
+            prev = md_frame_previous(prev);
         }
         if (prev != NULL) {
-            back = (PyObject *)prev->frame_obj;  /* never created here */
+            back = (PyObject *)md_frame_object(prev);  /* never created here */
         }
     }
-#endif
     if (back != NULL && back != Py_None) {
         return emit_labeled(w, src, back, L_ATTR, LBL_F_BACK);
     }
@@ -2533,63 +2187,26 @@ static int instance_edges(W *w, PyObject *o, uint32_t src, TypeInfo *ti, PtrVec 
     if (!ti->has_dict_getset) {
         return 0;
     }
-#if !PY310
     if (ti->managed) {
-        PyTypeObject *tp = ti->tp;
-        PyDictKeysObject *keys = ((PyHeapTypeObject *)tp)->ht_cached_keys;
-#if PY311
-        PyObject *d = *_PyObject_ManagedDictPointer(o);
-        PyDictValues *values = d == NULL ? *_PyObject_ValuesPointer(o) : NULL;
-#elif PY312
-        PyDictOrValues dorv = *_PyObject_DictOrValuesPointer(o);
-        PyObject *d = NULL;
-        PyDictValues *values = NULL;
-        if (_PyDictOrValues_IsValues(dorv)) {
-            values = _PyDictOrValues_GetValues(dorv);
-        }
-        else {
-            d = _PyDictOrValues_GetDict(dorv);
-        }
-#else
-        PyObject *d = (PyObject *)_PyObject_ManagedDictPointer(o)->dict;
-        PyDictValues *values = NULL;
-        if (tp->tp_flags & Py_TPFLAGS_INLINE_VALUES) {
-            values = _PyObject_InlineValues(o);
-            if (!values->valid) {
-                values = NULL;
-            }
-        }
-#endif
+        MdValues *values;
+        PyObject *d = md_managed_dict(o, ti->tp, &values);
         if (d != NULL && Py_IS_TYPE(d, &PyDict_Type) && (refs == NULL || in_vec(refs, d))) {
             return emit_labeled(w, src, d, L_ATTR, LBL_DICT);
         }
-        if (values != NULL && keys != NULL && DK_IS_UNICODE(keys)) {
+        MdKeys *keys = md_shared_keys(ti->tp);
+        if (values != NULL && keys != NULL) {
             /* The attribute names of inline values, in insertion order (the
              * order of the dict the __dict__ getter would make), read from
              * the type's shared keys: no dict is created. */
-            PyDictUnicodeEntry *entries = DK_UNICODE_ENTRIES(keys);
-            Py_ssize_t nentries = keys->dk_nentries;
-#if PY313
-            int size = values->size;
-            uint8_t *order = get_insertion_order_array(values);
-            if (size > values->capacity) {
-                size = 0;
-            }
-#else
-            int size = ((uint8_t *)values)[-2];
-#endif
+            int size = md_values_count(values);
             for (int i = 0; i < size; i++) {
-#if PY313
-                int ix = order[i];
-#else
-                int ix = ((uint8_t *)values)[-3 - i];
-#endif
-                if (ix >= nentries) {
+                int ix = md_values_order(values, i);
+                PyObject *name = md_shared_key_name(keys, ix);
+                if (name == NULL) {
                     continue;
                 }
-                PyObject *v = values->values[ix];
-                PyObject *name = entries[ix].me_key;
-                if (v == NULL || name == NULL) {
+                PyObject *v = md_values_item(values, ix);
+                if (v == NULL) {
                     continue;
                 }
                 int r = PyUnicode_CheckExact(name)
@@ -2607,7 +2224,6 @@ static int instance_edges(W *w, PyObject *o, uint32_t src, TypeInfo *ti, PtrVec 
         }
         return 0;
     }
-#endif
     /* PyWalker reads the slot at a positive tp_dictoffset only (a negative
      * one, var-sized layouts, is left to tp_traverse: unlabeled). */
     PyObject *d = ti->dictoffset > 0 ? *(PyObject **)((char *)o + ti->dictoffset) : NULL;
@@ -2622,46 +2238,14 @@ static int instance_edges(W *w, PyObject *o, uint32_t src, TypeInfo *ti, PtrVec 
  * it cannot tell. */
 static inline PyObject **plain_refs(PyObject *o, TypeInfo *ti, PyObject **d, Py_ssize_t *n)
 {
+    MdValues *values;
     *n = 0;
-#if PY310
-    *d = *(PyObject **)((char *)o + ti->dictoffset);
-    return NULL;
-#else
-    PyTypeObject *tp = ti->tp;
-    PyDictKeysObject *keys = ((PyHeapTypeObject *)tp)->ht_cached_keys;
-    PyDictValues *values = NULL;
-#  if PY311
-    *d = *_PyObject_ManagedDictPointer(o);
-    values = *d == NULL ? *_PyObject_ValuesPointer(o) : NULL;
-#  elif PY312
-    PyDictOrValues dorv = *_PyObject_DictOrValuesPointer(o);
-    *d = NULL;
-    if (_PyDictOrValues_IsValues(dorv)) {
-        values = _PyDictOrValues_GetValues(dorv);
-    }
-    else {
-        *d = _PyDictOrValues_GetDict(dorv);
-    }
-#  else
-    *d = (PyObject *)_PyObject_ManagedDictPointer(o)->dict;
-    if (tp->tp_flags & Py_TPFLAGS_INLINE_VALUES) {
-        values = _PyObject_InlineValues(o);
-        if (!values->valid) {
-            values = NULL;
-        }
-    }
-#  endif
+    *d = md_managed_dict(o, ti->tp, &values);
     if (values == NULL) {
         return NULL;
     }
-#  if PY313
-    (void)keys;
-    *n = values->capacity;      /* all of the array: at least what is visited */
-#  else
-    *n = keys != NULL ? keys->dk_nentries : -1;
-#  endif
-    return values->values;
-#endif
+    *n = md_values_visited(values, ti->tp);     /* at least what is visited */
+    return md_values_array(values);
 }
 
 /* A plain instance's edges without tp_traverse: instance_edges, then the
@@ -2674,11 +2258,9 @@ static int plain_edges(W *w, PyObject *o, uint32_t src, TypeInfo *ti)
     PyObject *d;
     Py_ssize_t n;
     PyObject **vals = plain_refs(o, ti, &d, &n);
-#if !PY310
     if (d != NULL) {
         return 0;       /* nothing out yet: do_edges does it all */
     }
-#endif
     if (instance_edges(w, o, src, ti, NULL) < 0 || w->err) {
         return -1;
     }
@@ -2774,7 +2356,7 @@ static int do_edges(W *w, PyObject *o, uint32_t src, TypeInfo *ti)
             return -1;
         }
         have_refs = 1;
-        PyObject *md = ((PyModuleObject *)o)->md_dict;
+        PyObject *md = md_module_dict(o);
         if (md != NULL && in_vec(&w->refs, md)) {
             use_labeled = 1;
             if (emit_labeled(w, src, md, L_ATTR, LBL_DICT) < 0) {
@@ -2787,12 +2369,7 @@ static int do_edges(W *w, PyObject *o, uint32_t src, TypeInfo *ti)
         /* Static types too: tp_traverse never shows their dict, mro, bases. */
         PyTypeObject *t = (PyTypeObject *)o;
         use_labeled = 1;
-#if PY310 || PY311
-        PyObject *tdict = t->tp_dict;
-#else
-        /* per-interpreter for static builtin types (once they are ready) */
-        PyObject *tdict = (t->tp_flags & Py_TPFLAGS_READY) ? _PyType_GetDict(t) : t->tp_dict;
-#endif
+        PyObject *tdict = md_type_dict(t);
         PyObject *fields[3] = {tdict, t->tp_mro, t->tp_bases};
         int lbls[3] = {LBL_DICT, LBL_MRO, LBL_BASES};
         for (int i = 0; i < 3; i++) {
@@ -2818,12 +2395,7 @@ static int do_edges(W *w, PyObject *o, uint32_t src, TypeInfo *ti)
          * which makes a list): the dict of weak references to subclasses,
          * else an "unreached" dict.  3.12+ keeps a static builtin type's in
          * the interpreter, and tp_subclasses is an index then. */
-#if PY310 || PY311
-        PyObject *subs = t->tp_subclasses;
-#else
-        PyObject *subs = (t->tp_flags & _Py_TPFLAGS_STATIC_BUILTIN) ? NULL
-                         : (PyObject *)t->tp_subclasses;
-#endif
+        PyObject *subs = md_type_subclasses(t);
         if (subs != NULL && PyDict_CheckExact(subs)
                 && emit_labeled(w, src, subs, L_ATTR, label_named(w, NL_SUBCLASSES)) < 0) {
             return -1;
@@ -2837,21 +2409,8 @@ static int do_edges(W *w, PyObject *o, uint32_t src, TypeInfo *ti)
          * (3.11+: the locals' names and kinds, and what the co_code,
          * co_varnames, co_cellvars and co_freevars getters cached). */
         PyCodeObject *co = (PyCodeObject *)o;
-#if PY310
-        PyObject *fields[] = {co->co_consts, co->co_names, co->co_filename, co->co_name,
-                              co->co_linetable, co->co_code, co->co_varnames,
-                              co->co_cellvars, co->co_freevars};
-        int lbls[] = {NL_CO_CONSTS, NL_CO_NAMES, NL_CO_FILENAME, NL_CO_NAME,
-                      NL_CO_LINETABLE, NL_CO_CODE, NL_CO_VARNAMES, NL_CO_CELLVARS,
-                      NL_CO_FREEVARS};
-#else
-#  if PY311
-        PyObject *cached[4] = {co->_co_code, NULL, NULL, NULL};
-#  else
-        _PyCoCached *cc = co->_co_cached;
-        PyObject *cached[4] = {cc ? cc->_co_code : NULL, cc ? cc->_co_varnames : NULL,
-                               cc ? cc->_co_cellvars : NULL, cc ? cc->_co_freevars : NULL};
-#  endif
+        PyObject *cached[4];
+        md_code_cached(co, cached);
         PyObject *fields[] = {co->co_consts, co->co_names, co->co_filename, co->co_name,
                               co->co_qualname, co->co_linetable, co->co_exceptiontable,
                               co->co_localsplusnames, co->co_localspluskinds,
@@ -2860,7 +2419,6 @@ static int do_edges(W *w, PyObject *o, uint32_t src, TypeInfo *ti)
                       NL_CO_QUALNAME, NL_CO_LINETABLE, NL_CO_EXCEPTIONTABLE,
                       NL_CO_LOCALSPLUSNAMES, NL_CO_LOCALSPLUSKINDS, NL_CO_CODE,
                       NL_CO_VARNAMES, NL_CO_CELLVARS, NL_CO_FREEVARS};
-#endif
         use_labeled = 1;
         for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
             if (fields[i] != NULL && fields[i] != Py_None
@@ -2977,8 +2535,7 @@ static int do_edges(W *w, PyObject *o, uint32_t src, TypeInfo *ti)
 static void push_utf8(W *w, PyObject *s, uint32_t idx)
 {
     /* str.encode(s, "utf-8", "surrogatepass") without making a bytes. */
-#if PY310 || PY311
-    if (!PyUnicode_IS_READY(s)) {
+    if (!md_str_ready(s)) {
         PyObject *b = PyUnicode_AsEncodedString(s, "utf-8", "surrogatepass");
         if (b == NULL) {
             w->err = 1;
@@ -2992,7 +2549,6 @@ static void push_utf8(W *w, PyObject *s, uint32_t idx)
         Py_DECREF(b);
         return;
     }
-#endif
     Py_ssize_t n = PyUnicode_GET_LENGTH(s);
     int kind = PyUnicode_KIND(s);
     const void *data = PyUnicode_DATA(s);
@@ -3046,16 +2602,7 @@ static void push_utf8(W *w, PyObject *s, uint32_t idx)
 
 static uint32_t site_of(W *w, PyObject *o)
 {
-#if PY311
-    /* 3.11's _tracemalloc._get_object_traceback looks an object with a
-     * managed dict up at the wrong address (it forgets the dict pointers
-     * before the GC header) and finds nothing: look its block up here. */
-    (void)w->tb_func;
-    PyObject *tb = _PyTraceMalloc_GetTraceback(
-        0, (uintptr_t)o - (uintptr_t)_PyType_PreHeaderSize(Py_TYPE(o)));
-#else
-    PyObject *tb = PyObject_CallOneArg(w->tb_func, o);
-#endif
+    PyObject *tb = md_object_traceback(w->tb_func, o);
     if (tb == NULL) {
         PyErr_Clear();
         return 0;
@@ -3146,21 +2693,9 @@ static inline void prefetch_payload(PyObject *o)
     else if (tp == &PyDict_Type) {
         __builtin_prefetch(((PyDictObject *)o)->ma_keys);
     }
-#if PY311
-    else if (tp->tp_flags & TPF_MANAGED_DICT) {
-        PyDictValues *v = *_PyObject_ValuesPointer(o);
-        if (v != NULL) {
-            __builtin_prefetch(v);
-        }
+    else {
+        md_prefetch_values(o, tp);
     }
-#elif PY312
-    else if (tp->tp_flags & TPF_MANAGED_DICT) {
-        PyDictOrValues dorv = *_PyObject_DictOrValuesPointer(o);
-        if (_PyDictOrValues_IsValues(dorv)) {
-            __builtin_prefetch(_PyDictOrValues_GetValues(dorv));
-        }
-    }
-#endif
 }
 
 #define PF_OBJ 8
@@ -3237,13 +2772,13 @@ static int gc_scan_serial(W *w, PyGC_Head **heads, int nheads, PtrVec *cand)
 {
     for (int g = 0; g < nheads; g++) {
         PyGC_Head *head = heads[g];
-        PyGC_Head *gc = _PyGCHead_NEXT(head);
+        PyGC_Head *gc = md_gc_next(head);
         while (gc != NULL && gc != head) {
             PyObject *buf[1024];
             size_t nb = 0;
             while (nb < 1024 && gc != NULL && gc != head) {
-                buf[nb++] = (PyObject *)(gc + 1);
-                gc = _PyGCHead_NEXT(gc);
+                buf[nb++] = md_gc_object(gc);
+                gc = md_gc_next(gc);
             }
             for (size_t i = 0; i < nb; i++) {
                 if (i + 16 < nb) {
@@ -3284,10 +2819,10 @@ static int gc_candidates(W *w, PyGC_Head **heads, int nheads, PtrVec *cand)
     size_t step = w->n / (GC_CHAINS - nheads) + 1;
     for (size_t k = step / 2; k < w->n && nch < GC_CHAINS; k += step) {
         PyObject *o = w->addrs[k];
-        if (!_PyObject_IS_GC(o) || !_PyObject_GC_IS_TRACKED(o)) {
+        if (!md_is_gc(o) || !md_gc_tracked(o)) {
             continue;
         }
-        ch[nch++].start = ((PyGC_Head *)o) - 1;
+        ch[nch++].start = md_gc_head(o);
     }
     int nstart = 0;
     for (int c = 0; c < nch; c++) {
@@ -3300,7 +2835,7 @@ static int gc_candidates(W *w, PyGC_Head **heads, int nheads, PtrVec *cand)
         }
         stops[i] = ch[c].start;
         ch[nstart].start = ch[c].start;
-        ch[nstart].cur = _PyGCHead_NEXT(ch[c].start);
+        ch[nstart].cur = md_gc_next(ch[c].start);
         ch[nstart].end = NULL;
         ch[nstart].cand = (PtrVec){0};
         nstart++;
@@ -3325,11 +2860,11 @@ static int gc_candidates(W *w, PyGC_Head **heads, int nheads, PtrVec *cand)
                 active--;
                 continue;
             }
-            PyGC_Head *nx = _PyGCHead_NEXT(g);
+            PyGC_Head *nx = md_gc_next(g);
             __builtin_prefetch(nx);
             ch[c].cur = nx;
             /* is it known? table slot now, address soon, the check later */
-            PyObject *o = (PyObject *)(g + 1);
+            PyObject *o = md_gc_object(g);
             tab_prefetch(w, o);
             size_t k = rn % GC_RING;
             if (rn >= GC_RING) {
@@ -3885,14 +3420,9 @@ static PyObject *walk_impl(PyObject *args, PyObject *writer, PyObject *module_ro
     /* 5. gc-tracked objects no root reached: collect first (walking may add
      * to the generation lists), then walk each in list order. */
     {
-        PyInterpreterState *interp = _PyInterpreterState_GET();
-        struct _gc_runtime_state *gcs = &interp->gc;
-        PyGC_Head *heads[NUM_GENERATIONS + 1];
-        for (int g = 0; g <= NUM_GENERATIONS; g++) {
-            heads[g] = g < NUM_GENERATIONS ? &gcs->generations[g].head
-                                           : &gcs->permanent_generation.head;
-        }
-        if (gc_candidates(&w, heads, NUM_GENERATIONS + 1, &cand) < 0) {
+        PyGC_Head *heads[MD_GC_LISTS];
+        int nheads = md_gc_lists(heads);
+        if (gc_candidates(&w, heads, nheads, &cand) < 0) {
             set_nomem(&w);
             goto done;
         }
@@ -3967,7 +3497,7 @@ typedef struct {
     PyObject *desc;
 } RootCtx;
 
-static int capture_local(W *w, void *ctx, PyObject *name, PyObject *value)
+static int capture_local(void *ctx, PyObject *name, PyObject *value)
 {
     RootCtx *rc = ctx;
     PyObject *t = PyTuple_Pack(3, rc->desc, name, value);
@@ -4096,56 +3626,15 @@ static PyObject *capture(PyObject *self, PyObject *args)
                 goto done;
             }
         }
-#if PY310
-        for (PyFrameObject *f = t->frame; f != NULL; f = f->f_back) {
-            if (PyList_Append(frames, (PyObject *)f) < 0) {
-                Py_DECREF(tname);
-                goto done;
-            }
-            PyCodeObject *co = f->f_code;
-            if (co == NULL || is_hook_file(co->co_filename, hook_dir)) {
+        for (MdFrame *fr = md_thread_frame(t); fr != NULL; fr = md_frame_previous(fr)) {
+            if (md_frame_is_shim(fr)) {
                 continue;
             }
-            PyObject *desc = frame_desc(tname, co, PyFrame_GetLineNumber(f));
-            if (desc == NULL) {
-                Py_DECREF(tname);
-                goto done;
-            }
-            int r = 0;
-            if (co->co_flags & CO_OPTIMIZED) {
-                RootCtx rc = {stack_roots, desc};
-                r = iter_locals(NULL, f, capture_local, &rc);
-            }
-            else if (f->f_locals != NULL && f->f_locals != f->f_globals) {
-                PyObject *lname = PyUnicode_FromString("<locals>");
-                PyObject *tup = lname ? PyTuple_Pack(3, desc, lname, f->f_locals) : NULL;
-                Py_XDECREF(lname);
-                r = tup ? PyList_Append(stack_roots, tup) : -1;
-                Py_XDECREF(tup);
-            }
-            Py_DECREF(desc);
-            if (r < 0) {
-                Py_DECREF(tname);
-                goto done;
-            }
-        }
-#else
-#  if PY313
-        _PyInterpreterFrame *fr = t->current_frame;
-#  else
-        _PyInterpreterFrame *fr = t->cframe ? t->cframe->current_frame : NULL;
-#  endif
-        for (; fr != NULL; fr = fr->previous) {
-#  if !PY311
-            if (fr->owner == FRAME_OWNED_BY_CSTACK) {
+            PyCodeObject *co = md_frame_code(fr);
+            if (co == NULL || md_frame_incomplete(fr)) {
                 continue;
             }
-#  endif
-            PyCodeObject *co = frame_code(fr);
-            if (co == NULL || _PyFrame_IsIncomplete(fr)) {
-                continue;
-            }
-            PyFrameObject *f = fr->frame_obj;
+            PyFrameObject *f = md_frame_object(fr);
             if (f != NULL && PyList_Append(frames, (PyObject *)f) < 0) {
                 Py_DECREF(tname);
                 goto done;
@@ -4153,16 +3642,9 @@ static PyObject *capture(PyObject *self, PyObject *args)
             if (is_hook_file(co->co_filename, hook_dir)) {
                 continue;
             }
-            int lineno;
-            if (f != NULL && f->f_lineno != 0) {
-                lineno = f->f_lineno;
-            }
-            else {
-#  if PY311
-                lineno = PyCode_Addr2Line(co, _PyInterpreterFrame_LASTI(fr) * sizeof(_Py_CODEUNIT));
-#  else
-                lineno = PyUnstable_InterpreterFrame_GetLine(fr);
-#  endif
+            int lineno = f != NULL ? md_frameobj_lineno(f) : 0;
+            if (lineno == 0) {
+                lineno = md_frame_line(fr);
             }
             PyObject *desc = frame_desc(tname, co, lineno);
             if (desc == NULL) {
@@ -4170,13 +3652,14 @@ static PyObject *capture(PyObject *self, PyObject *args)
                 goto done;
             }
             int r = 0;
+            PyObject *flocals = md_frame_locals_dict(fr);
             if (co->co_flags & CO_OPTIMIZED) {
                 RootCtx rc = {stack_roots, desc};
-                r = iter_locals(NULL, fr, f, capture_local, &rc);
+                r = md_frame_locals(fr, f, capture_local, &rc);
             }
-            else if (fr->f_locals != NULL && fr->f_locals != fr->f_globals) {
+            else if (flocals != NULL && flocals != md_frame_globals(fr)) {
                 PyObject *lname = PyUnicode_FromString("<locals>");
-                PyObject *tup = lname ? PyTuple_Pack(3, desc, lname, fr->f_locals) : NULL;
+                PyObject *tup = lname ? PyTuple_Pack(3, desc, lname, flocals) : NULL;
                 Py_XDECREF(lname);
                 r = tup ? PyList_Append(stack_roots, tup) : -1;
                 Py_XDECREF(tup);
@@ -4187,16 +3670,13 @@ static PyObject *capture(PyObject *self, PyObject *args)
                 goto done;
             }
         }
-#endif
-#if PY313
         /* 3.13 keeps threading.local data per sentinel: a fork child clears
          * other threads' sentinels, which drops their data, unless held. */
-        if (t->threading_local_sentinel != NULL
-                && PyList_Append(keepalive, t->threading_local_sentinel) < 0) {
+        PyObject *sentinel = md_thread_local_sentinel(t);
+        if (sentinel != NULL && PyList_Append(keepalive, sentinel) < 0) {
             Py_DECREF(tname);
             goto done;
         }
-#endif
         if (t->dict != NULL) {
             PyObject *tup = PyTuple_Pack(2, tname, t->dict);
             int r = tup ? PyList_Append(thread_roots, tup) : -1;
@@ -4234,10 +3714,9 @@ static PyObject *permanent_generation_ids(PyObject *self, PyObject *noargs)
     if (out == NULL) {
         return NULL;
     }
-    PyInterpreterState *interp = _PyInterpreterState_GET();
-    PyGC_Head *head = &interp->gc.permanent_generation.head;
-    for (PyGC_Head *gc = _PyGCHead_NEXT(head); gc != NULL && gc != head; gc = _PyGCHead_NEXT(gc)) {
-        PyObject *v = PyLong_FromVoidPtr((void *)(gc + 1));
+    PyGC_Head *head = md_gc_permanent_list();
+    for (PyGC_Head *gc = md_gc_next(head); gc != NULL && gc != head; gc = md_gc_next(gc)) {
+        PyObject *v = PyLong_FromVoidPtr(md_gc_object(gc));
         if (v == NULL || PyList_Append(out, v) < 0) {
             Py_XDECREF(v);
             Py_DECREF(out);
@@ -4280,7 +3759,7 @@ static PyCFunction sizeof_meth_of(PyTypeObject *tp)
     if (name == NULL) {
         return NULL;
     }
-    PyObject *d = _PyType_Lookup(tp, name);
+    PyObject *d = md_type_lookup(tp, name);
     Py_DECREF(name);
     if (d != NULL && Py_IS_TYPE(d, &PyMethodDescr_Type)) {
         return ((PyMethodDescrObject *)d)->d_method->ml_meth;
