@@ -60,6 +60,7 @@
 #  include <emmintrin.h>
 #endif
 #include "hash.h"
+#include "tables.h"
 
 #ifndef CO_OPTIMIZED
 #define CO_OPTIMIZED 0x0001
@@ -103,233 +104,6 @@ static const struct { const char *name; int interned; } NAMED_LABELS[NNAMED] = {
     {"co_code", 1}, {"co_varnames", 1}, {"co_cellvars", 1}, {"co_freevars", 1},
     {"co_localsplusnames", 0}, {"co_localspluskinds", 0},
 };
-
-/* --------------------------------------------------------- memory stats */
-
-static size_t mem_cur, mem_peak;
-
-static void *xrealloc(void *p, size_t old, size_t new_size)
-{
-    void *q = realloc(p, new_size ? new_size : 1);
-    if (q == NULL) {
-        return NULL;
-    }
-    mem_cur = mem_cur - old + new_size;
-    if (mem_cur > mem_peak) {
-        mem_peak = mem_cur;
-    }
-    return q;
-}
-
-static void *xcalloc(size_t n)
-{
-    void *q = calloc(1, n ? n : 1);
-    if (q == NULL) {
-        return NULL;
-    }
-    mem_cur += n;
-    if (mem_cur > mem_peak) {
-        mem_peak = mem_cur;
-    }
-    return q;
-}
-
-static void xfree(void *p, size_t size)
-{
-    if (p != NULL) {
-        free(p);
-        mem_cur -= size;
-    }
-}
-
-/* A growable vector of borrowed object pointers. */
-typedef struct {
-    PyObject **v;
-    size_t n, cap;
-} PtrVec;
-
-static int vec_push(PtrVec *vec, PyObject *o)
-{
-    if (vec->n == vec->cap) {
-        size_t ncap = vec->cap ? vec->cap * 2 : 64;
-        PyObject **nv = xrealloc(vec->v, vec->cap * sizeof(PyObject *),
-                                 ncap * sizeof(PyObject *));
-        if (nv == NULL) {
-            return -1;
-        }
-        vec->v = nv;
-        vec->cap = ncap;
-    }
-    vec->v[vec->n++] = o;
-    return 0;
-}
-
-static void vec_free(PtrVec *vec)
-{
-    xfree(vec->v, vec->cap * sizeof(PyObject *));
-    vec->v = NULL;
-    vec->n = vec->cap = 0;
-}
-
-static inline size_t hash_ptr(const void *p, int bits)
-{
-    return md_slot_bits(md_hash_ptr(p), bits);
-}
-
-/* A set of pointers that is emptied in O(1) by bumping a stamp: the set of
- * objects labeled by the current object's edges. */
-typedef struct {
-    struct { PyObject *p; uint32_t stamp; } *e;
-    size_t cap, n;
-    int bits;
-    uint32_t stamp;
-} StampSet;
-
-static int stamp_init(StampSet *s)
-{
-    s->bits = 6;
-    s->cap = (size_t)1 << s->bits;
-    s->n = 0;
-    s->stamp = 1;
-    s->e = xcalloc(s->cap * sizeof(*s->e));
-    return s->e ? 0 : -1;
-}
-
-static void stamp_free(StampSet *s)
-{
-    xfree(s->e, s->cap * sizeof(*s->e));
-    s->e = NULL;
-}
-
-static void stamp_reset(StampSet *s)
-{
-    s->n = 0;
-    if (++s->stamp == 0) {
-        memset(s->e, 0, s->cap * sizeof(*s->e));
-        s->stamp = 1;
-    }
-}
-
-static int stamp_has(StampSet *s, PyObject *p)
-{
-    size_t mask = s->cap - 1, i = hash_ptr(p, s->bits);
-    for (;;) {
-        if (s->e[i].stamp != s->stamp) {
-            return 0;
-        }
-        if (s->e[i].p == p) {
-            return 1;
-        }
-        i = (i + 1) & mask;
-    }
-}
-
-static int stamp_add(StampSet *s, PyObject *p);
-
-static int stamp_grow(StampSet *s)
-{
-    StampSet old = *s;
-    s->bits += 1;
-    s->cap = (size_t)1 << s->bits;
-    s->e = xcalloc(s->cap * sizeof(*s->e));
-    if (s->e == NULL) {
-        *s = old;
-        return -1;
-    }
-    s->n = 0;
-    s->stamp = 1;
-    for (size_t i = 0; i < old.cap; i++) {
-        if (old.e[i].stamp == old.stamp) {
-            stamp_add(s, old.e[i].p);
-        }
-    }
-    xfree(old.e, old.cap * sizeof(*old.e));
-    return 0;
-}
-
-static int stamp_add(StampSet *s, PyObject *p)
-{
-    if ((s->n + 1) * 2 > s->cap && stamp_grow(s) < 0) {
-        return -1;
-    }
-    size_t mask = s->cap - 1, i = hash_ptr(p, s->bits);
-    for (;;) {
-        if (s->e[i].stamp != s->stamp) {
-            s->e[i].p = p;
-            s->e[i].stamp = s->stamp;
-            s->n++;
-            return 0;
-        }
-        if (s->e[i].p == p) {
-            return 0;
-        }
-        i = (i + 1) & mask;
-    }
-}
-
-/* A map from pointers to uint32 values (types, label strings). */
-typedef struct {
-    struct { const void *p; uint32_t v; } *e;
-    size_t cap, n;
-    int bits;
-} PtrMap;
-
-static int map_init(PtrMap *m, int bits)
-{
-    m->bits = bits;
-    m->cap = (size_t)1 << bits;
-    m->n = 0;
-    m->e = xcalloc(m->cap * sizeof(*m->e));
-    return m->e ? 0 : -1;
-}
-
-static void map_free(PtrMap *m)
-{
-    xfree(m->e, m->cap * sizeof(*m->e));
-    m->e = NULL;
-}
-
-static int map_get(PtrMap *m, const void *p, uint32_t *v)
-{
-    size_t mask = m->cap - 1, i = hash_ptr(p, m->bits);
-    for (;;) {
-        if (m->e[i].p == NULL) {
-            return 0;
-        }
-        if (m->e[i].p == p) {
-            *v = m->e[i].v;
-            return 1;
-        }
-        i = (i + 1) & mask;
-    }
-}
-
-static int map_put(PtrMap *m, const void *p, uint32_t v)
-{
-    if ((m->n + 1) * 2 > m->cap) {
-        PtrMap old = *m;
-        if (map_init(m, old.bits + 1) < 0) {
-            *m = old;
-            return -1;
-        }
-        for (size_t i = 0; i < old.cap; i++) {
-            if (old.e[i].p != NULL) {
-                map_put(m, old.e[i].p, old.e[i].v);
-            }
-        }
-        map_free(&old);
-    }
-    size_t mask = m->cap - 1, i = hash_ptr(p, m->bits);
-    while (m->e[i].p != NULL && m->e[i].p != p) {
-        i = (i + 1) & mask;
-    }
-    if (m->e[i].p == NULL) {
-        m->n++;
-    }
-    m->e[i].p = p;
-    m->e[i].v = v;
-    return 0;
-}
 
 /* ------------------------------------------------------------ type info */
 
@@ -1363,10 +1137,7 @@ static uint32_t *table_alloc(size_t cap)
         madvise(p, bytes, MADV_HUGEPAGE);
     }
 #endif
-    mem_cur += bytes;
-    if (mem_cur > mem_peak) {
-        mem_peak = mem_cur;
-    }
+    md_mem_count(bytes);
     return p;
 }
 
@@ -1374,7 +1145,7 @@ static void table_free(uint32_t *tab, size_t cap)
 {
     if (tab != NULL) {
         munmap(tab, cap * sizeof(uint32_t));
-        mem_cur -= cap * sizeof(uint32_t);
+        md_mem_uncount(cap * sizeof(uint32_t));
     }
 }
 
@@ -1483,7 +1254,7 @@ static inline int64_t discover(W *w, PyObject *obj, uint32_t parent, uint32_t la
     }
     if (w->n == w->cap) {
         size_t ncap = w->cap + w->cap / 2 + 1024;
-        /* not counted in mem_peak: only the pages written become resident */
+        /* not counted in md_mem_peak: only the pages written become resident */
         PyObject **na = realloc(w->addrs, ncap * sizeof(PyObject *));
         if (na == NULL) {
             set_nomem(w);
@@ -1724,16 +1495,6 @@ static int referents(W *w, PyObject *o, PtrVec *vec)
     if (tp->tp_traverse(o, visit_collect, vec) != 0) {
         set_nomem(w);
         return -1;
-    }
-    return 0;
-}
-
-static inline int in_vec(PtrVec *vec, PyObject *p)
-{
-    for (size_t i = 0; i < vec->n; i++) {
-        if (vec->v[i] == p) {
-            return 1;
-        }
     }
     return 0;
 }
@@ -3268,7 +3029,7 @@ static PyObject *build_result(W *w)
     }
     PyObject *stats = Py_BuildValue(
         "{s:n,s:n,s:n,s:n,s:n,s:n,s:d,s:d,s:d,s:i,s:d,s:d}",
-        "peak_bytes", (Py_ssize_t)(mem_peak + w->n * sizeof(PyObject *)),
+        "peak_bytes", (Py_ssize_t)(md_mem_peak + w->n * sizeof(PyObject *)),
         "pending_bytes", (Py_ssize_t)w->pending_peak,
         "ignored", (Py_ssize_t)w->ignored.n, "table_slots", (Py_ssize_t)w->tcap,
         "types", (Py_ssize_t)w->ntypes, "labels", PyList_GET_SIZE(w->label_list),
@@ -3294,7 +3055,7 @@ static PyObject *walk_impl(PyObject *args, PyObject *writer, PyObject *module_ro
     Py_ssize_t n;
     PtrVec seeds = {0};
     PtrVec cand = {0};
-    mem_cur = mem_peak = 0;
+    md_mem_cur = md_mem_peak = 0;
     int gc_was = PyGC_Disable();
     if (subtype_traverse_fn == NULL) {
         PyTypeObject *wt = Py_TYPE(writer);
