@@ -538,6 +538,14 @@ def test_capture_matches_the_python_capture(python):
         assert all(kind == "dict" for _, kind in r["c_threads"])
 
 
+# What a walk deflated with (its stats say), printed by a small walk.
+WALK_COMPRESSOR = """\
+import io, memdiag._walker as w, memdiag.snapfile as sf
+wr = sf.Writer(io.BytesIO())
+print(w.walk(wr, [], [], [], [wr.__dict__], [], False, False, True)["stats"]["compressor"])
+"""
+
+
 @pytest.mark.parametrize("no_libdeflate", ["", "1"])
 def test_both_compressors_write_loadable_files(tmp_path, no_libdeflate):
     """The compiled walker deflates with libdeflate when the system has it and
@@ -555,8 +563,8 @@ def test_both_compressors_write_loadable_files(tmp_path, no_libdeflate):
             "    print(memdiag.dump(%r + '/' + mode + '.snap', mode=mode))\n") % str(tmp_path)
     env = _env()
     env["MEMDIAG_NO_LIBDEFLATE"] = no_libdeflate
-    which = subprocess.run([exe, "-c", "import memdiag._walker as w; print(w.compressor())"],
-                           capture_output=True, text=True, cwd=ROOT, env=env, timeout=60)
+    which = subprocess.run([exe, "-c", WALK_COMPRESSOR], capture_output=True, text=True,
+                           cwd=ROOT, env=env, timeout=60)
     import ctypes.util
     if not no_libdeflate and ctypes.util.find_library("deflate") is None:
         pytest.skip("no libdeflate on this machine: the other case tests zlib")
