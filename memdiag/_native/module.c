@@ -45,57 +45,19 @@
  * chunks come one at a time).
  */
 
-#include "compat.h"
-#include <stdint.h>
-#include <string.h>
+#include "walker.h"
+
 #include <stdlib.h>
-#include <unistd.h>
+#include <string.h>
 #include <sys/mman.h>
-#include <dlfcn.h>
-#include <time.h>
-#include <pthread.h>
-#include <signal.h>
-#include <sched.h>
-#include "hash.h"
-#include "encode.h"
-#include "sink.h"
-#include "tables.h"
+#include <unistd.h>
 
-#ifndef CO_OPTIMIZED
-#define CO_OPTIMIZED 0x0001
-#endif
-#define MD_T_OBJECT 6
-#define MD_T_OBJECT_EX 16
-#define TPF_HEAPTYPE Py_TPFLAGS_HEAPTYPE
-#define TPF_HAVE_GC Py_TPFLAGS_HAVE_GC
-
-#include "format.h"
-
-/* ----------------------------------------------------------------- kinds */
-
-enum {
-    K_DICT, K_LIST, K_TUPLE, K_SET, K_DEQUE, K_STR, K_BYTES, K_INT, K_FLOAT,
-    K_MODULE, K_TYPE, K_FUNCTION, K_CODE, K_FRAME, K_CELL, K_LRU, K_INSTANCE,
-    K_OTHER, NKINDS
-};
 static const char *const KIND_NAMES[NKINDS] = {
     "dict", "list", "tuple", "set", "deque", "str", "bytes", "int", "float",
     "module", "type", "function", "code", "frame", "cell", "lru_cache",
     "instance", "other"
 };
 
-/* Labels made on first use (not well-known), by name.  PyWalker makes the
- * ones it uses from its own constants: interned strs that exist already
- * (descriptor names of the code and type types); the C-only ones are plain
- * strs of the walker's own (never interned: 3.12+ would make them immortal
- * in the target). */
-enum {
-    NL_NAME, NL_QUALNAME, NL_SUBCLASSES,
-    NL_CO_CONSTS, NL_CO_NAMES, NL_CO_FILENAME, NL_CO_NAME, NL_CO_QUALNAME,
-    NL_CO_LINETABLE, NL_CO_EXCEPTIONTABLE, NL_CO_CODE, NL_CO_VARNAMES,
-    NL_CO_CELLVARS, NL_CO_FREEVARS, NL_CO_LOCALSPLUSNAMES, NL_CO_LOCALSPLUSKINDS,
-    NNAMED
-};
 static const struct { const char *name; int interned; } NAMED_LABELS[NNAMED] = {
     {"__name__", 1}, {"__qualname__", 1}, {"__subclasses__", 0},
     {"co_consts", 1}, {"co_names", 1}, {"co_filename", 1}, {"co_name", 1},
@@ -103,100 +65,6 @@ static const struct { const char *name; int interned; } NAMED_LABELS[NNAMED] = {
     {"co_code", 1}, {"co_varnames", 1}, {"co_cellvars", 1}, {"co_freevars", 1},
     {"co_localsplusnames", 0}, {"co_localspluskinds", 0},
 };
-
-/* ------------------------------------------------------------ type info */
-
-typedef enum { SZ_OBJECT, SZ_LIST, SZ_STR, SZ_INT, SZ_DICT, SZ_CMETH, SZ_PYFUNC } SizeMode;
-
-typedef struct {
-    Py_ssize_t offset;
-    PyObject *name;         /* str, the key in the type's dict */
-} Slot;
-
-typedef struct {
-    PyTypeObject *tp;
-    uint32_t index;
-    int kind;
-    SizeMode size_mode;
-    PyObject *sizeof_descr; /* borrowed from the type's MRO dicts */
-    Py_ssize_t py_preheader;
-    int managed;
-    int has_dict_getset;    /* a heap type in the MRO has a __dict__ getset */
-    int plain;              /* tp_traverse shows the type and the attributes only */
-    int type_known;         /* the type object is indexed or ignored */
-    Py_ssize_t dictoffset;
-    Slot *slots;
-    size_t nslots;
-} TypeInfo;
-
-/* --------------------------------------------------------------- walker */
-
-/* An edge waiting to be discovered (see q_flush), or an object's end. */
-typedef struct {
-    PyObject *obj;
-    uint32_t label;
-    uint32_t src;           /* index of the source object | kind << 30 */
-} QE;
-#define Q_EDGE 0u
-#define Q_OPAQUE 1u         /* L_ITEM_OPAQUE with the previous edge's index */
-#define Q_TYPE 2u           /* obj is a TypeInfo: __class__ edge if needed */
-#define Q_END 3u            /* the source's edges are all out: NEDGES */
-#define Q_SRC_MASK 0x3FFFFFFFu
-#define Q_OPAQUE_PREV 0xFFFFFFFFu
-#define QMAX 8192
-#define BATCH 256
-
-typedef struct {
-    /* objects: index i <-> addrs[i]; tab maps addresses to indexes */
-    PyObject **addrs;
-    size_t n, cap;
-    uint32_t *tab;          /* 0 empty, else tag << 28 | (index + 1) */
-    size_t tcap;
-    PtrMap ignored;
-    size_t done;
-
-    Sink sink;              /* columns, the compression pool, the writer */
-    int strings, trace;
-
-    /* tables (Python objects, ignored by the walk) */
-    PyObject *labels;       /* dict str -> int */
-    PyObject *label_list;
-    PtrMap lcache;          /* str pointer -> label index */
-    PyObject *type_list;
-    PyObject *kind_list;
-    PtrMap tmap;            /* type pointer -> TypeInfo index */
-    TypeInfo **types;
-    size_t ntypes, typecap;
-    TypeInfo *last_ti;
-    PyObject *keep;         /* strs the walker made or must keep alive */
-    PyObject *tb_func;
-    PyObject *sites;        /* dict traceback tuple -> int */
-    PyObject *site_list;
-
-    PtrVec refs;            /* referents of the current object */
-    PtrVec label_origs;     /* the str each label was first made from */
-    PtrVec stack;           /* mark-ignored work list */
-    StampSet labeled;
-    PtrMap executing;       /* running frames: never traversed */
-    PtrMap expanded;        /* mark-ignored: objects already expanded */
-    QE *q;
-    size_t qn;
-    int64_t q_last;
-    PtrMap nlcache;         /* name-like dict key pointer -> label index */
-    int64_t named[NNAMED];  /* NAMED_LABELS' label indexes, -1 until used */
-
-    PyTypeObject *deque_type;
-    PyTypeObject *lru_type;
-    PyObject *str_sizeof;
-    PyObject *str_dict;
-    PyObject *str_module;
-
-    double walk_cpu_seconds;
-    uint64_t nedges, roots, nstrings, string_bytes, heap;
-    uint32_t cur_edges;
-    int err;
-    long pagesize;
-} W;
 
 /* The tp_traverse of classes defined in Python (typeobject.c's static
  * subtype_traverse), read from the writer's class (snapfile.Writer) when a
@@ -208,212 +76,12 @@ static traverseproc subtype_traverse_fn;
 static PyCFunction object_sizeof_meth, list_sizeof_meth, str_sizeof_meth, int_sizeof_meth,
                    dict_sizeof_meth;
 
-static void set_nomem(W *w)
-{
-    if (!w->err) {
-        w->err = 1;
-        if (!PyErr_Occurred()) {
-            PyErr_NoMemory();
-        }
-    }
-}
-
-static inline void push(W *w, int column, uint64_t v)
-{
-    sink_push(&w->sink, column, v);
-}
-
-static inline void push_bytes(W *w, int column, const uint8_t *p, size_t len)
-{
-    sink_push_bytes(&w->sink, column, p, len);
-}
-
-/* --------------------------------------------------------- object index */
-
-#define TAG_SHIFT 28
-#define IDX_MASK 0x0FFFFFFFu
-#define MAX_OBJECTS 0x0FFFFFF0u
-
-static inline uint64_t hmix(const void *p)
-{
-    return md_hash_ptr(p);
-}
-
-static inline size_t slot_of(uint64_t h, size_t cap)
-{
-    return md_slot_of(h, cap);
-}
-
-static inline uint32_t tag_of(uint64_t h)
-{
-    return ((uint32_t)(h >> 20) & 0xF) << TAG_SHIFT;
-}
-
-/* The table is touched at random: huge pages spare most TLB misses. */
-static uint32_t *table_alloc(size_t cap)
-{
-    size_t bytes = cap * sizeof(uint32_t);
-    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) {
-        return NULL;
-    }
-#ifdef MADV_HUGEPAGE
-    if (bytes >= (4u << 20)) {
-        madvise(p, bytes, MADV_HUGEPAGE);
-    }
-#endif
-    md_mem_count(bytes);
-    return p;
-}
-
-static void table_free(uint32_t *tab, size_t cap)
-{
-    if (tab != NULL) {
-        munmap(tab, cap * sizeof(uint32_t));
-        md_mem_uncount(cap * sizeof(uint32_t));
-    }
-}
-
-static int table_rebuild(W *w, size_t cap)
-{
-    table_free(w->tab, w->tcap);
-    w->tab = NULL;
-    w->tcap = 0;
-    uint32_t *tab = table_alloc(cap);
-    if (tab == NULL) {
-        return -1;
-    }
-    for (size_t i = 0; i < w->n; i++) {
-        uint64_t h = hmix(w->addrs[i]);
-        size_t s = slot_of(h, cap);
-        while (tab[s]) {
-            if (++s == cap) {
-                s = 0;
-            }
-        }
-        tab[s] = tag_of(h) | (uint32_t)(i + 1);
-    }
-    w->tab = tab;
-    w->tcap = cap;
-    return 0;
-}
-
-/* index+1 of p, or 0 with *slot where it would go. */
-static inline uint32_t tab_lookup(W *w, PyObject *p, uint64_t h, size_t *slot)
-{
-    size_t cap = w->tcap, s = slot_of(h, cap);
-    uint32_t tag = tag_of(h);
-    uint32_t *tab = w->tab;
-    for (;;) {
-        uint32_t e = tab[s];
-        if (e == 0) {
-            *slot = s;
-            return 0;
-        }
-        if ((e & ~IDX_MASK) == tag && w->addrs[(e & IDX_MASK) - 1] == p) {
-            *slot = s;
-            return e & IDX_MASK;
-        }
-        if (++s == cap) {
-            s = 0;
-        }
-    }
-}
-
-static inline void tab_prefetch(W *w, PyObject *p)
-{
-    __builtin_prefetch(&w->tab[slot_of(hmix(p), w->tcap)]);
-}
-
-static inline int is_ignored(W *w, PyObject *p)
-{
-    uint32_t dummy;
-    return w->ignored.n != 0 && map_get(&w->ignored, p, &dummy);
-}
-
-static inline int is_visited(W *w, PyObject *p)
-{
-    size_t slot;
-    return tab_lookup(w, p, hmix(p), &slot) != 0;
-}
-
-static inline int is_known(W *w, PyObject *p)
-{
-    return is_visited(w, p) || is_ignored(w, p);
-}
-
-/* Mark an unvisited object ignored; 1 if it was not ignored yet. */
-static int ignore_obj(W *w, PyObject *p)
-{
-    if (is_visited(w, p) || is_ignored(w, p)) {
-        return 0;
-    }
-    if (map_put(&w->ignored, p, 1) < 0) {
-        set_nomem(w);
-        return -1;
-    }
-    return 1;
-}
-
-#define IDX_IGNORED (-1)
-#define IDX_ERROR (-2)
-
-/* The index of obj, assigning the next one if new. */
-static inline int64_t discover(W *w, PyObject *obj, uint32_t parent, uint32_t label)
-{
-    uint64_t h = hmix(obj);
-    size_t slot;
-    uint32_t v = tab_lookup(w, obj, h, &slot);
-    if (v) {
-        return (int64_t)(v - 1);
-    }
-    if (is_ignored(w, obj)) {
-        return IDX_IGNORED;
-    }
-    if (w->n >= MAX_OBJECTS) {
-        if (!w->err) {
-            w->err = 1;
-            PyErr_SetString(PyExc_OverflowError, "memdiag walker: too many objects");
-        }
-        return IDX_ERROR;
-    }
-    if (w->n == w->cap) {
-        size_t ncap = w->cap + w->cap / 2 + 1024;
-        /* not counted in md_mem_peak: only the pages written become resident */
-        PyObject **na = realloc(w->addrs, ncap * sizeof(PyObject *));
-        if (na == NULL) {
-            set_nomem(w);
-            return IDX_ERROR;
-        }
-        w->addrs = na;
-        w->cap = ncap;
-    }
-    if ((w->n + 1) * 4 > w->tcap * 3) {         /* load > 0.75: grow to 0.5 */
-        size_t ncap = (w->n + 1) * 2;
-        if (ncap < w->tcap * 3 / 2) {
-            ncap = w->tcap * 3 / 2;
-        }
-        if (table_rebuild(w, ncap) < 0) {
-            set_nomem(w);
-            return IDX_ERROR;
-        }
-        tab_lookup(w, obj, h, &slot);
-    }
-    size_t idx = w->n++;
-    w->addrs[idx] = obj;
-    w->tab[slot] = tag_of(h) | (uint32_t)(idx + 1);
-    push(w, COL_ADDR, (uint64_t)(uintptr_t)obj);
-    push(w, COL_PARENT, parent);
-    push(w, COL_PLABEL, label);
-    return (int64_t)idx;
-}
-
 /* ---------------------------------------------------------------- labels */
 
 static int64_t label_of(W *w, PyObject *s)
 {
     uint32_t v;
-    if (map_get(&w->lcache, s, &v)) {
+    if (map_get(&w->labels.cache, s, &v)) {
         return v;
     }
     if (!PyUnicode_Check(s)) {
@@ -429,7 +97,7 @@ static int64_t label_of(W *w, PyObject *s)
         w->err = 1;
         return -1;
     }
-    PyObject *iv = PyDict_GetItemWithError(w->labels, copy);
+    PyObject *iv = PyDict_GetItemWithError(w->labels.dict, copy);
     if (iv != NULL) {
         v = (uint32_t)PyLong_AsUnsignedLong(iv);
         Py_DECREF(copy);
@@ -440,10 +108,10 @@ static int64_t label_of(W *w, PyObject *s)
             w->err = 1;
             return -1;
         }
-        v = (uint32_t)PyList_GET_SIZE(w->label_list);
+        v = (uint32_t)PyList_GET_SIZE(w->labels.list);
         PyObject *num = PyLong_FromUnsignedLong(v);
-        if (num == NULL || PyDict_SetItem(w->labels, copy, num) < 0
-                || PyList_Append(w->label_list, copy) < 0) {
+        if (num == NULL || PyDict_SetItem(w->labels.dict, copy, num) < 0
+                || PyList_Append(w->labels.list, copy) < 0) {
             Py_XDECREF(num);
             Py_DECREF(copy);
             w->err = 1;
@@ -453,12 +121,12 @@ static int64_t label_of(W *w, PyObject *s)
         Py_DECREF(copy);
         /* PyWalker's label list holds this very object: it ignores it in
          * phase 4 if no root reached it; so will we. */
-        if (vec_push(&w->label_origs, s) < 0) {
+        if (vec_push(&w->labels.origs, s) < 0) {
             set_nomem(w);
             return -1;
         }
     }
-    if (map_put(&w->lcache, s, v) < 0) {
+    if (map_put(&w->labels.cache, s, v) < 0) {
         set_nomem(w);
         return -1;
     }
@@ -480,8 +148,8 @@ static int64_t label_cstr(W *w, const char *s)
 /* The label of NAMED_LABELS[i], made on first use. */
 static int64_t label_named(W *w, int i)
 {
-    if (w->named[i] >= 0) {
-        return w->named[i];
+    if (w->labels.named[i] >= 0) {
+        return w->labels.named[i];
     }
     int64_t v;
     if (NAMED_LABELS[i].interned) {
@@ -497,7 +165,7 @@ static int64_t label_named(W *w, int i)
     else {
         v = label_cstr(w, NAMED_LABELS[i].name);
     }
-    w->named[i] = v;
+    w->labels.named[i] = v;
     return v;
 }
 
@@ -610,7 +278,7 @@ static int referents(W *w, PyObject *o, PtrVec *vec)
     }
     if (tp == &PyFrame_Type) {
         uint32_t dummy;
-        if (map_get(&w->executing, o, &dummy)) {
+        if (map_get(&w->edges.executing, o, &dummy)) {
             return 0;
         }
         if (frame_data(w, (PyFrameObject *)o) == NULL) {
@@ -707,7 +375,7 @@ static int compute_kind(W *w, PyTypeObject *tp)
     if (PyType_IsSubtype(tp, &PyTuple_Type)) return K_TUPLE;
     if (PyType_IsSubtype(tp, &PySet_Type) || PyType_IsSubtype(tp, &PyFrozenSet_Type))
         return K_SET;
-    if (w->deque_type && PyType_IsSubtype(tp, w->deque_type)) return K_DEQUE;
+    if (w->types.deque_type && PyType_IsSubtype(tp, w->types.deque_type)) return K_DEQUE;
     if (PyType_IsSubtype(tp, &PyUnicode_Type)) return K_STR;
     if (PyType_IsSubtype(tp, &PyBytes_Type) || PyType_IsSubtype(tp, &PyByteArray_Type))
         return K_BYTES;
@@ -719,7 +387,7 @@ static int compute_kind(W *w, PyTypeObject *tp)
     if (tp == &PyCode_Type) return K_CODE;
     if (tp == &PyFrame_Type) return K_FRAME;
     if (tp == &PyCell_Type) return K_CELL;
-    if (w->lru_type && tp == w->lru_type) return K_LRU;
+    if (w->types.lru_type && tp == w->types.lru_type) return K_LRU;
     if (tp->tp_flags & TPF_HEAPTYPE) return K_INSTANCE;
     return K_OTHER;
 }
@@ -731,31 +399,31 @@ static TypeInfo *new_type_info(W *w, PyTypeObject *tp)
         set_nomem(w);
         return NULL;
     }
-    if (w->ntypes == w->typecap) {
-        size_t ncap = w->typecap ? w->typecap * 2 : 256;
-        TypeInfo **nt = xrealloc(w->types, w->typecap * sizeof(TypeInfo *),
+    if (w->types.n == w->types.cap) {
+        size_t ncap = w->types.cap ? w->types.cap * 2 : 256;
+        TypeInfo **nt = xrealloc(w->types.info, w->types.cap * sizeof(TypeInfo *),
                                  ncap * sizeof(TypeInfo *));
         if (nt == NULL) {
             xfree(ti, sizeof(TypeInfo));
             set_nomem(w);
             return NULL;
         }
-        w->types = nt;
-        w->typecap = ncap;
+        w->types.info = nt;
+        w->types.cap = ncap;
     }
-    w->types[w->ntypes] = ti;
+    w->types.info[w->types.n] = ti;
     ti->tp = tp;
-    ti->index = (uint32_t)w->ntypes++;
+    ti->index = (uint32_t)w->types.n++;
     ti->kind = compute_kind(w, tp);
-    if (map_put(&w->tmap, tp, ti->index) < 0) {
+    if (map_put(&w->types.map, tp, ti->index) < 0) {
         set_nomem(w);
         return NULL;
     }
     /* Interned: the same objects as walker.py's constants, which PyWalker's
      * type_kinds list holds (and so ignores when it expands that list). */
     PyObject *kname = PyUnicode_InternFromString(KIND_NAMES[ti->kind]);
-    if (kname == NULL || PyList_Append(w->type_list, (PyObject *)tp) < 0
-            || PyList_Append(w->kind_list, kname) < 0) {
+    if (kname == NULL || PyList_Append(w->types.list, (PyObject *)tp) < 0
+            || PyList_Append(w->types.kinds, kname) < 0) {
         Py_XDECREF(kname);
         w->err = 1;
         return NULL;
@@ -771,7 +439,7 @@ static TypeInfo *new_type_info(W *w, PyTypeObject *tp)
      * common ones) and add what sys.getsizeof adds. */
     /* _PyType_Lookup would PyType_Ready a type that never was (creating its
      * dict, mro and bases): such a type gets object.__sizeof__'s formula. */
-    PyObject *descr = (flags & Py_TPFLAGS_READY) ? md_type_lookup(tp, w->str_sizeof) : NULL;
+    PyObject *descr = (flags & Py_TPFLAGS_READY) ? md_type_lookup(tp, w->types.str_sizeof) : NULL;
     ti->size_mode = SZ_OBJECT;
     if (descr != NULL && PyFunction_Check(descr)) {
         ti->size_mode = SZ_PYFUNC;
@@ -820,7 +488,7 @@ static TypeInfo *new_type_info(W *w, PyTypeObject *tp)
                 }
                 PyObject *td = ((PyTypeObject *)t)->tp_dict;
                 PyObject *g = td != NULL && PyDict_Check(td)
-                              ? PyDict_GetItemWithError(td, w->str_dict) : NULL;
+                              ? PyDict_GetItemWithError(td, w->types.str_dict) : NULL;
                 if (g != NULL && Py_IS_TYPE(g, &PyGetSetDescr_Type)) {
                     ti->has_dict_getset = 1;
                 }
@@ -903,13 +571,13 @@ static TypeInfo *new_type_info(W *w, PyTypeObject *tp)
 
 static inline TypeInfo *type_info(W *w, PyTypeObject *tp)
 {
-    if (w->last_ti != NULL && w->last_ti->tp == tp) {
-        return w->last_ti;
+    if (w->types.last != NULL && w->types.last->tp == tp) {
+        return w->types.last;
     }
     uint32_t v;
     TypeInfo *ti;
-    if (map_get(&w->tmap, tp, &v)) {
-        ti = w->types[v];
+    if (map_get(&w->types.map, tp, &v)) {
+        ti = w->types.info[v];
     }
     else {
         ti = new_type_info(w, tp);
@@ -917,7 +585,7 @@ static inline TypeInfo *type_info(W *w, PyTypeObject *tp)
             return NULL;
         }
     }
-    w->last_ti = ti;
+    w->types.last = ti;
     return ti;
 }
 
@@ -930,25 +598,22 @@ static inline TypeInfo *type_info(W *w, PyTypeObject *tp)
  * made, since making edges never depends on what was discovered. */
 static int q_flush(W *w)
 {
-    QE *q = w->q;
-    size_t n = w->qn;
+    QE *q = w->edges.q;
+    size_t n = w->edges.qn;
     for (size_t i = 0; i < n; i++) {
         if (i + 32 < n && (q[i + 32].src >> 30) <= Q_OPAQUE) {
-            tab_prefetch(w, q[i + 32].obj);
+            tab_prefetch(&w->index, q[i + 32].obj);
         }
         if (i + 16 < n && (q[i + 16].src >> 30) <= Q_OPAQUE) {
-            uint32_t e = w->tab[slot_of(hmix(q[i + 16].obj), w->tcap)];
-            if (e) {
-                __builtin_prefetch(&w->addrs[(e & IDX_MASK) - 1]);
-            }
+            tab_prefetch_addr(&w->index, q[i + 16].obj);
         }
         uint32_t kind = q[i].src >> 30, src = q[i].src & Q_SRC_MASK;
         PyObject *obj = q[i].obj;
         uint32_t label = q[i].label;
         if (kind == Q_END) {
-            push(w, COL_NEDGES, w->cur_edges);
-            w->nedges += w->cur_edges;
-            w->cur_edges = 0;
+            push(w, COL_NEDGES, w->edges.cur_edges);
+            w->stats.nedges += w->edges.cur_edges;
+            w->edges.cur_edges = 0;
             continue;
         }
         if (kind == Q_TYPE) {
@@ -958,13 +623,13 @@ static int q_flush(W *w)
             }
             ti->type_known = 1;
             obj = (PyObject *)ti->tp;
-            if (is_known(w, obj)) {
+            if (is_known(&w->index, obj)) {
                 continue;
             }
             label = MD_LABEL(L_ATTR, LBL_CLASS);
         }
         else if (kind == Q_OPAQUE) {
-            label = MD_LABEL(L_ITEM_OPAQUE, w->q_last >= 0 ? w->q_last : 0);
+            label = MD_LABEL(L_ITEM_OPAQUE, w->edges.q_last >= 0 ? w->edges.q_last : 0);
         }
         int64_t idx = discover(w, obj, src + 1, label);
         if (idx == IDX_ERROR) {
@@ -973,20 +638,20 @@ static int q_flush(W *w)
         if (idx >= 0) {
             push(w, COL_ETARGET, (uint64_t)idx);
             push(w, COL_ELABEL, label);
-            w->cur_edges++;
+            w->edges.cur_edges++;
         }
-        w->q_last = idx;
+        w->edges.q_last = idx;
     }
-    w->qn = 0;
+    w->edges.qn = 0;
     return w->err ? -1 : 0;
 }
 
 static inline int q_push(W *w, PyObject *obj, uint32_t label, uint32_t src, uint32_t kind)
 {
-    if (w->qn == QMAX && q_flush(w) < 0) {
+    if (w->edges.qn == QMAX && q_flush(w) < 0) {
         return -1;
     }
-    QE *e = &w->q[w->qn++];
+    QE *e = &w->edges.q[w->edges.qn++];
     e->obj = obj;
     e->label = label;
     e->src = src | (kind << 30);
@@ -1006,7 +671,7 @@ static inline int emit_labeled(W *w, uint32_t src, PyObject *obj, int kind, int6
     if (lbl < 0) {
         return -1;
     }
-    if (stamp_add(&w->labeled, obj) < 0) {
+    if (stamp_add(&w->edges.labeled, obj) < 0) {
         set_nomem(w);
         return -1;
     }
@@ -1024,7 +689,7 @@ static int frame_local_edge(void *ctx, PyObject *name, PyObject *value)
     W *w = ((LocalEdgeCtx *)ctx)->w;
     uint32_t src = ((LocalEdgeCtx *)ctx)->src;
     if (!PyUnicode_Check(name)) {
-        if (stamp_add(&w->labeled, value) < 0) {
+        if (stamp_add(&w->edges.labeled, value) < 0) {
             set_nomem(w);
             return -1;
         }
@@ -1150,9 +815,9 @@ static int plain_edges(W *w, PyObject *o, uint32_t src, TypeInfo *ti)
     if (instance_edges(w, o, src, ti, NULL) < 0 || w->err) {
         return -1;
     }
-    int covered = n >= 0 && (d == NULL || stamp_has(&w->labeled, d));
+    int covered = n >= 0 && (d == NULL || stamp_has(&w->edges.labeled, d));
     for (Py_ssize_t i = 0; i < n && covered; i++) {
-        if (vals[i] != NULL && !stamp_has(&w->labeled, vals[i])) {
+        if (vals[i] != NULL && !stamp_has(&w->edges.labeled, vals[i])) {
             covered = 0;
         }
     }
@@ -1160,7 +825,7 @@ static int plain_edges(W *w, PyObject *o, uint32_t src, TypeInfo *ti)
         return 2;
     }
     PyObject *tp = (PyObject *)Py_TYPE(o);
-    if (!stamp_has(&w->labeled, tp) && emit(w, src, tp, MD_LABEL(L_ATTR, LBL_CLASS)) < 0) {
+    if (!stamp_has(&w->edges.labeled, tp) && emit(w, src, tp, MD_LABEL(L_ATTR, LBL_CLASS)) < 0) {
         return -1;
     }
     return 1;
@@ -1172,7 +837,7 @@ static int do_edges(W *w, PyObject *o, uint32_t src, TypeInfo *ti)
     int kind = ti->kind;
     int use_labeled = 0;
     int have_refs = 0;
-    stamp_reset(&w->labeled);
+    stamp_reset(&w->edges.labeled);
 
     switch (kind) {
     case K_DICT: {
@@ -1180,7 +845,7 @@ static int do_edges(W *w, PyObject *o, uint32_t src, TypeInfo *ti)
         PyObject *k, *v;
         int exact = tp == &PyDict_Type;
         while (PyDict_Next(o, &pos, &k, &v)) {
-            if (!exact && (stamp_add(&w->labeled, k) < 0 || stamp_add(&w->labeled, v) < 0)) {
+            if (!exact && (stamp_add(&w->edges.labeled, k) < 0 || stamp_add(&w->edges.labeled, v) < 0)) {
                 set_nomem(w);
                 return -1;
             }
@@ -1188,12 +853,12 @@ static int do_edges(W *w, PyObject *o, uint32_t src, TypeInfo *ti)
                 return -1;
             }
             uint32_t lbl, cached;
-            if (map_get(&w->nlcache, k, &cached)) {
+            if (map_get(&w->labels.keys, k, &cached)) {
                 lbl = MD_LABEL(L_ITEM, cached);
             }
             else if (PyUnicode_CheckExact(k) && key_written(k)) {
                 int64_t l = label_of(w, k);
-                if (l < 0 || map_put(&w->nlcache, k, (uint32_t)l) < 0) {
+                if (l < 0 || map_put(&w->labels.keys, k, (uint32_t)l) < 0) {
                     set_nomem(w);
                     return -1;
                 }
@@ -1223,7 +888,7 @@ static int do_edges(W *w, PyObject *o, uint32_t src, TypeInfo *ti)
             if (v == NULL) {
                 continue;
             }
-            if (!exact && stamp_add(&w->labeled, v) < 0) {
+            if (!exact && stamp_add(&w->edges.labeled, v) < 0) {
                 set_nomem(w);
                 return -1;
             }
@@ -1238,12 +903,12 @@ static int do_edges(W *w, PyObject *o, uint32_t src, TypeInfo *ti)
         break;
     }
     case K_MODULE: {
-        if (referents(w, o, &w->refs) < 0) {
+        if (referents(w, o, &w->edges.refs) < 0) {
             return -1;
         }
         have_refs = 1;
         PyObject *md = md_module_dict(o);
-        if (md != NULL && in_vec(&w->refs, md)) {
+        if (md != NULL && in_vec(&w->edges.refs, md)) {
             use_labeled = 1;
             if (emit_labeled(w, src, md, L_ATTR, LBL_DICT) < 0) {
                 return -1;
@@ -1338,7 +1003,7 @@ static int do_edges(W *w, PyObject *o, uint32_t src, TypeInfo *ti)
     }
     case K_FRAME: {
         uint32_t dummy;
-        if (map_get(&w->executing, o, &dummy)) {
+        if (map_get(&w->edges.executing, o, &dummy)) {
             return 0;
         }
         use_labeled = 1;
@@ -1348,16 +1013,16 @@ static int do_edges(W *w, PyObject *o, uint32_t src, TypeInfo *ti)
         break;
     }
     case K_LRU: {
-        if (referents(w, o, &w->refs) < 0) {
+        if (referents(w, o, &w->edges.refs) < 0) {
             return -1;
         }
         have_refs = 1;
         /* tp_traverse visits (cached keys and results...), cache, func,
          * kwd_mark (a plain object()), two types, __dict__: the last dict
          * followed two places later by an object() is the cache. */
-        for (Py_ssize_t k = (Py_ssize_t)w->refs.n - 3; k >= 0; k--) {
-            PyObject *r = w->refs.v[k];
-            if (Py_IS_TYPE(r, &PyDict_Type) && Py_IS_TYPE(w->refs.v[k + 2], &PyBaseObject_Type)) {
+        for (Py_ssize_t k = (Py_ssize_t)w->edges.refs.n - 3; k >= 0; k--) {
+            PyObject *r = w->edges.refs.v[k];
+            if (Py_IS_TYPE(r, &PyDict_Type) && Py_IS_TYPE(w->edges.refs.v[k + 2], &PyBaseObject_Type)) {
                 use_labeled = 1;
                 if (emit_labeled(w, src, r, L_ATTR, LBL_CACHE) < 0) {
                     return -1;
@@ -1378,18 +1043,18 @@ static int do_edges(W *w, PyObject *o, uint32_t src, TypeInfo *ti)
                 return 0;
             }
             if (r == 2) {
-                if (referents(w, o, &w->refs) < 0) {
+                if (referents(w, o, &w->edges.refs) < 0) {
                     return -1;
                 }
                 have_refs = 1;
                 break;
             }
         }
-        if (referents(w, o, &w->refs) < 0) {
+        if (referents(w, o, &w->edges.refs) < 0) {
             return -1;
         }
         have_refs = 1;
-        if (instance_edges(w, o, src, ti, &w->refs) < 0) {
+        if (instance_edges(w, o, src, ti, &w->edges.refs) < 0) {
             return -1;
         }
         break;
@@ -1399,13 +1064,13 @@ static int do_edges(W *w, PyObject *o, uint32_t src, TypeInfo *ti)
     if (w->err) {
         return -1;
     }
-    if (!have_refs && referents(w, o, &w->refs) < 0) {
+    if (!have_refs && referents(w, o, &w->edges.refs) < 0) {
         return -1;
     }
-    PtrVec *refs = &w->refs;
+    PtrVec *refs = &w->edges.refs;
     for (size_t i = 0; i < refs->n; i++) {
         PyObject *r = refs->v[i];
-        if (use_labeled && stamp_has(&w->labeled, r)) {
+        if (use_labeled && stamp_has(&w->edges.labeled, r)) {
             continue;
         }
         uint32_t lbl = (kind == K_INSTANCE && r == (PyObject *)tp) ? MD_LABEL(L_ATTR, LBL_CLASS) : L_NONE;
@@ -1430,8 +1095,8 @@ static void push_utf8(W *w, PyObject *s, uint32_t idx)
         push(w, COL_STR_OBJ, idx);
         push(w, COL_STR_LEN, (uint64_t)PyBytes_GET_SIZE(b));
         push_bytes(w, COL_STR_DATA, (const uint8_t *)PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b));
-        w->nstrings++;
-        w->string_bytes += (uint64_t)PyBytes_GET_SIZE(b);
+        w->stats.nstrings++;
+        w->stats.string_bytes += (uint64_t)PyBytes_GET_SIZE(b);
         Py_DECREF(b);
         return;
     }
@@ -1450,8 +1115,8 @@ static void push_utf8(W *w, PyObject *s, uint32_t idx)
     }
     push(w, COL_STR_OBJ, idx);
     push(w, COL_STR_LEN, total);
-    w->nstrings++;
-    w->string_bytes += total;
+    w->stats.nstrings++;
+    w->stats.string_bytes += total;
     if (PyUnicode_IS_ASCII(s)) {
         push_bytes(w, COL_STR_DATA, (const uint8_t *)data, (size_t)n);
         return;
@@ -1539,7 +1204,7 @@ fail:
 
 static int process_one(W *w, uint32_t i)
 {
-    PyObject *o = w->addrs[i];
+    PyObject *o = w->index.addrs[i];
     TypeInfo *ti = type_info(w, Py_TYPE(o));
     if (ti == NULL) {
         return -1;
@@ -1555,7 +1220,7 @@ static int process_one(W *w, uint32_t i)
         return -1;
     }
     Py_ssize_t size = size_of(w, o, ti);
-    w->heap += (uint64_t)size;
+    w->stats.heap += (uint64_t)size;
     push(w, COL_TYPE, ti->index);
     push(w, COL_SIZE, (uint64_t)size);
     push(w, COL_LENGTH, length_of(o, ti->kind));
@@ -1591,15 +1256,15 @@ static inline void prefetch_payload(PyObject *o)
  * edges are discovered together; see q_flush). */
 static int process(W *w)
 {
-    while (w->done < w->n) {
-        size_t end = w->done + BATCH < w->n ? w->done + BATCH : w->n;
+    while (w->done < w->index.n) {
+        size_t end = w->done + BATCH < w->index.n ? w->done + BATCH : w->index.n;
         for (size_t i = w->done; i < end; i++) {
-            /* objects up to w->n are discovered: prefetch past the batch */
-            if (i + PF_OBJ < w->n) {
-                __builtin_prefetch(w->addrs[i + PF_OBJ]);
+            /* objects up to w->index.n are discovered: prefetch past the batch */
+            if (i + PF_OBJ < w->index.n) {
+                __builtin_prefetch(w->index.addrs[i + PF_OBJ]);
             }
-            if (i + PF_PAYLOAD < w->n) {
-                prefetch_payload(w->addrs[i + PF_PAYLOAD]);
+            if (i + PF_PAYLOAD < w->index.n) {
+                prefetch_payload(w->index.addrs[i + PF_PAYLOAD]);
             }
             if (process_one(w, (uint32_t)i) < 0) {
                 goto fail;
@@ -1635,7 +1300,7 @@ static int add_root(W *w, PyObject *obj, int kind, PyObject *desc, PyObject *nam
     if (n < 0) {
         return -1;
     }
-    w->roots++;
+    w->stats.roots++;
     push(w, COL_ROOT_OBJ, (uint64_t)idx);
     push(w, COL_ROOT_KIND, (uint64_t)kind);
     push(w, COL_ROOT_DESC, (uint64_t)d);
@@ -1668,9 +1333,9 @@ static int gc_scan_serial(W *w, PyGC_Head **heads, int nheads, PtrVec *cand)
             }
             for (size_t i = 0; i < nb; i++) {
                 if (i + 16 < nb) {
-                    tab_prefetch(w, buf[i + 16]);
+                    tab_prefetch(&w->index, buf[i + 16]);
                 }
-                if (!is_known(w, buf[i]) && vec_push(cand, buf[i]) < 0) {
+                if (!is_known(&w->index, buf[i]) && vec_push(cand, buf[i]) < 0) {
                     return -1;
                 }
             }
@@ -1693,7 +1358,7 @@ static inline size_t stop_slot(const void *p)
 
 static int gc_candidates(W *w, PyGC_Head **heads, int nheads, PtrVec *cand)
 {
-    if (w->n < 100000 || nheads >= GC_CHAINS / 2) {
+    if (w->index.n < 100000 || nheads >= GC_CHAINS / 2) {
         return gc_scan_serial(w, heads, nheads, cand);
     }
     GcChain ch[GC_CHAINS];
@@ -1702,9 +1367,9 @@ static int gc_candidates(W *w, PyGC_Head **heads, int nheads, PtrVec *cand)
     for (int g = 0; g < nheads; g++) {
         ch[nch++].start = heads[g];
     }
-    size_t step = w->n / (GC_CHAINS - nheads) + 1;
-    for (size_t k = step / 2; k < w->n && nch < GC_CHAINS; k += step) {
-        PyObject *o = w->addrs[k];
+    size_t step = w->index.n / (GC_CHAINS - nheads) + 1;
+    for (size_t k = step / 2; k < w->index.n && nch < GC_CHAINS; k += step) {
+        PyObject *o = w->index.addrs[k];
         if (!md_is_gc(o) || !md_gc_tracked(o)) {
             continue;
         }
@@ -1751,11 +1416,11 @@ static int gc_candidates(W *w, PyGC_Head **heads, int nheads, PtrVec *cand)
             ch[c].cur = nx;
             /* is it known? table slot now, address soon, the check later */
             PyObject *o = md_gc_object(g);
-            tab_prefetch(w, o);
+            tab_prefetch(&w->index, o);
             size_t k = rn % GC_RING;
             if (rn >= GC_RING) {
                 PyObject *old = ring[k].o;
-                if (!is_known(w, old) && vec_push(&ch[ring[k].c].cand, old) < 0) {
+                if (!is_known(&w->index, old) && vec_push(&ch[ring[k].c].cand, old) < 0) {
                     rc = -1;
                     break;
                 }
@@ -1765,16 +1430,13 @@ static int gc_candidates(W *w, PyGC_Head **heads, int nheads, PtrVec *cand)
             rn++;
             if (rn > GC_RING / 2) {
                 PyObject *mid = ring[(rn - GC_RING / 2) % GC_RING].o;
-                uint32_t e = w->tab[slot_of(hmix(mid), w->tcap)];
-                if (e) {
-                    __builtin_prefetch(&w->addrs[(e & IDX_MASK) - 1]);
-                }
+                tab_prefetch_addr(&w->index, mid);
             }
         }
     }
     for (size_t j = rn > GC_RING ? rn - GC_RING : 0; j < rn && rc == 0; j++) {
         size_t k = j % GC_RING;
-        if (!is_known(w, ring[k].o) && vec_push(&ch[ring[k].c].cand, ring[k].o) < 0) {
+        if (!is_known(&w->index, ring[k].o) && vec_push(&ch[ring[k].c].cand, ring[k].o) < 0) {
             rc = -1;
         }
     }
@@ -1822,13 +1484,13 @@ static int mark_ignored(W *w, PyObject **seeds, size_t nseeds)
      * labels were made from, and the names of its type table that are
      * heap objects (type_name() returns a heap type's __qualname__ when its
      * __module__ is "builtins", its __name__ when it has no __module__). */
-    for (size_t i = 0; i < w->label_origs.n; i++) {
-        if (ignore_obj(w, w->label_origs.v[i]) < 0) {
+    for (size_t i = 0; i < w->labels.origs.n; i++) {
+        if (ignore_obj(w, w->labels.origs.v[i]) < 0) {
             return -1;
         }
     }
-    for (size_t i = 0; i < w->ntypes; i++) {
-        PyTypeObject *tp = w->types[i]->tp;
+    for (size_t i = 0; i < w->types.n; i++) {
+        PyTypeObject *tp = w->types.info[i]->tp;
         if (!(tp->tp_flags & TPF_HEAPTYPE) || tp->tp_dict == NULL) {
             continue;
         }
@@ -1855,20 +1517,20 @@ static int mark_ignored(W *w, PyObject **seeds, size_t nseeds)
     }
     while (w->stack.n) {
         PyObject *o = w->stack.v[--w->stack.n];
-        if (map_get(&w->expanded, o, &dummy) || map_get(&w->executing, o, &dummy)) {
+        if (map_get(&w->expanded, o, &dummy) || map_get(&w->edges.executing, o, &dummy)) {
             continue;
         }
         if (map_put(&w->expanded, o, 1) < 0) {
             set_nomem(w);
             return -1;
         }
-        if (referents(w, o, &w->refs) < 0) {
+        if (referents(w, o, &w->edges.refs) < 0) {
             return -1;
         }
-        for (size_t i = 0; i < w->refs.n; i++) {
-            PyObject *r = w->refs.v[i];
-            if (is_visited(w, r) || map_get(&w->expanded, r, &dummy)
-                    || map_get(&w->executing, r, &dummy)) {
+        for (size_t i = 0; i < w->edges.refs.n; i++) {
+            PyObject *r = w->edges.refs.v[i];
+            if (is_visited(&w->index, r) || map_get(&w->expanded, r, &dummy)
+                    || map_get(&w->edges.executing, r, &dummy)) {
                 continue;
             }
             if (ignore_obj(w, r) < 0 || vec_push(&w->stack, r) < 0) {
@@ -1885,41 +1547,37 @@ static int mark_ignored(W *w, PyObject **seeds, size_t nseeds)
 static void walker_free(W *w)
 {
     sink_free(&w->sink);
-    xfree(w->q, QMAX * sizeof(QE));
-    free(w->addrs);
-    w->addrs = NULL;
-    table_free(w->tab, w->tcap);
-    w->tab = NULL;
-    map_free(&w->ignored);
-    map_free(&w->nlcache);
-    for (size_t i = 0; i < w->ntypes; i++) {
-        if (w->types[i] != NULL) {
-            size_t ns = w->types[i]->nslots;
+    xfree(w->edges.q, QMAX * sizeof(QE));
+    index_free(&w->index);
+    map_free(&w->labels.keys);
+    for (size_t i = 0; i < w->types.n; i++) {
+        if (w->types.info[i] != NULL) {
+            size_t ns = w->types.info[i]->nslots;
             size_t cap = 4;
             while (cap < ns) cap *= 2;
-            xfree(w->types[i]->slots, ns ? cap * sizeof(Slot) : 0);
-            xfree(w->types[i], sizeof(TypeInfo));
+            xfree(w->types.info[i]->slots, ns ? cap * sizeof(Slot) : 0);
+            xfree(w->types.info[i], sizeof(TypeInfo));
         }
     }
-    xfree(w->types, w->typecap * sizeof(TypeInfo *));
-    map_free(&w->lcache);
-    map_free(&w->tmap);
-    map_free(&w->executing);
+    xfree(w->types.info, w->types.cap * sizeof(TypeInfo *));
+    map_free(&w->labels.cache);
+    map_free(&w->types.map);
+    map_free(&w->edges.executing);
     map_free(&w->expanded);
-    vec_free(&w->refs);
-    vec_free(&w->label_origs);
+    vec_free(&w->edges.refs);
+    vec_free(&w->labels.origs);
     vec_free(&w->stack);
-    stamp_free(&w->labeled);
-    Py_CLEAR(w->labels);
-    Py_CLEAR(w->label_list);
-    Py_CLEAR(w->type_list);
-    Py_CLEAR(w->kind_list);
+    stamp_free(&w->edges.labeled);
+    Py_CLEAR(w->labels.dict);
+    Py_CLEAR(w->labels.list);
+    Py_CLEAR(w->types.list);
+    Py_CLEAR(w->types.kinds);
     Py_CLEAR(w->keep);
     Py_CLEAR(w->tb_func);
     Py_CLEAR(w->sites);
     Py_CLEAR(w->site_list);
-    Py_CLEAR(w->str_sizeof);
-    Py_CLEAR(w->str_dict);
+    Py_CLEAR(w->types.str_sizeof);
+    Py_CLEAR(w->types.str_dict);
     Py_CLEAR(w->str_module);
 }
 
@@ -1988,7 +1646,7 @@ static int init_walker(W *w, PyObject *writer, int stream, int strings, int trac
 {
     memset(w, 0, sizeof(*w));
     for (int i = 0; i < NNAMED; i++) {
-        w->named[i] = -1;
+        w->labels.named[i] = -1;
     }
     sink_init(&w->sink, writer, stream, &w->err);
     w->strings = strings;
@@ -2006,8 +1664,8 @@ static int init_walker(W *w, PyObject *writer, int stream, int strings, int trac
             return -1;
         }
     }
-    if (map_init(&w->lcache, 10) < 0 || map_init(&w->tmap, 10) < 0
-            || map_init(&w->executing, 6) < 0 || stamp_init(&w->labeled) < 0) {
+    if (map_init(&w->labels.cache, 10) < 0 || map_init(&w->types.map, 10) < 0
+            || map_init(&w->edges.executing, 6) < 0 || stamp_init(&w->edges.labeled) < 0) {
         PyErr_NoMemory();
         return -1;
     }
@@ -2030,32 +1688,28 @@ static int init_walker(W *w, PyObject *writer, int stream, int strings, int trac
     if (est < 16384) {
         est = 16384;
     }
-    w->tcap = est * 3 / 2;
-    w->tab = table_alloc(w->tcap);
-    w->q = xcalloc(QMAX * sizeof(QE));
-    w->cap = est;
-    w->addrs = malloc(w->cap * sizeof(PyObject *));   /* resident as it fills */
-    if (w->tab == NULL || w->q == NULL || w->addrs == NULL || map_init(&w->ignored, 10) < 0
-            || map_init(&w->nlcache, 10) < 0) {
+    int ok = index_init(&w->index, est) == 0;
+    w->edges.q = xcalloc(QMAX * sizeof(QE));
+    if (!ok || w->edges.q == NULL || map_init(&w->labels.keys, 10) < 0) {
         PyErr_NoMemory();
         return -1;
     }
-    w->labels = PyDict_New();
-    w->label_list = PyList_New(0);
-    w->type_list = PyList_New(0);
-    w->kind_list = PyList_New(0);
+    w->labels.dict = PyDict_New();
+    w->labels.list = PyList_New(0);
+    w->types.list = PyList_New(0);
+    w->types.kinds = PyList_New(0);
     w->keep = PyList_New(0);
     w->sites = PyDict_New();
     w->site_list = PyList_New(0);
-    w->str_sizeof = PyUnicode_InternFromString("__sizeof__");
-    w->str_dict = PyUnicode_InternFromString("__dict__");
+    w->types.str_sizeof = PyUnicode_InternFromString("__sizeof__");
+    w->types.str_dict = PyUnicode_InternFromString("__dict__");
     w->str_module = PyUnicode_InternFromString("__module__");
     if (map_init(&w->expanded, 10) < 0) {
         PyErr_NoMemory();
         return -1;
     }
-    if (!w->str_dict || !w->str_module || !w->labels || !w->label_list || !w->type_list || !w->kind_list || !w->keep
-            || !w->sites || !w->site_list || !w->str_sizeof) {
+    if (!w->types.str_dict || !w->str_module || !w->labels.dict || !w->labels.list || !w->types.list || !w->types.kinds || !w->keep
+            || !w->sites || !w->site_list || !w->types.str_sizeof) {
         return -1;
     }
     /* The well-known labels, from snapfile when it is loaded (same indexes). */
@@ -2098,13 +1752,13 @@ static int init_walker(W *w, PyObject *writer, int stream, int strings, int trac
         }
     }
     Py_XDECREF(wk);
-    w->deque_type = type_from_module("collections", "deque");
-    if (w->deque_type == NULL) {
-        w->deque_type = type_from_module("_collections", "deque");
+    w->types.deque_type = type_from_module("collections", "deque");
+    if (w->types.deque_type == NULL) {
+        w->types.deque_type = type_from_module("_collections", "deque");
     }
-    w->lru_type = type_from_module("functools", "_lru_cache_wrapper");
-    if (w->lru_type == NULL) {
-        w->lru_type = type_from_module("_functools", "_lru_cache_wrapper");
+    w->types.lru_type = type_from_module("functools", "_lru_cache_wrapper");
+    if (w->types.lru_type == NULL) {
+        w->types.lru_type = type_from_module("_functools", "_lru_cache_wrapper");
     }
     if (trace) {
         PyObject *mod = PyImport_ImportModule("_tracemalloc");
@@ -2124,33 +1778,33 @@ static PyObject *build_result(W *w)
 {
     PyObject *trailer = Py_BuildValue(
         "{s:K,s:K,s:K,s:K,s:K,s:O,s:O,s:O,s:K}",
-        "objects", (unsigned long long)w->n, "edges", (unsigned long long)w->nedges,
-        "roots", (unsigned long long)w->roots, "strings", (unsigned long long)w->nstrings,
-        "string_bytes", (unsigned long long)w->string_bytes,
-        "type_kinds", w->kind_list, "labels", w->label_list, "sites", w->site_list,
-        "python_heap", (unsigned long long)w->heap);
+        "objects", (unsigned long long)w->index.n, "edges", (unsigned long long)w->stats.nedges,
+        "roots", (unsigned long long)w->stats.roots, "strings", (unsigned long long)w->stats.nstrings,
+        "string_bytes", (unsigned long long)w->stats.string_bytes,
+        "type_kinds", w->types.kinds, "labels", w->labels.list, "sites", w->site_list,
+        "python_heap", (unsigned long long)w->stats.heap);
     if (trailer == NULL) {
         return NULL;
     }
     PyObject *stats = Py_BuildValue(
         "{s:n,s:n,s:n,s:n,s:n,s:n,s:d,s:d,s:d,s:i,s:s,s:d,s:d}",
-        "peak_bytes", (Py_ssize_t)(md_mem_peak + w->n * sizeof(PyObject *)),
+        "peak_bytes", (Py_ssize_t)(md_mem_peak + w->index.n * sizeof(PyObject *)),
         "pending_bytes", (Py_ssize_t)w->sink.pending_peak,
-        "ignored", (Py_ssize_t)w->ignored.n, "table_slots", (Py_ssize_t)w->tcap,
-        "types", (Py_ssize_t)w->ntypes, "labels", PyList_GET_SIZE(w->label_list),
+        "ignored", (Py_ssize_t)w->index.ignored.n, "table_slots", (Py_ssize_t)w->index.tcap,
+        "types", (Py_ssize_t)w->types.n, "labels", PyList_GET_SIZE(w->labels.list),
         "write_seconds", w->sink.write_seconds,
         "compress_seconds", w->sink.pool.compress_seconds,
         "wait_seconds", w->sink.pool.wait_seconds,
         "compress_threads", w->sink.pool.nworkers_started,
         "compressor", sink_compressor(),
         "worker_cpu_seconds", w->sink.pool.worker_cpu_seconds,
-        "walk_cpu_seconds", w->walk_cpu_seconds);
+        "walk_cpu_seconds", w->stats.walk_cpu_seconds);
     if (stats == NULL) {
         Py_DECREF(trailer);
         return NULL;
     }
     PyObject *res = Py_BuildValue("{s:N,s:s,s:O,s:N}", "trailer", trailer, "walker", "c",
-                                  "type_objects", w->type_list, "stats", stats);
+                                  "type_objects", w->types.list, "stats", stats);
     return res;
 }
 
@@ -2206,7 +1860,7 @@ static PyObject *walk_impl(PyObject *args, PyObject *writer, PyObject *module_ro
             }
         }
     }
-    PyObject *own[] = {w.labels, w.label_list, w.type_list, w.kind_list, w.keep,
+    PyObject *own[] = {w.labels.dict, w.labels.list, w.types.list, w.types.kinds, w.keep,
                        w.sites, w.site_list, module_roots, stack_roots,
                        thread_roots, ignore, frames, args};
     for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++) {
@@ -2228,7 +1882,7 @@ static PyObject *walk_impl(PyObject *args, PyObject *writer, PyObject *module_ro
         goto done;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
-        if (ignore_obj(&w, items[i]) < 0 || map_put(&w.executing, items[i], 1) < 0) {
+        if (ignore_obj(&w, items[i]) < 0 || map_put(&w.edges.executing, items[i], 1) < 0) {
             set_nomem(&w);
             goto done;
         }
@@ -2292,7 +1946,7 @@ static PyObject *walk_impl(PyObject *args, PyObject *writer, PyObject *module_ro
     }
     for (size_t i = 0; i < cand.n; i++) {
         PyObject *o = cand.v[i];
-        if (is_known(&w, o)) {
+        if (is_known(&w.index, o)) {
             continue;
         }
         if (add_root(&w, o, ROOT_UNREACHED, NULL, NULL) < 0 || process(&w) < 0) {
@@ -2303,7 +1957,7 @@ static PyObject *walk_impl(PyObject *args, PyObject *writer, PyObject *module_ro
     if (sink_finish(&w.sink) < 0) {
         goto done;
     }
-    w.walk_cpu_seconds = thread_cpu_seconds() - cpu0;
+    w.stats.walk_cpu_seconds = thread_cpu_seconds() - cpu0;
     /* No raw object pointer is used past this point: the chunks kept in
      * memory may now go to the writer (which may release the GIL). */
     if (sink_write_pending(&w.sink) < 0) {
