@@ -58,14 +58,6 @@ static const char *const KIND_NAMES[NKINDS] = {
     "instance", "other"
 };
 
-static const struct { const char *name; int interned; } NAMED_LABELS[NNAMED] = {
-    {"__name__", 1}, {"__qualname__", 1}, {"__subclasses__", 0},
-    {"co_consts", 1}, {"co_names", 1}, {"co_filename", 1}, {"co_name", 1},
-    {"co_qualname", 1}, {"co_linetable", 1}, {"co_exceptiontable", 1},
-    {"co_code", 1}, {"co_varnames", 1}, {"co_cellvars", 1}, {"co_freevars", 1},
-    {"co_localsplusnames", 0}, {"co_localspluskinds", 0},
-};
-
 /* The tp_traverse of classes defined in Python (typeobject.c's static
  * subtype_traverse), read from the writer's class (snapfile.Writer) when a
  * walk starts; NULL (no plain fast path) if that is not such a class.  Not
@@ -75,146 +67,6 @@ static traverseproc subtype_traverse_fn;
 
 static PyCFunction object_sizeof_meth, list_sizeof_meth, str_sizeof_meth, int_sizeof_meth,
                    dict_sizeof_meth;
-
-/* ---------------------------------------------------------------- labels */
-
-static int64_t label_of(W *w, PyObject *s)
-{
-    uint32_t v;
-    if (map_get(&w->labels.cache, s, &v)) {
-        return v;
-    }
-    if (!PyUnicode_Check(s)) {
-        return LBL_EMPTY;
-    }
-    /* The table holds an exact copy: the target's string is neither
-     * increfed nor hashed (no write to its page), and a str subclass never
-     * runs a __hash__ or __eq__ of its own. */
-    PyObject *copy = !md_str_ready(s) ? PyUnicode_FromObject(s)
-                     : PyUnicode_FromKindAndData(PyUnicode_KIND(s), PyUnicode_DATA(s),
-                                                 PyUnicode_GET_LENGTH(s));
-    if (copy == NULL) {
-        w->err = 1;
-        return -1;
-    }
-    PyObject *iv = PyDict_GetItemWithError(w->labels.dict, copy);
-    if (iv != NULL) {
-        v = (uint32_t)PyLong_AsUnsignedLong(iv);
-        Py_DECREF(copy);
-    }
-    else {
-        if (PyErr_Occurred()) {
-            Py_DECREF(copy);
-            w->err = 1;
-            return -1;
-        }
-        v = (uint32_t)PyList_GET_SIZE(w->labels.list);
-        PyObject *num = PyLong_FromUnsignedLong(v);
-        if (num == NULL || PyDict_SetItem(w->labels.dict, copy, num) < 0
-                || PyList_Append(w->labels.list, copy) < 0) {
-            Py_XDECREF(num);
-            Py_DECREF(copy);
-            w->err = 1;
-            return -1;
-        }
-        Py_DECREF(num);
-        Py_DECREF(copy);
-        /* PyWalker's label list holds this very object: it ignores it in
-         * phase 4 if no root reached it; so will we. */
-        if (vec_push(&w->labels.origs, s) < 0) {
-            set_nomem(w);
-            return -1;
-        }
-    }
-    if (map_put(&w->labels.cache, s, v) < 0) {
-        set_nomem(w);
-        return -1;
-    }
-    return v;
-}
-
-static int64_t label_cstr(W *w, const char *s)
-{
-    PyObject *o = PyUnicode_FromString(s);
-    if (o == NULL || PyList_Append(w->keep, o) < 0) {
-        Py_XDECREF(o);
-        w->err = 1;
-        return -1;
-    }
-    Py_DECREF(o);
-    return label_of(w, o);
-}
-
-/* The label of NAMED_LABELS[i], made on first use. */
-static int64_t label_named(W *w, int i)
-{
-    if (w->labels.named[i] >= 0) {
-        return w->labels.named[i];
-    }
-    int64_t v;
-    if (NAMED_LABELS[i].interned) {
-        PyObject *o = PyUnicode_InternFromString(NAMED_LABELS[i].name);
-        if (o == NULL || PyList_Append(w->keep, o) < 0) {
-            Py_XDECREF(o);
-            w->err = 1;
-            return -1;
-        }
-        Py_DECREF(o);
-        v = label_of(w, o);
-    }
-    else {
-        v = label_cstr(w, NAMED_LABELS[i].name);
-    }
-    w->labels.named[i] = v;
-    return v;
-}
-
-/* memdiag.walker.key_written for an exact str: name_like, and interned.
- * Keys that come from source code (literals, attribute and keyword names) are
- * interned; keys read from input (tokens, ids, JSON) are not, whatever they
- * look like. */
-static int key_written(PyObject *s)
-{
-    if (!md_str_ready(s) || !md_str_interned(s)) {
-        return 0;
-    }
-    Py_ssize_t n = PyUnicode_GET_LENGTH(s);
-    if (n == 0 || n > 64 || !PyUnicode_IS_ASCII(s)) {
-        return 0;
-    }
-    const unsigned char *c = PyUnicode_1BYTE_DATA(s);
-    unsigned char c0 = c[0];
-    if (!((c0 >= 'a' && c0 <= 'z') || (c0 >= 'A' && c0 <= 'Z') || c0 == '_')) {
-        return 0;
-    }
-    int digits = 0, under = 0, lower = 0, upper = 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        unsigned char ch = c[i];
-        if (ch >= '0' && ch <= '9') {
-            digits++;
-        }
-        else if (ch >= 'a' && ch <= 'z') {
-            lower = 1;
-        }
-        else if (ch >= 'A' && ch <= 'Z') {
-            upper = 1;
-        }
-        else if (ch == '_') {
-            under = 1;
-        }
-        else {
-            return 0;
-        }
-    }
-    if (digits > 3) {
-        return 0;
-    }
-    int islower = lower && !upper, isupper = upper && !lower;
-    if (n >= 20 && !under && !(islower || isupper)) {
-        return 0;
-    }
-    return 1;
-}
 
 /* ------------------------------------------------------------ traversal */
 
@@ -1549,7 +1401,6 @@ static void walker_free(W *w)
     sink_free(&w->sink);
     xfree(w->edges.q, QMAX * sizeof(QE));
     index_free(&w->index);
-    map_free(&w->labels.keys);
     for (size_t i = 0; i < w->types.n; i++) {
         if (w->types.info[i] != NULL) {
             size_t ns = w->types.info[i]->nslots;
@@ -1560,16 +1411,13 @@ static void walker_free(W *w)
         }
     }
     xfree(w->types.info, w->types.cap * sizeof(TypeInfo *));
-    map_free(&w->labels.cache);
     map_free(&w->types.map);
     map_free(&w->edges.executing);
     map_free(&w->expanded);
     vec_free(&w->edges.refs);
-    vec_free(&w->labels.origs);
     vec_free(&w->stack);
     stamp_free(&w->edges.labeled);
-    Py_CLEAR(w->labels.dict);
-    Py_CLEAR(w->labels.list);
+    labels_free(w);
     Py_CLEAR(w->types.list);
     Py_CLEAR(w->types.kinds);
     Py_CLEAR(w->keep);
@@ -1645,9 +1493,6 @@ static int tuple_parts(PyObject *t, Py_ssize_t n, PyObject **out, const char *wh
 static int init_walker(W *w, PyObject *writer, int stream, int strings, int trace)
 {
     memset(w, 0, sizeof(*w));
-    for (int i = 0; i < NNAMED; i++) {
-        w->labels.named[i] = -1;
-    }
     sink_init(&w->sink, writer, stream, &w->err);
     w->strings = strings;
     w->trace = trace;
@@ -1664,7 +1509,7 @@ static int init_walker(W *w, PyObject *writer, int stream, int strings, int trac
             return -1;
         }
     }
-    if (map_init(&w->labels.cache, 10) < 0 || map_init(&w->types.map, 10) < 0
+    if (map_init(&w->types.map, 10) < 0
             || map_init(&w->edges.executing, 6) < 0 || stamp_init(&w->edges.labeled) < 0) {
         PyErr_NoMemory();
         return -1;
@@ -1690,12 +1535,10 @@ static int init_walker(W *w, PyObject *writer, int stream, int strings, int trac
     }
     int ok = index_init(&w->index, est) == 0;
     w->edges.q = xcalloc(QMAX * sizeof(QE));
-    if (!ok || w->edges.q == NULL || map_init(&w->labels.keys, 10) < 0) {
+    if (!ok || w->edges.q == NULL) {
         PyErr_NoMemory();
         return -1;
     }
-    w->labels.dict = PyDict_New();
-    w->labels.list = PyList_New(0);
     w->types.list = PyList_New(0);
     w->types.kinds = PyList_New(0);
     w->keep = PyList_New(0);
@@ -1708,50 +1551,13 @@ static int init_walker(W *w, PyObject *writer, int stream, int strings, int trac
         PyErr_NoMemory();
         return -1;
     }
-    if (!w->types.str_dict || !w->str_module || !w->labels.dict || !w->labels.list || !w->types.list || !w->types.kinds || !w->keep
+    if (!w->types.str_dict || !w->str_module || !w->types.list || !w->types.kinds || !w->keep
             || !w->sites || !w->site_list || !w->types.str_sizeof) {
         return -1;
     }
-    /* The well-known labels, from snapfile when it is loaded (same indexes). */
-    PyObject *wk = NULL;
-    {
-        PyObject *name = PyUnicode_FromString("memdiag.snapfile");
-        PyObject *mod = name ? PyImport_GetModule(name) : NULL;
-        Py_XDECREF(name);
-        if (mod != NULL && PyModule_Check(mod)) {
-            PyObject *d = PyModule_GetDict(mod);
-            wk = d ? PyDict_GetItemString(d, "WELL_KNOWN_LABELS") : NULL;
-            Py_XINCREF(wk);
-        }
-        Py_XDECREF(mod);
-        PyErr_Clear();
+    if (labels_init(w) < 0) {
+        return -1;
     }
-    int nwk = NWELL_KNOWN;
-    if (wk != NULL && PyTuple_Check(wk) && PyTuple_GET_SIZE(wk) >= nwk) {
-        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(wk); i++) {
-            PyObject *s = PyTuple_GET_ITEM(wk, i);
-            if (!PyUnicode_Check(s) || (i < nwk && PyUnicode_CompareWithASCIIString(
-                    s, WELL_KNOWN_LABELS[i]) != 0)) {
-                Py_DECREF(wk);
-                PyErr_SetString(PyExc_RuntimeError,
-                                "memdiag._walker: WELL_KNOWN_LABELS changed; rebuild the extension");
-                return -1;
-            }
-            if (PyList_Append(w->keep, s) < 0 || label_of(w, s) < 0) {
-                Py_DECREF(wk);
-                return -1;
-            }
-        }
-    }
-    else {
-        for (int i = 0; i < nwk; i++) {
-            if (label_cstr(w, WELL_KNOWN_LABELS[i]) < 0) {
-                Py_XDECREF(wk);
-                return -1;
-            }
-        }
-    }
-    Py_XDECREF(wk);
     w->types.deque_type = type_from_module("collections", "deque");
     if (w->types.deque_type == NULL) {
         w->types.deque_type = type_from_module("_collections", "deque");

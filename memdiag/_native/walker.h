@@ -240,6 +240,30 @@ static inline int64_t discover(W *w, PyObject *obj, uint32_t parent, uint32_t la
     return (int64_t)idx;
 }
 
+/* ---------------------------------------------------------- labels.c */
+
+int labels_init(W *w);
+void labels_free(W *w);
+/* The label of a str not in the cache (LBL_EMPTY for another object); -1
+ * with w->err set. */
+int64_t label_new(W *w, PyObject *s);
+/* The label of a str of the walker's own making. */
+int64_t label_cstr(W *w, const char *s);
+/* The label of NAMED_LABELS[i], made on first use. */
+int64_t label_named(W *w, int i);
+/* memdiag.walker.key_written: a dict key written in source code. */
+int key_written(PyObject *s);
+
+/* The label of a str: its index in the label table, made if new. */
+static inline int64_t label_of(W *w, PyObject *s)
+{
+    uint32_t v;
+    if (map_get(&w->labels.cache, s, &v)) {
+        return v;
+    }
+    return label_new(w, s);
+}
+
 #pragma GCC visibility pop
 
 #endif
