@@ -264,6 +264,40 @@ static inline int64_t label_of(W *w, PyObject *s)
     return label_new(w, s);
 }
 
+/* ----------------------------------------------------------- types.c */
+
+int types_init_module(void);
+void types_note_writer_class(PyTypeObject *wt);
+int types_init(W *w);
+void types_free(W *w);
+/* A type's info, made and added to the table; NULL with w->err set. */
+TypeInfo *new_type_info(W *w, PyTypeObject *tp);
+/* sys.getsizeof(o), without calling Python code. */
+Py_ssize_t size_of(W *w, PyObject *o, TypeInfo *ti);
+/* len(o) for containers, str and bytes (of that kind); 0 otherwise. */
+uint64_t length_of(PyObject *o, int kind);
+
+/* The info of an object's type, made on first use. */
+static inline TypeInfo *type_info(W *w, PyTypeObject *tp)
+{
+    if (w->types.last != NULL && w->types.last->tp == tp) {
+        return w->types.last;
+    }
+    uint32_t v;
+    TypeInfo *ti;
+    if (map_get(&w->types.map, tp, &v)) {
+        ti = w->types.info[v];
+    }
+    else {
+        ti = new_type_info(w, tp);
+        if (ti == NULL) {
+            return NULL;
+        }
+    }
+    w->types.last = ti;
+    return ti;
+}
+
 #pragma GCC visibility pop
 
 #endif
