@@ -127,6 +127,7 @@ typedef struct {
     PtrVec refs;            /* referents of the current object */
     StampSet labeled;       /* objects its labeled edges went to */
     PtrMap executing;       /* running frames: never traversed */
+    long pagesize;
 } EdgeQueue;
 
 typedef struct {
@@ -153,7 +154,6 @@ typedef struct {
     PtrMap expanded;        /* mark-ignored: objects already expanded */
     PyObject *str_module;
     int err;                /* the walk failed: its exception is set */
-    long pagesize;
 } W;
 
 #define IDX_IGNORED (-1)
@@ -296,6 +296,30 @@ static inline TypeInfo *type_info(W *w, PyTypeObject *tp)
     }
     w->types.last = ti;
     return ti;
+}
+
+/* ----------------------------------------------------------- edges.c */
+
+int edges_init(W *w);
+void edges_free(W *w);
+/* Referents of o into vec, as gc.get_referents(o) (none for a running
+ * frame, or a frame whose data cannot be read safely). */
+int referents(W *w, PyObject *o, PtrVec *vec);
+/* o's edges into the queue, src its index. */
+int do_edges(W *w, PyObject *o, uint32_t src, TypeInfo *ti);
+/* Discover the queued edges' targets, in order, and write the edge columns. */
+int q_flush(W *w);
+
+static inline int q_push(W *w, PyObject *obj, uint32_t label, uint32_t src, uint32_t kind)
+{
+    if (w->edges.qn == QMAX && q_flush(w) < 0) {
+        return -1;
+    }
+    QE *e = &w->edges.q[w->edges.qn++];
+    e->obj = obj;
+    e->label = label;
+    e->src = src | (kind << 30);
+    return 0;
 }
 
 #pragma GCC visibility pop
