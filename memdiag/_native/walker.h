@@ -322,6 +322,15 @@ static inline int q_push(W *w, PyObject *obj, uint32_t label, uint32_t src, uint
     return 0;
 }
 
+/* ------------------------------------------------------- unreached.c */
+
+/* The gc-tracked objects neither indexed nor ignored, in the order of the
+ * gc's lists (heads: md_gc_lists), into cand. */
+int gc_candidates(W *w, PyGC_Head **heads, int nheads, PtrVec *cand);
+/* PyWalker.mark_ignored: what the seeds reach without going through an
+ * indexed object is ignored. */
+int mark_ignored(W *w, PyObject **seeds, size_t nseeds);
+
 #pragma GCC visibility pop
 
 #endif
