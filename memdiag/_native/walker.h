@@ -331,6 +331,12 @@ int gc_candidates(W *w, PyGC_Head **heads, int nheads, PtrVec *cand);
  * indexed object is ignored. */
 int mark_ignored(W *w, PyObject **seeds, size_t nseeds);
 
+/* --------------------------------------- the module's functions */
+
+/* capture.c: capture(names, main_tid, hook_dir) -> dict */
+PyObject *capture(PyObject *self, PyObject *args);
+extern const char capture_doc[];
+
 #pragma GCC visibility pop
 
 #endif
