@@ -27,7 +27,7 @@ class OptionalBuildExt(build_ext):
 # module.c): not in memdiag/ itself, where a _walker/ directory would shadow
 # the extension module memdiag._walker.
 NATIVE = "memdiag/_native"
-WALKER_SOURCES = ["module.c", "capture.c", "edges.c", "encode.c", "index.c", "labels.c", "sink.c", "tables.c", "types.c", "unreached.c"]
+WALKER_SOURCES = ["module.c", "capture.c", "edges.c", "encode.c", "index.c", "labels.c", "sink.c", "tables.c", "types.c", "unreached.c", "walk.c"]
 HEADERS = ["compat.h", "encode.h", "format.h", "hash.h", "index.h", "py311.h", "py312.h", "py313.h", "sink.h", "tables.h", "walker.h"]
 CFLAGS = ["-O2", "-std=c11", "-Wall", "-fvisibility=hidden"]
 

@@ -282,8 +282,8 @@ TypeInfo *new_type_info(W *w, PyTypeObject *tp)
             }
         }
         /* Plain: a class (and its bases up to object) defined in Python
-         * without __slots__, its attributes in an instance dict (3.10) or
-         * managed (3.11+).  subtype_traverse then visits the dict or the
+         * without __slots__, its attributes managed (a managed dict or
+         * inline values).  subtype_traverse then visits the dict or the
          * attribute values, and the type: nothing else. */
         if (ti->nslots == 0 && subtype_traverse_fn != NULL && ti->has_dict_getset
                 && (flags & TPF_HEAPTYPE) && (flags & TPF_HAVE_GC) && tp->tp_is_gc == NULL) {

@@ -333,6 +333,10 @@ int mark_ignored(W *w, PyObject **seeds, size_t nseeds);
 
 /* --------------------------------------- the module's functions */
 
+/* walk.c: walk(writer, module_roots, stack_roots, thread_roots, ignore,
+ * frames, strings, trace, may_materialize) -> dict */
+PyObject *walk(PyObject *self, PyObject *args);
+extern const char walk_doc[];
 /* capture.c: capture(names, main_tid, hook_dir) -> dict */
 PyObject *capture(PyObject *self, PyObject *args);
 extern const char capture_doc[];
