@@ -1,6 +1,8 @@
 """Builds the optional compiled walker. If it cannot be compiled (no compiler,
 no Python headers), memdiag installs without it and uses the pure-Python walker."""
 
+import glob
+import os
 import sys
 
 from setuptools import Extension, setup
@@ -23,13 +25,15 @@ class OptionalBuildExt(build_ext):
                   file=sys.stderr)
 
 
-# The C sources live in memdiag/_native/ (see the comment at the top of
-# module.c): not in memdiag/ itself, where a _walker/ directory would shadow
-# the extension module memdiag._walker.
+# The C sources live in memdiag/_native/ (their layout: the comment at the
+# top of module.c), not in memdiag/ itself, where a _walker/ directory would
+# shadow the extension module memdiag._walker.
 NATIVE = "memdiag/_native"
-WALKER_SOURCES = ["module.c", "capture.c", "edges.c", "encode.c", "index.c", "labels.c", "sink.c", "tables.c", "types.c", "unreached.c", "walk.c"]
-HEADERS = ["compat.h", "encode.h", "format.h", "hash.h", "index.h", "py311.h", "py312.h", "py313.h", "sink.h", "tables.h", "walker.h"]
-CFLAGS = ["-O2", "-std=c11", "-Wall", "-fvisibility=hidden"]
+WALKER_SOURCES = ["module.c", "walk.c", "unreached.c", "edges.c", "labels.c", "types.c",
+                  "capture.c", "index.c", "sink.c", "encode.c", "tables.c"]
+# every header (a change rebuilds; the sdist carries them)
+HEADERS = sorted(os.path.basename(h) for h in glob.glob(f"{NATIVE}/*.h"))
+CFLAGS = ["-O2", "-std=c11", "-Wall", "-Wextra", "-fvisibility=hidden"]
 
 setup(
     ext_modules=[Extension("memdiag._walker", [f"{NATIVE}/{s}" for s in WALKER_SOURCES],

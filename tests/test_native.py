@@ -115,3 +115,17 @@ def test_compat_picks_one_header_per_version():
         defined = set(re.findall(r"\b(md_\w+)\(", text)) | set(
             re.findall(r"#define (MD_\w+)", text))
         assert listed <= defined, f"{header} lacks {sorted(listed - defined)}"
+
+
+def test_setup_builds_every_walker_source():
+    """Each .c file of memdiag/_native/ is in setup.py's source list of
+    memdiag._walker (fastmatch.c is memdiag._fastmatch's): a unit left out
+    would leave the extension with an undefined symbol, which fails its
+    import, and memdiag would fall back to the pure-Python walker."""
+    with open(os.path.join(ROOT, "setup.py")) as f:
+        setup = f.read()
+    listed = re.search(r"WALKER_SOURCES = \[([^\]]*)\]", setup)
+    assert listed, "no WALKER_SOURCES list in setup.py"
+    sources = set(re.findall(r'"([\w.]+\.c)"', listed.group(1)))
+    present = {os.path.basename(p) for p in glob.glob(os.path.join(NATIVE, "*.c"))}
+    assert sources == present - {"fastmatch.c"}

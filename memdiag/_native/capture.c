@@ -74,6 +74,7 @@ const char capture_doc[] = PyDoc_STR(
 
 PyObject *capture(PyObject *self, PyObject *args)
 {
+    (void)self;
     PyObject *names, *hook_dir;
     unsigned long long main_tid;
     if (!PyArg_ParseTuple(args, "OKU:capture", &names, &main_tid, &hook_dir)) {

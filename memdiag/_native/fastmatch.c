@@ -140,8 +140,11 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "memdiag._fastmatch",
-    "Match two snapshots' objects by address (a hash join).", -1, methods,
+    .m_base = PyModuleDef_HEAD_INIT,
+    .m_name = "memdiag._fastmatch",
+    .m_doc = "Match two snapshots' objects by address (a hash join).",
+    .m_size = -1,
+    .m_methods = methods,
 };
 
 PyMODINIT_FUNC PyInit__fastmatch(void)

@@ -77,9 +77,11 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef moduledef = {
-    PyModuleDef_HEAD_INIT, "memdiag._walker",
-    "The compiled heap walker of memdiag (see memdiag/walker.py for the semantics).",
-    -1, methods,
+    .m_base = PyModuleDef_HEAD_INIT,
+    .m_name = "memdiag._walker",
+    .m_doc = "The compiled heap walker of memdiag (see memdiag/walker.py for the semantics).",
+    .m_size = -1,
+    .m_methods = methods,
 };
 
 PyMODINIT_FUNC PyInit__walker(void)

@@ -3,6 +3,9 @@
 #ifndef MD_PY313_H
 #define MD_PY313_H
 
+/* CPython's internal headers are not -Wextra clean (unused parameters) */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-parameter"
 #include "internal/pycore_gc.h"
 #include "internal/pycore_interp.h"
 #include "internal/pycore_object.h"
@@ -12,6 +15,7 @@
 #include "internal/pycore_dict.h"
 #include "internal/pycore_code.h"
 #include "internal/pycore_ceval.h"
+#pragma GCC diagnostic pop
 
 /* ------------------------------------------------------------ strs, ints */
 

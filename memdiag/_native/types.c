@@ -33,7 +33,7 @@ static Py_ssize_t object_formula(PyObject *o, PyTypeObject *tp)
     return res + tp->tp_basicsize;
 }
 
-Py_ssize_t size_of(W *w, PyObject *o, TypeInfo *ti)
+Py_ssize_t size_of(PyObject *o, TypeInfo *ti)
 {
     PyTypeObject *tp = ti->tp;
     Py_ssize_t res;
@@ -56,7 +56,7 @@ Py_ssize_t size_of(W *w, PyObject *o, TypeInfo *ti)
         if (md_str_sizeof(o, &res)) {
             break;
         }
-        /* fall through: the str.__sizeof__ method itself */
+        MD_FALLTHROUGH;     /* to the str.__sizeof__ method itself */
     default: {
         PyObject *r = PyObject_Vectorcall(ti->sizeof_descr, &o, 1, NULL);
         res = -1;

@@ -148,7 +148,7 @@ static int process_one(W *w, uint32_t i)
     if (q_push(w, NULL, 0, i, Q_END) < 0) {
         return -1;
     }
-    Py_ssize_t size = size_of(w, o, ti);
+    Py_ssize_t size = size_of(o, ti);
     w->stats.heap += (uint64_t)size;
     push(w, COL_TYPE, ti->index);
     push(w, COL_SIZE, (uint64_t)size);
@@ -568,6 +568,7 @@ const char walk_doc[] = PyDoc_STR(
 
 PyObject *walk(PyObject *self, PyObject *args)
 {
+    (void)self;
     PyObject *writer, *module_roots, *stack_roots, *thread_roots, *ignore, *frames;
     int strings, trace, may_materialize;
     if (!PyArg_ParseTuple(args, "OOOOOOppp:walk", &writer, &module_roots, &stack_roots,

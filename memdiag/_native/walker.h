@@ -28,6 +28,11 @@
 #define MD_T_OBJECT_EX 16
 #define TPF_HEAPTYPE Py_TPFLAGS_HEAPTYPE
 #define TPF_HAVE_GC Py_TPFLAGS_HAVE_GC
+#if defined(__GNUC__) && __GNUC__ >= 7
+#  define MD_FALLTHROUGH __attribute__((fallthrough))
+#else
+#  define MD_FALLTHROUGH ((void)0)
+#endif
 
 /* ----------------------------------------------------------------- kinds */
 
@@ -273,7 +278,7 @@ void types_free(W *w);
 /* A type's info, made and added to the table; NULL with w->err set. */
 TypeInfo *new_type_info(W *w, PyTypeObject *tp);
 /* sys.getsizeof(o), without calling Python code. */
-Py_ssize_t size_of(W *w, PyObject *o, TypeInfo *ti);
+Py_ssize_t size_of(PyObject *o, TypeInfo *ti);
 /* len(o) for containers, str and bytes (of that kind); 0 otherwise. */
 uint64_t length_of(PyObject *o, int kind);
 

@@ -128,9 +128,11 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef moduledef = {
-    PyModuleDef_HEAD_INIT, "_walkertest",
-    "Test-only entry points of memdiag's compiled walker (tests/native/walkertest.c).",
-    -1, methods,
+    .m_base = PyModuleDef_HEAD_INIT,
+    .m_name = "_walkertest",
+    .m_doc = "Test-only entry points of memdiag's compiled walker (tests/native/walkertest.c).",
+    .m_size = -1,
+    .m_methods = methods,
 };
 
 PyMODINIT_FUNC PyInit__walkertest(void)

@@ -50,7 +50,8 @@ def build(out):
     from setuptools import Distribution, Extension
     with tempfile.TemporaryDirectory() as tmp:
         ext = Extension(NAME, SOURCES, include_dirs=[NATIVE],
-                        extra_compile_args=["-O2", "-std=c11", "-Wall", "-fvisibility=hidden"])
+                        extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra",
+                                            "-fvisibility=hidden"])
         dist = Distribution({"name": NAME, "ext_modules": [ext]})
         cmd = dist.get_command_obj("build_ext")
         cmd.build_lib = os.path.join(tmp, "lib")
