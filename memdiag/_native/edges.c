@@ -9,7 +9,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-/* ------------------------------------------------------------ traversal */
+/* ------------------------------------------------- referents, frame data */
 
 static int visit_collect(PyObject *o, void *arg)
 {

@@ -13,7 +13,7 @@
 #include "internal/pycore_code.h"
 #include "opcode.h"
 
-/* ------------------------------------------------------------ strs, ints */
+/* ----------------------------------------------------------- strs, ints */
 
 static inline int md_str_ready(PyObject *s)
 {
@@ -70,7 +70,7 @@ static inline Py_ssize_t md_int_sizeof(PyObject *o)
     return (Py_ssize_t)offsetof(PyLongObject, ob_digit) + nd * (Py_ssize_t)sizeof(digit);
 }
 
-/* --------------------------------------------------------- objects, types */
+/* ------------------------------------------------------- objects, types */
 
 static inline Py_ssize_t md_preheader_size(PyObject *o, PyTypeObject *tp)
 {
@@ -120,7 +120,7 @@ static inline void md_code_cached(PyCodeObject *co, PyObject *out[4])
     out[1] = out[2] = out[3] = NULL;
 }
 
-/* ------------------------------------------ managed dicts, inline values */
+/* ----------------------------------------- managed dicts, inline values */
 
 typedef PyDictValues MdValues;
 typedef PyDictKeysObject MdKeys;
@@ -190,7 +190,7 @@ static inline void md_prefetch_values(PyObject *o, PyTypeObject *tp)
     }
 }
 
-/* ---------------------------------------------------------------- frames */
+/* --------------------------------------------------------------- frames */
 
 typedef _PyInterpreterFrame MdFrame;
 #define MD_FRAME_SIZE sizeof(_PyInterpreterFrame)
@@ -381,7 +381,7 @@ static inline int md_frame_locals(MdFrame *fr, PyFrameObject *f, md_locals_cb cb
     return 0;
 }
 
-/* ----------------------------------------------------------- the gc lists */
+/* --------------------------------------------------------- the gc lists */
 
 #define MD_GC_LISTS (NUM_GENERATIONS + 1)
 
@@ -422,7 +422,7 @@ static inline PyObject *md_gc_object(PyGC_Head *g)
     return (PyObject *)(g + 1);
 }
 
-/* ------------------------------------------------------------ tracemalloc */
+/* ---------------------------------------------------------- tracemalloc */
 
 /* The object's allocation traceback (tracemalloc), a new reference: None
  * if it has none, NULL with an exception. */

@@ -12,6 +12,8 @@
 
 #include "tables.h"
 
+/* ----------------------------------------------------- libdeflate, zlib */
+
 /* zlib, found at import in the process (Python's zlib module loads it).
  * Chunks are deflated with it in native threads, as zlib.compress(payload,
  * writer.level) would (same format: zlib header, default window and memory
@@ -112,6 +114,8 @@ void sink_load_compressors(void)
     }
 }
 
+/* --------------------------------------------------------- writer calls */
+
 /* The first chunk of each column is cut short by a different amount (the
  * format lets chunks hold any count), so that columns filling at the same
  * pace (the object columns; the two edge columns) hand their chunks to the
@@ -156,7 +160,7 @@ static int write_block(Sink *s, int column, int width, uint32_t count, uint8_t *
     return kept;
 }
 
-/* ---------------------------------------------------- the compression pool */
+/* ------------------------------------------------- the compression pool */
 
 /* Columns zlib deflates with Z_RLE: their byte planes are either nearly random
  * (the low bytes of address and edge target deltas), where the default

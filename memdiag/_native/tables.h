@@ -41,7 +41,7 @@ static inline void md_mem_uncount(size_t n)
     md_mem_cur -= n;
 }
 
-/* ------------------------------------------------------------- PtrVec */
+/* --------------------------------------------------------------- PtrVec */
 
 /* A growable vector of borrowed object pointers. */
 typedef struct {
@@ -76,7 +76,7 @@ static inline size_t hash_ptr(const void *p, int bits)
     return md_slot_bits(md_hash_ptr(p), bits);
 }
 
-/* ----------------------------------------------------------- StampSet */
+/* ------------------------------------------------------------- StampSet */
 
 /* A set of pointers that is emptied in O(1) by bumping a stamp: the set of
  * objects labeled by the current object's edges. */
@@ -134,7 +134,7 @@ static inline int stamp_add(StampSet *s, PyObject *p)
     }
 }
 
-/* ------------------------------------------------------------- PtrMap */
+/* --------------------------------------------------------------- PtrMap */
 
 /* A map from pointers to uint32 values (types, label strings). */
 typedef struct {

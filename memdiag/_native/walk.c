@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ----------------------------------------------------------- processing */
+/* ---------------------------------------------------------- each object */
 
 static void push_utf8(W *w, PyObject *s, uint32_t idx)
 {

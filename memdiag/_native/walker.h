@@ -34,7 +34,7 @@
 #  define MD_FALLTHROUGH ((void)0)
 #endif
 
-/* ----------------------------------------------------------------- kinds */
+/* ----------------------------------------------------- kinds and labels */
 
 enum {
     K_DICT, K_LIST, K_TUPLE, K_SET, K_DEQUE, K_STR, K_BYTES, K_INT, K_FLOAT,
@@ -80,7 +80,7 @@ typedef struct {
     size_t nslots;
 } TypeInfo;
 
-/* --------------------------------------------------------------- walker */
+/* ------------------------------------------------------- the edge queue */
 
 /* An edge waiting to be discovered (see q_flush), or an object's end. */
 typedef struct {
@@ -164,7 +164,7 @@ typedef struct {
 #define IDX_IGNORED (-1)
 #define IDX_ERROR (-2)
 
-/* ------------------------------------------------------ inline helpers */
+/* ------------------------------------------------------- inline helpers */
 
 static inline void set_nomem(W *w)
 {
@@ -185,7 +185,6 @@ static inline void push_bytes(W *w, int column, const uint8_t *p, size_t len)
 {
     sink_push_bytes(&w->sink, column, p, len);
 }
-
 
 /* Mark an unvisited object ignored; 1 if it was not ignored yet. */
 static inline int ignore_obj(W *w, PyObject *p)
@@ -245,7 +244,7 @@ static inline int64_t discover(W *w, PyObject *obj, uint32_t parent, uint32_t la
     return (int64_t)idx;
 }
 
-/* ---------------------------------------------------------- labels.c */
+/* ------------------------------------------------------------- labels.c */
 
 int labels_init(W *w);
 void labels_free(W *w);
@@ -269,7 +268,7 @@ static inline int64_t label_of(W *w, PyObject *s)
     return label_new(w, s);
 }
 
-/* ----------------------------------------------------------- types.c */
+/* -------------------------------------------------------------- types.c */
 
 int types_init_module(void);
 void types_note_writer_class(PyTypeObject *wt);
@@ -303,7 +302,7 @@ static inline TypeInfo *type_info(W *w, PyTypeObject *tp)
     return ti;
 }
 
-/* ----------------------------------------------------------- edges.c */
+/* -------------------------------------------------------------- edges.c */
 
 int edges_init(W *w);
 void edges_free(W *w);
@@ -315,6 +314,8 @@ int do_edges(W *w, PyObject *o, uint32_t src, TypeInfo *ti);
 /* Discover the queued edges' targets, in order, and write the edge columns. */
 int q_flush(W *w);
 
+/* Queue an edge of object src (kind: Q_EDGE, Q_OPAQUE, Q_TYPE, or Q_END for
+ * the end of src's edges); the queue is flushed when full. */
 static inline int q_push(W *w, PyObject *obj, uint32_t label, uint32_t src, uint32_t kind)
 {
     if (w->edges.qn == QMAX && q_flush(w) < 0) {
@@ -327,7 +328,7 @@ static inline int q_push(W *w, PyObject *obj, uint32_t label, uint32_t src, uint
     return 0;
 }
 
-/* ------------------------------------------------------- unreached.c */
+/* ---------------------------------------------------------- unreached.c */
 
 /* The gc-tracked objects neither indexed nor ignored, in the order of the
  * gc's lists (heads: md_gc_lists), into cand. */
@@ -336,7 +337,7 @@ int gc_candidates(W *w, PyGC_Head **heads, int nheads, PtrVec *cand);
  * indexed object is ignored. */
 int mark_ignored(W *w, PyObject **seeds, size_t nseeds);
 
-/* --------------------------------------- the module's functions */
+/* ----------------------------------------------- the module's functions */
 
 /* walk.c: walk(writer, module_roots, stack_roots, thread_roots, ignore,
  * frames, strings, trace, may_materialize) -> dict */
