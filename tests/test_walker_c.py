@@ -1,4 +1,5 @@
-"""The compiled walker (memdiag/_walker.c) against the specification, PyWalker.
+"""The compiled walker (memdiag._walker, from memdiag/_native/) against the
+specification, PyWalker.
 
 Every test runs real interpreters on real heaps (tests/walker_helpers/
 heapcheck.py). The interpreter running pytest is tested in every run; the
