@@ -6,10 +6,12 @@
 from __future__ import annotations
 
 import glob
+import importlib.machinery
 import os
 import re
 import subprocess
 import sys
+import types
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NATIVE = os.path.join(ROOT, "memdiag", "_native")
@@ -25,19 +27,21 @@ def native_sources():
     return out
 
 
+GEN_FORMAT = os.path.join(ROOT, "scripts", "gen-format-h")
+
+
 def test_format_header_is_generated_from_snapfile():
-    """format.h is what gen_format.py writes from snapfile.py now."""
-    r = subprocess.run([sys.executable, os.path.join(NATIVE, "gen_format.py"), "--check"],
+    """format.h is what scripts/gen-format-h writes from snapfile.py now."""
+    r = subprocess.run([sys.executable, GEN_FORMAT, "--check"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
 
 
 def test_gen_format_check_notices_a_stale_header(tmp_path, monkeypatch):
-    sys.path.insert(0, NATIVE)
-    try:
-        import gen_format
-    finally:
-        sys.path.remove(NATIVE)
+    loader = importlib.machinery.SourceFileLoader("gen_format", GEN_FORMAT)
+    gen_format = types.ModuleType("gen_format")
+    gen_format.__file__ = GEN_FORMAT
+    loader.exec_module(gen_format)
     stale = tmp_path / "format.h"
     stale.write_text(gen_format.header().replace("#define CHUNK 65536", "#define CHUNK 4096"))
     monkeypatch.setattr(gen_format, "OUT", str(stale))

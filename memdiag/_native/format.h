@@ -1,9 +1,9 @@
 /* memdiag/_native/format.h: the snapshot format's constants, for the C walker.
  *
  * GENERATED from memdiag/snapfile.py (their one source) by
- * memdiag/_native/gen_format.py: do not edit. After a change to snapfile.py,
- * run `python memdiag/_native/gen_format.py` (tests/test_native.py fails
- * while this file is stale). */
+ * scripts/gen-format-h: do not edit. After a change to snapfile.py, run
+ * scripts/gen-format-h (tests/test_native.py fails while this file is
+ * stale). */
 #ifndef MD_FORMAT_H
 #define MD_FORMAT_H
 
