@@ -1,8 +1,9 @@
-"""The compiled walker (memdiag/_walker.c) against the specification, PyWalker.
+"""The compiled walker (memdiag._walker, from memdiag/_native/) against the
+specification, PyWalker.
 
 Every test runs real interpreters on real heaps (tests/walker_helpers/
 heapcheck.py). The interpreter running pytest is tested in every run; the
-other Pythons 3.10-3.13 found on this machine are `slow` cases (make
+other Pythons 3.11-3.13 found on this machine are `slow` cases (make
 test-slow, make test-all). A version is skipped when it has no interpreter or
 when memdiag._walker is not built for it (`pythonX.Y setup.py build_ext
 --inplace`).
@@ -21,7 +22,7 @@ to be exactly that:
 - C-only edges, which PyWalker cannot follow without creating objects: from
   code objects (3.11+) to co_localsplusnames and co_localspluskinds and to
   what the co_code getter cached (3.12+: also the cached co_varnames,
-  co_cellvars, co_freevars tuples); from types (3.10-3.11 all, 3.12+ all but
+  co_cellvars, co_freevars tuples); from types (3.11 all, 3.12+ all but
   static builtin ones) to their tp_subclasses dict ("__subclasses__"). The
   objects C reaches first through them are discovered earlier: objects only C
   has hang off such an edge (PyWalker ignores them as reachable only from
@@ -63,7 +64,7 @@ sys.path.insert(0, ROOT)
 from memdiag import snapfile as sf  # noqa: E402
 
 HELPER = os.path.join(ROOT, "tests", "walker_helpers", "heapcheck.py")
-VERSIONS = ["3.10", "3.11", "3.12", "3.13"]
+VERSIONS = ["3.11", "3.12", "3.13"]     # what memdiag/_native/compat.h supports
 SCALARS = {"int", "bool", "float", "NoneType", "str", "bytes"}
 
 
@@ -477,14 +478,10 @@ def test_inplace_walk_leaves_the_heap_alone(python):
     assert r["objects"] > 1000 and r["holder_in_snapshot"]
     assert r["after_count"] == r["before_count"], "the walk left objects behind"
     assert r["after_refs"] == r["before_refs"], "reference counts changed"
-    if r["managed_dict_ptr"] is not None:
-        assert r["managed_dict_ptr"] == 0, "an instance __dict__ was created"
-    # Its attribute is labeled by name, read from the inline values (3.11+),
-    # or its __dict__ (3.10), and its class is reached.
-    if r["managed_dict_ptr"] is not None:
-        assert ["value", True] in r["holder_labels"], r["holder_labels"]
-    else:
-        assert ["__dict__", False] in r["holder_labels"], r["holder_labels"]
+    assert r["managed_dict_ptr"] == 0, "an instance __dict__ was created"
+    # Its attribute is labeled by name, read from the inline values, and its
+    # class is reached.
+    assert ["value", True] in r["holder_labels"], r["holder_labels"]
     # The chunks waited in memory, compressed past 8 bytes an object, and
     # the walker's own memory (chunks included) stayed within 32 bytes an
     # object plus its fixed buffers (one chunk per column).
@@ -545,6 +542,14 @@ def test_capture_matches_the_python_capture(python):
         assert all(kind == "dict" for _, kind in r["c_threads"])
 
 
+# What a walk deflated with (its stats say), printed by a small walk.
+WALK_COMPRESSOR = """\
+import io, memdiag._walker as w, memdiag.snapfile as sf
+wr = sf.Writer(io.BytesIO())
+print(w.walk(wr, [], [], [], [wr.__dict__], [], False, False, True)["stats"]["compressor"])
+"""
+
+
 @pytest.mark.parametrize("no_libdeflate", ["", "1"])
 def test_both_compressors_write_loadable_files(tmp_path, no_libdeflate):
     """The compiled walker deflates with libdeflate when the system has it and
@@ -563,8 +568,8 @@ def test_both_compressors_write_loadable_files(tmp_path, no_libdeflate):
             "    print(memdiag.dump(%r + '/' + mode + '.snap', mode=mode))\n") % str(tmp_path)
     env = _env()
     env["MEMDIAG_NO_LIBDEFLATE"] = no_libdeflate
-    which = subprocess.run([exe, "-c", "import memdiag._walker as w; print(w.compressor())"],
-                           capture_output=True, text=True, cwd=ROOT, env=env, timeout=60)
+    which = subprocess.run([exe, "-c", WALK_COMPRESSOR], capture_output=True, text=True,
+                           cwd=ROOT, env=env, timeout=60)
     import ctypes.util
     if not no_libdeflate and ctypes.util.find_library("deflate") is None:
         pytest.skip("no libdeflate on this machine: the other case tests zlib")

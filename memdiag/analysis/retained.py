@@ -101,7 +101,7 @@ def compute(nedges, etarget, size, roots, unreached):
 
 
 def compiled_dominators(nedges, etarget, size, roots, unreached):
-    """`compute` with the compiled extension (memdiag/_dominators.c)."""
+    """`compute` with the compiled extension (memdiag/_native/dominators.c)."""
     idom, retained, count = _dominators.dominators(
         np.ascontiguousarray(nedges), np.ascontiguousarray(etarget, dtype=np.uint32),
         np.ascontiguousarray(size), np.ascontiguousarray(roots, dtype=np.uint32),

@@ -31,6 +31,9 @@ try:
 except ImportError:  # pragma: no cover - reported to the test
     _walker = None
 
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "native"))
+import walkertest  # noqa: E402  (test-only entry points: permanent_generation_ids)
+
 PY = sys.version_info[:2]
 
 
@@ -427,7 +430,7 @@ def mode_equiv(outdir, freeze=False, trace=True):
         "thread_roots": len(capture["thread_roots"]),
         "stack_roots": len(capture["stack_roots"]),
         "frozen_ids": heap.pop("frozen_ids", []),
-        "permanent_ids": _walker.permanent_generation_ids(),
+        "permanent_ids": walkertest.load().permanent_generation_ids(),
         "managed_types": managed_type_names(),
     }
     paths = [os.path.join(outdir, f"{which}.snap") for which in WALKERS]
@@ -484,7 +487,7 @@ def mode_inplace():
     # Unreached roots come in the order of the generation lists (the walker
     # follows the lists in pieces side by side on a heap this big).
     where = {id(o): k for k, o in enumerate(gc.get_objects())}
-    for k, a in enumerate(_walker.permanent_generation_ids()):
+    for k, a in enumerate(walkertest.load().permanent_generation_ids()):
         where.setdefault(a, len(where) + k)
     unreached = [addrs[o] for o, kind in zip(r.column_values(snapfile.COL_ROOT_OBJ),
                                              r.column_values(snapfile.COL_ROOT_KIND))

@@ -17,19 +17,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hash.h"
+
 #define BATCH 32
 
-static inline uint64_t hash_addr(uint64_t x)
+/* An address's slot: the address hash of the walker's tables (hash.h). */
+static inline size_t slot_of(uint64_t addr, size_t cap)
 {
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    return x;
-}
-
-static inline size_t slot_of(uint64_t hash, size_t cap)
-{
-    return (size_t)(((unsigned __int128)hash * cap) >> 64);
+    return md_slot_of(md_hash_addr(addr), cap);
 }
 
 static PyObject *match(PyObject *self, PyObject *args)
@@ -76,7 +71,7 @@ static PyObject *match(PyObject *self, PyObject *args)
     for (Py_ssize_t i0 = 0; i0 < n; i0 += BATCH) {
         Py_ssize_t i1 = i0 + BATCH < n ? i0 + BATCH : n;
         for (Py_ssize_t i = i0; i < i1; i++) {
-            hs[i - i0] = slot_of(hash_addr(a[i]), cap);
+            hs[i - i0] = slot_of(a[i], cap);
             __builtin_prefetch(&table[hs[i - i0]], 1);
         }
         for (Py_ssize_t i = i0; i < i1; i++) {
@@ -97,7 +92,7 @@ static PyObject *match(PyObject *self, PyObject *args)
     for (Py_ssize_t j0 = 0; j0 < m; j0 += BATCH) {
         Py_ssize_t j1 = j0 + BATCH < m ? j0 + BATCH : m;
         for (Py_ssize_t j = j0; j < j1; j++) {
-            hs[j - j0] = slot_of(hash_addr(b[j]), cap);
+            hs[j - j0] = slot_of(b[j], cap);
             __builtin_prefetch(&table[hs[j - j0]], 0);
         }
         for (Py_ssize_t j = j0; j < j1; j++) {
@@ -145,8 +140,11 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "memdiag._fastmatch",
-    "Match two snapshots' objects by address (a hash join).", -1, methods,
+    .m_base = PyModuleDef_HEAD_INIT,
+    .m_name = "memdiag._fastmatch",
+    .m_doc = "Match two snapshots' objects by address (a hash join).",
+    .m_size = -1,
+    .m_methods = methods,
 };
 
 PyMODINIT_FUNC PyInit__fastmatch(void)
