@@ -28,12 +28,15 @@ import types
 from . import walker as pywalker
 from .hook_state import state
 
-cwalker_error = None     # why a built compiled walker did not load (one line), if it did not
+cwalker_error = None     # why a compiled walker built for this Python did not load
 try:  # the compiled walker, when it was built for this interpreter
     from . import _walker as cwalker
 except Exception as e:  # pragma: no cover - exercised by the fallback tests
     cwalker = None
-    if not isinstance(e, ModuleNotFoundError):     # built, but it would not load
+    import importlib.machinery
+    here = os.path.dirname(os.path.abspath(__file__))
+    if any(os.path.exists(os.path.join(here, "_walker" + suffix))
+           for suffix in importlib.machinery.EXTENSION_SUFFIXES):
         cwalker_error = (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 _MODULE_DICT = types.ModuleType.__dict__["__dict__"]
