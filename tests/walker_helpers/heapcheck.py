@@ -429,6 +429,7 @@ def mode_equiv(outdir, freeze=False, trace=True):
         "frozen_ids": heap.pop("frozen_ids", []),
         "permanent_ids": _walker.permanent_generation_ids(),
         "managed_types": managed_type_names(),
+        "pointer_reads": walker.pointer_reads(),
     }
     paths = [os.path.join(outdir, f"{which}.snap") for which in WALKERS]
     options = {"strings": True, "trace": trace, "may_materialize": True}
