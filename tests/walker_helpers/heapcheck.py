@@ -2,6 +2,8 @@
 
     python heapcheck.py equiv OUTDIR [freeze] [notrace]
                                                # one snapshot per walker, same heap
+    python heapcheck.py pure OUTDIR            # PyWalker alone (any Python 3.11+):
+                                               # fork child and in-process snapshots
     python heapcheck.py inplace                # the C walk leaves the heap alone
     python heapcheck.py capture                # C capture against the Python one
     python heapcheck.py unshare N              # pages a forked C walk dirties
@@ -440,6 +442,67 @@ def mode_equiv(outdir, freeze=False, trace=True):
     print(json.dumps(info))
 
 
+def mode_pure(outdir):
+    """PyWalker alone, as a target without the compiled walker runs it
+    (MEMDIAG_PURE_PYTHON=1: the Python capture, pointer reads on), through the
+    hook: one snapshot in a fork child, one in this process (inline mode),
+    and what the test needs to check them against WALK.md."""
+    os.environ["MEMDIAG_PURE_PYTHON"] = "1"
+    gc.disable()
+    hook.install(dir=outdir, trace_frames=1)
+    heap = build_heap(freeze=True)
+    t, event = start_thread()
+    objs = {
+        "plain": heap["plain"][0], "plain_gamma": heap["plain"][0].gamma,
+        "slotted": heap["slotted"][1], "slot_z": heap["slotted"][1].z,
+        "slot_extra": heap["slotted"][1].extra, "materialized": heap["materialized"],
+        "materialized_dict": heap["materialized"].__dict__, "dicts0": heap["dicts"][0],
+        "pysizeof": heap["pysizeof"], "cached": heap["cached"],
+        "closure": heap["closures"][0], "code": make_closure.__code__, "plain_type": Plain,
+        "gen_frame": heap["frames"][0], "deque": heap["deque"], "str_sub": heap["strs"][5],
+        "ints": heap["ints"], "dict_sub": heap["dicts"][1],
+    }
+    runtime_key = "".join(["runtime", "_made"])     # name-like, not interned
+    heap["runtime_keyed"] = objs["runtime_keyed"] = {runtime_key: 1,
+                                                     sys.intern("interned_key"): 2}
+    samples = {name: id(o) for name, o in objs.items()}
+    sizes = {name: sys.getsizeof(objs[name]) for name in (
+        "plain", "slotted", "materialized", "dicts0", "cached", "closure", "code",
+        "plain_type", "deque", "str_sub", "dict_sub")}
+    # A __sizeof__ written in Python is not called (W6.1): object.__sizeof__,
+    # plus the GC header and the two pointers before a managed-dict object.
+    sizes["pysizeof_formula"] = object.__sizeof__(objs["pysizeof"]) + 16 + 16
+    referents = {name: [id(r) for r in gc.get_referents(objs[name])] for name in (
+        "plain", "slotted", "closure", "cached", "materialized", "deque", "dict_sub")}
+    slotted_has_dict = any(type(r) is dict and r is not objs["slot_z"]
+                           for r in gc.get_referents(objs["slotted"]))
+    del objs
+    info = {
+        "python": list(PY), "pointer_reads": walker.pointer_reads(),
+        "slotted_has_dict": slotted_has_dict,
+        "cycle_addr": heap["cycle_addr"], "frozen_addr": heap["frozen_addr"],
+        "samples": samples, "sizes": sizes, "referents": referents,
+    }
+    info["fork"] = hook.dump(os.path.join(outdir, "fork.snap"), strings=True, mode="fork")
+    # In this process: no instance __dict__ made, no object left behind.
+    plain = heap["plain"]
+    dicts_before = sum(any(type(r) is dict for r in gc.get_referents(o)) for o in plain)
+    before = {id(o) for o in gc.get_objects()}
+    before.add(id(before))
+    info["inline"] = hook.dump(os.path.join(outdir, "inline.snap"), strings=True,
+                               mode="inline")
+    left = []
+    for o in gc.get_objects():      # no comprehension: no frame of ours
+        if id(o) not in before and o is not left:
+            left.append(f"{type(o).__name__}: {repr(o)[:60]}")
+    info["objects_left"] = left
+    info["dicts_made"] = sum(any(type(r) is dict for r in gc.get_referents(o))
+                             for o in plain) - dicts_before
+    event.set()
+    t.join()
+    print(json.dumps(info))
+
+
 def mode_inplace():
     """The C walk in the live process (may_materialize=False), as the hook's
     inline mode runs it: the heap must be the same afterwards."""
@@ -759,11 +822,13 @@ def mode_bench(n, guppy=False, python_walker=False, repeat=3):
 
 
 if __name__ == "__main__":
-    if _walker is None:
+    mode = sys.argv[1]
+    if _walker is None and mode != "pure":
         print(json.dumps({"skip": "memdiag._walker is not built for this Python"}))
         sys.exit(0)
-    mode = sys.argv[1]
-    if mode == "equiv":
+    if mode == "pure":
+        mode_pure(sys.argv[2])
+    elif mode == "equiv":
         mode_equiv(sys.argv[2], freeze="freeze" in sys.argv[3:],
                    trace="notrace" not in sys.argv[3:])
     elif mode == "inplace":
