@@ -38,6 +38,7 @@ CO_OPTIMIZED = 0x0001
 
 _LRU_TYPE = type(functools.lru_cache(maxsize=None)(lambda: None))
 _MemberDescriptor = types.MemberDescriptorType
+_MethodDescriptor = types.MethodDescriptorType
 _GetSetDescriptor = types.GetSetDescriptorType
 
 
@@ -161,7 +162,7 @@ def _length(o, kind):
 
 
 class TypeInfo:
-    __slots__ = ("index", "kind", "sizeof_is_python", "slots", "dict_getset",
+    __slots__ = ("index", "kind", "sizeof_formula", "slots", "dict_getset",
                  "managed", "dictoffset", "preheader", "is_heap")
 
 
@@ -233,11 +234,14 @@ class PyWalker:
         ti.is_heap = bool(flags & TPFLAGS_HEAPTYPE)
         ti.managed = PY >= (3, 11) and bool(flags & TPFLAGS_MANAGED_DICT)
         ti.dictoffset = _TYPE_ATTR["__dictoffset__"](tp)
-        ti.sizeof_is_python = False
+        # W6.1: __sizeof__ is called only when it is a method written in C
+        # (a method descriptor); anything else (a Python function, a
+        # staticmethod...) would run the program's code: the formula instead.
+        ti.sizeof_formula = False
         for t in _TYPE_ATTR["__mro__"](tp):
             d = _TYPE_ATTR["__dict__"](t)
             if "__sizeof__" in d:
-                ti.sizeof_is_python = isinstance(d["__sizeof__"], types.FunctionType)
+                ti.sizeof_formula = type(d["__sizeof__"]) is not _MethodDescriptor
                 break
         # What sys.getsizeof adds to __sizeof__: the GC header, and on 3.11+
         # the managed dict (3.12+: and weakref) pointers before the object.
@@ -387,9 +391,14 @@ class PyWalker:
         return i
 
     def sizeof(self, o, ti):
-        if ti.sizeof_is_python:
-            return object.__sizeof__(o) + ti.preheader
-        return sys.getsizeof(o)
+        """sys.getsizeof(o), or object.__sizeof__(o) plus the pre-header when
+        its __sizeof__ is not written in C or fails (WALK.md W6.1, W6.3)."""
+        if not ti.sizeof_formula:
+            try:
+                return sys.getsizeof(o)
+            except Exception:
+                pass
+        return object.__sizeof__(o) + ti.preheader
 
     def site(self, o):
         tb = self._traceback(o)

@@ -85,6 +85,14 @@ class PySizeof:
         return 12345
 
 
+SIZEOF_CALLS = []
+
+
+class StaticSizeof:
+    # Not a plain function, yet Python code all the same: never called (W6.1).
+    __sizeof__ = staticmethod(lambda: SIZEOF_CALLS.append(1) or 7)
+
+
 class Meta(type):
     pass
 
@@ -222,6 +230,7 @@ def build_heap(freeze=False):
         h["frames"].append(fr)
     h["gens"] = gens
     h["pysizeof"] = PySizeof()
+    h["static_sizeof"] = StaticSizeof()
     h["meta"] = WithMeta
     h["partial"] = functools.partial(max, 1, key=None)
     h["module_ref"] = collections
@@ -442,6 +451,32 @@ def mode_equiv(outdir, freeze=False, trace=True):
     print(json.dumps(info))
 
 
+def memdiag_code_consts():
+    """id() of the gc-tracked co_consts tuples of memdiag's own code objects
+    (functions and methods of its modules, and the code nested in them)."""
+    import types
+    codes, seen = [], set()
+    for name, mod in list(sys.modules.items()):
+        if not (name == "memdiag" or name.startswith("memdiag.")) or mod is None:
+            continue
+        for v in list(vars(mod).values()):
+            members = list(vars(v).values()) if isinstance(v, type) else [v]
+            for f in members:
+                f = getattr(f, "__func__", f)
+                if isinstance(f, types.FunctionType):
+                    codes.append(f.__code__)
+    out = []
+    while codes:
+        co = codes.pop()
+        if id(co) in seen:
+            continue
+        seen.add(id(co))
+        if gc.is_tracked(co.co_consts):
+            out.append(id(co.co_consts))
+        codes.extend(c for c in co.co_consts if isinstance(c, types.CodeType))
+    return out
+
+
 def mode_pure(outdir):
     """PyWalker alone, as a target without the compiled walker runs it
     (MEMDIAG_PURE_PYTHON=1: the Python capture, pointer reads on), through the
@@ -483,6 +518,7 @@ def mode_pure(outdir):
         "cycle_addr": heap["cycle_addr"], "frozen_addr": heap["frozen_addr"],
         "samples": samples, "sizes": sizes, "referents": referents,
     }
+    info["own_consts"] = memdiag_code_consts()
     info["fork"] = hook.dump(os.path.join(outdir, "fork.snap"), strings=True, mode="fork")
     # In this process: no instance __dict__ made, no object left behind.
     plain = heap["plain"]
@@ -496,6 +532,7 @@ def mode_pure(outdir):
         if id(o) not in before and o is not left:
             left.append(f"{type(o).__name__}: {repr(o)[:60]}")
     info["objects_left"] = left
+    info["sizeof_calls"] = len(SIZEOF_CALLS)
     info["dicts_made"] = sum(any(type(r) is dict for r in gc.get_referents(o))
                              for o in plain) - dicts_before
     event.set()
