@@ -1,24 +1,28 @@
-"""The pure-Python heap walker: the reference for what a snapshot contains.
+"""The pure-Python heap walker. What a walk records is specified in
+docs/WALK.md (clauses W1-W11, cited below as W4.13 and so on); this walker
+and the compiled one (memdiag/_walker.c) both implement it, and W11 lists
+where they still differ. Stdlib only.
 
-It is used when the compiled walker (memdiag._walker) is missing, and tests
-run both on the same heap and compare them. Stdlib only.
+It is used when the compiled walker is missing (3.14 and 3.15 for now, or no
+compiler), and tests run both on the same heap and compare them. In a fork
+child, with the reads by address the hook enables (enable_pointer_reads,
+W8), it writes exactly the compiled walker's snapshot (W11.1).
 
-The walk is breadth-first and assigns object indexes in discovery order, so
-the edge that discovered an object is on a shortest path from the roots. Roots
-come in phases, each walked to exhaustion before the next starts, so a path
-through a module is preferred over a path through a thread's stack:
+In short: a breadth-first walk that numbers objects in discovery order (W3),
+from roots in phases, each walked to exhaustion before the next (W2):
 
 1. modules in sys.modules, by name;
-2. local variables of every thread's frames (captured before any fork);
+2. variables of every thread's frames (captured before any fork);
 3. every thread's state dict (thread locals);
 4. (no output) everything reachable only from memdiag's own objects is marked
-   ignored, so the hook never appears in its snapshot;
+   ignored, so the hook never appears in its snapshot (W9);
 5. gc-tracked objects no root reached ("unreached": held from C, or leaked).
 
-Edges are labeled where a label makes a path readable: dict keys, attribute
-names (instance __dict__, inline values, __slots__), list and tuple indexes,
-closure cells, the cache of a functools.lru_cache wrapper, frame locals. All
-other references come from gc.get_referents (tp_traverse) and carry no label.
+Edges are tp_traverse's referents (gc.get_referents), plus the references
+read without it (W4): dict items labeled by key, list and tuple indexes,
+attribute names (instance __dict__, inline values, __slots__), the fields of
+types, functions, code objects and cells, frame variables, the cache of a
+functools.lru_cache wrapper.
 """
 
 from __future__ import annotations
@@ -298,6 +302,13 @@ class PyWalker:
     def run(self, module_roots, stack_roots, thread_roots, ignore, executing_frames=()):
         for o in ignore:
             self.ignored.add(id(o))
+        # W9.1: the lists given are memdiag's too: ignored from the start, and
+        # expanded in phase 4 through self.__dict__ (as the compiled walker
+        # does with its arguments). Lists only: never a shared empty tuple.
+        self.arg_lists = [a for a in (module_roots, stack_roots, thread_roots, ignore,
+                                      executing_frames) if type(a) is list]
+        for a in self.arg_lists:
+            self.ignored.add(id(a))
         self.executing = {id(f) for f in executing_frames}
         self.ignored.update(self.executing)
         self.ignored.add(id(self.executing))

@@ -349,6 +349,8 @@ def test_permanent_generation(python, tmp_path):
 
 
 def test_inplace_walk_leaves_the_heap_alone(python):
+    """WALK.md W1.2 (the C walk in the live process: nothing made, no
+    reference count changed), W2.5 (unreached roots in the gc lists' order)."""
     r = run_helper(python, "inplace")
     assert r["objects"] > 1000 and r["holder_in_snapshot"]
     assert r["after_count"] == r["before_count"], "the walk left objects behind"
@@ -390,7 +392,7 @@ def test_fork_child_unshares_little(python):
 
 
 def test_capture_matches_the_python_capture(python):
-    """The C capture reads frames without materializing them or running
+    """WALK.md W2.2, W11.6. The C capture reads frames without materializing them or running
     PyFrame_FastToLocals, yet finds the same stack roots as the hook's Python
     capture (sys._current_frames and f_locals): in a class body, a running
     generator, cell and free variables, an argument kept in a cell."""

@@ -27,16 +27,19 @@ from memdiag import snapfile as sf
 PY = sys.version_info[:2]
 
 
+def run_mode(mode, d):
+    """Run the helper in `mode`; (info, fork snapshot, inline snapshot)."""
+    r = subprocess.run([sys.executable, HELPER, mode, str(d)], capture_output=True,
+                       text=True, cwd=ROOT, env=_env(), timeout=600)
+    assert r.returncode == 0, f"helper failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    info = json.loads([ln for ln in r.stdout.splitlines() if ln.startswith("{")][-1])
+    return info, Snap(info["fork"]), Snap(info["inline"])
+
+
 @pytest.fixture(scope="module")
 def pure(tmp_path_factory):
     """(info, fork snapshot, inline snapshot), one helper run per session."""
-    d = tmp_path_factory.mktemp("pure")
-    env = _env()
-    r = subprocess.run([sys.executable, HELPER, "pure", str(d)], capture_output=True,
-                       text=True, cwd=ROOT, env=env, timeout=600)
-    assert r.returncode == 0, f"helper failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
-    info = json.loads([ln for ln in r.stdout.splitlines() if ln.startswith("{")][-1])
-    fork, inline = Snap(info["fork"]), Snap(info["inline"])
+    info, fork, inline = run_mode("pure", tmp_path_factory.mktemp("pure"))
     assert fork.t["meta"]["walker"] == inline.t["meta"]["walker"] == "python"
     assert fork.t["meta"]["mode"] == "fork" and inline.t["meta"]["mode"] == "inline"
     return info, fork, inline
@@ -78,6 +81,66 @@ def test_unreached_and_frozen_objects(pure):
     assert root_kind(inline, info["cycle_addr"]) == [sf.ROOT_UNREACHED]
     assert root_kind(fork, info["frozen_addr"]) == [sf.ROOT_UNREACHED]
     assert info["frozen_addr"] not in inline.index
+
+
+def test_numbering_and_root_records(pure):
+    """W3.1-W3.3: objects are numbered once, in discovery order: a parent is
+    numbered before its child and following parents ends at a root. W2.8,
+    W2.1: the phases' roots come in order, modules by name. W2.7: a root whose
+    object was numbered earlier is recorded all the same."""
+    info, fork, inline = pure
+    for s in (fork, inline):
+        rooted = {s.index[r[0]] for r in s.roots}
+        for i in range(len(s.addrs)):
+            p = s.parent[i]
+            assert p - 1 < i
+            if p == 0:
+                assert i in rooted and s.plabel[i] == ("none",)
+        kinds = [r[1] for r in s.roots]
+        assert kinds == sorted(kinds)
+        modules = [r[2] for r in s.roots if r[1] == sf.ROOT_MODULE]
+        assert modules == sorted(modules) and len(modules) == len(set(modules))
+        again = [r for r in s.roots if r[1] == sf.ROOT_LOCAL and s.parent[s.index[r[0]]]]
+        assert again        # e.g. a function's variable holding a module global
+        for r in s.roots:   # an unreached root is numbered by its own record
+            if r[1] == sf.ROOT_UNREACHED:
+                assert s.parent[s.index[r[0]]] == 0
+
+
+def test_kinds_tables_and_totals(pure):
+    """W4.3 kinds (subclasses take their base's kind; a metaclass's instance
+    is a type), W5.4 the fixed labels, W6.5 the heap total."""
+    info, fork, inline = pure
+    for s in (fork, inline):
+        kinds = dict(zip(s.t["types"], s.t["type_kinds"]))
+        assert (kinds["__main__.DictSub"], kinds["__main__.ListSub"], kinds["__main__.TupleSub"],
+                kinds["__main__.StrSub"], kinds["__main__.IntSub"], kinds["bool"],
+                kinds["__main__.Meta"], kinds["__main__.Plain"], kinds["frame"],
+                kinds["functools._lru_cache_wrapper"]) == (
+            "dict", "list", "tuple", "str", "int", "int", "type", "instance", "frame",
+            "lru_cache")
+        assert tuple(s.t["labels"][:len(sf.WELL_KNOWN_LABELS)]) == tuple(sf.WELL_KNOWN_LABELS)
+        assert s.t["python_heap"] == sum(s.size)
+
+
+def test_edge_order_module_dict_and_type_edge(pure):
+    """W4.2: labeled edges first, then tp_traverse's others, then the type
+    edge. W4.6: a module's dict is labeled. W4.14: an object whose type
+    nothing else reached has an edge to it (sys.float_info's type is in no
+    module's dict)."""
+    info, fork, inline = pure
+    smp = info["samples"]
+    for s in (fork, inline):
+        for r in s.roots:
+            if r[1] == sf.ROOT_MODULE:
+                assert ("attr", "__dict__") in labels_of(s, r[0]), r[2]
+        labs = [lab for _, lab in edges_of(s, smp["dict_sub"])]
+        n = sum(1 for lab in labs if lab[0] in ("key", "item", "opaque"))
+        assert n == 4 and all(lab[0] in ("key", "item", "opaque") for lab in labs[:n])
+        assert ("attr", "__class__") in labels_of(s, smp["float_info"])
+        tp = [t for t, lab in edges_of(s, smp["float_info"]) if lab == ("attr", "__class__")]
+        assert s.kind[s.index[tp[0]]] == "type" and s.parent[s.index[tp[0]]] - 1 == \
+            s.index[smp["float_info"]]
 
 
 def test_every_referent_is_an_edge(pure):
@@ -140,7 +203,8 @@ def test_dict_keys_written_or_opaque(pure):
 
 
 def test_code_type_function_cell_lru_fields(pure):
-    """W4.6-W4.10, W4.12: the fields read without tp_traverse, labeled."""
+    """W4.7-W4.10, W4.12: the fields read without tp_traverse, labeled
+    (W8.4, W8.5: code and type fields read by address)."""
     info, fork, inline = pure
     smp = info["samples"]
     for s in (fork, inline):
@@ -175,7 +239,8 @@ def test_frame_locals(pure):
 
 def test_sizes_and_lengths(pure):
     """W6.1: sizes are sys.getsizeof's, a __sizeof__ written in Python is not
-    called (object.__sizeof__ plus the pre-header instead). W7.1: lengths."""
+    called (object.__sizeof__ plus the pre-header, W6.2, instead). W6.4: a
+    materialized __dict__ has its own size. W7.1: lengths."""
     info, fork, inline = pure
     smp = info["samples"]
     for s in (fork, inline):
@@ -227,3 +292,21 @@ def test_memdiag_code_constants_are_ignored(pure):
     assert len(info["own_consts"]) > 20
     for s in (fork, inline):
         assert not set(info["own_consts"]) & set(s.index)
+
+
+def test_without_reads_by_address(tmp_path):
+    """W11.4: without its reads by address PyWalker still walks, with less:
+    no code-object fields beyond the getters' (W4.8), no __subclasses__
+    (W4.9), name-like keys written without the interning check (W5.3), and
+    in the live process no inline value labeled (a fork child makes the
+    __dict__ to read the names, W9.5)."""
+    info, fork, inline = run_mode("noreads", tmp_path)
+    assert not any(info["pointer_reads"].values())
+    smp = info["samples"]
+    for s in (fork, inline):
+        code = {lab[1] for lab in labels_of(s, smp["code"]) if lab[0] == "attr"}
+        assert "co_consts" in code and "co_localsplusnames" not in code
+        assert not [lab for es in s.elist for _, lab in es if lab == ("attr", "__subclasses__")]
+        assert ("item", "runtime_made") in labels_of(s, smp["runtime_keyed"])
+    assert label_to(fork, smp["plain"], smp["plain_gamma"]) == [("attr", "gamma")]
+    assert label_to(inline, smp["plain"], smp["plain_gamma"]) == [("none",)]

@@ -1,9 +1,13 @@
-"""Test helper for tests/test_walker_c.py, run as a script under any Python.
+"""Test helper for tests/test_walker_c.py and tests/test_walker_py.py, run as
+a script under any Python 3.11+. The heap it builds exercises the clauses of
+docs/WALK.md (W4: every kind of edge and label; W2: every kind of root; W6:
+sizes, a __sizeof__ written in Python and one that is a staticmethod).
 
     python heapcheck.py equiv OUTDIR [freeze] [notrace]
                                                # one snapshot per walker, same heap
     python heapcheck.py pure OUTDIR            # PyWalker alone (any Python 3.11+):
                                                # fork child and in-process snapshots
+    python heapcheck.py noreads OUTDIR         # the same, without reads by address
     python heapcheck.py inplace                # the C walk leaves the heap alone
     python heapcheck.py capture                # C capture against the Python one
     python heapcheck.py unshare N              # pages a forked C walk dirties
@@ -496,14 +500,15 @@ def mode_pure(outdir):
         "closure": heap["closures"][0], "code": make_closure.__code__, "plain_type": Plain,
         "gen_frame": heap["frames"][0], "deque": heap["deque"], "str_sub": heap["strs"][5],
         "ints": heap["ints"], "dict_sub": heap["dicts"][1],
+        "float_info": sys.float_info,
     }
     runtime_key = "".join(["runtime", "_made"])     # name-like, not interned
     heap["runtime_keyed"] = objs["runtime_keyed"] = {runtime_key: 1,
                                                      sys.intern("interned_key"): 2}
     samples = {name: id(o) for name, o in objs.items()}
     sizes = {name: sys.getsizeof(objs[name]) for name in (
-        "plain", "slotted", "materialized", "dicts0", "cached", "closure", "code",
-        "plain_type", "deque", "str_sub", "dict_sub")}
+        "plain", "slotted", "materialized", "materialized_dict", "dicts0", "cached",
+        "closure", "code", "plain_type", "deque", "str_sub", "dict_sub")}
     # A __sizeof__ written in Python is not called (W6.1): object.__sizeof__,
     # plus the GC header and the two pointers before a managed-dict object.
     sizes["pysizeof_formula"] = object.__sizeof__(objs["pysizeof"]) + 16 + 16
@@ -537,6 +542,37 @@ def mode_pure(outdir):
                              for o in plain) - dicts_before
     event.set()
     t.join()
+    print(json.dumps(info))
+
+
+def mode_noreads(outdir):
+    """PyWalker without its reads by address (WALK.md W11.4): a fork-child
+    and an in-process snapshot of the heap, walked directly (not through the
+    hook, which would enable them)."""
+    os.environ["MEMDIAG_PURE_PYTHON"] = "1"
+    gc.disable()
+    heap = build_heap()
+    heap["runtime_keyed"] = {"".join(["runtime", "_made"]): 1}
+    info = {"pointer_reads": walker.pointer_reads(),
+            "samples": {"plain": id(heap["plain"][0]),
+                        "plain_gamma": id(heap["plain"][0].gamma),
+                        "runtime_keyed": id(heap["runtime_keyed"]),
+                        "code": id(make_closure.__code__)}}
+    capture = hook._capture()
+    info["fork"] = os.path.join(outdir, "fork.snap")
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            walk_into(info["fork"], "py", capture, may_materialize=True)
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    if status != 0:
+        raise SystemExit(f"PyWalker fork child failed: status {status}")
+    info["inline"] = os.path.join(outdir, "inline.snap")
+    walk_into(info["inline"], "py", capture, may_materialize=False)
     print(json.dumps(info))
 
 
@@ -860,11 +896,13 @@ def mode_bench(n, guppy=False, python_walker=False, repeat=3):
 
 if __name__ == "__main__":
     mode = sys.argv[1]
-    if _walker is None and mode != "pure":
+    if _walker is None and mode not in ("pure", "noreads"):
         print(json.dumps({"skip": "memdiag._walker is not built for this Python"}))
         sys.exit(0)
     if mode == "pure":
         mode_pure(sys.argv[2])
+    elif mode == "noreads":
+        mode_noreads(sys.argv[2])
     elif mode == "equiv":
         mode_equiv(sys.argv[2], freeze="freeze" in sys.argv[3:],
                    trace="notrace" not in sys.argv[3:])
