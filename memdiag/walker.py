@@ -671,14 +671,16 @@ _FUNC_FIELDS = {
 
 def _slot_names(t):
     """The (mangled) names in a class's __slots__: its object members. Other
-    member descriptors of C heap types can be ints or offsets."""
+    member descriptors of C heap types can be ints or offsets. __slots__ is
+    read only when it is a str or a builtin collection: iterating anything
+    else could run the program's code (W1.2); such a class's slots stay
+    unlabeled."""
     slots = _TYPE_ATTR["__dict__"](t).get("__slots__", ())
-    if isinstance(slots, str):
+    if type(slots) is str:
         slots = (slots,)
-    try:
-        names = [n for n in slots if isinstance(n, str)]
-    except TypeError:
+    if type(slots) not in (tuple, list, dict, set, frozenset):
         return set()
+    names = [n for n in slots if type(n) is str]
     qual = _TYPE_ATTR["__name__"](t).lstrip("_")
     out = set()
     for n in names:

@@ -275,7 +275,9 @@ def test_live_walk_makes_nothing(pure):
     leaves no object behind (but the hook's own state dict, made once)."""
     info, _, _ = pure
     assert info["dicts_made"] == 0
-    assert info["sizeof_calls"] == 0        # W6.1: a staticmethod __sizeof__
+    # Neither a staticmethod __sizeof__ (W6.1) nor a __slots__ iterable of
+    # the program's own (W11.8) was called.
+    assert info["program_code_calls"] == []
     left = [o for o in info["objects_left"]
             if not o.startswith("dict: {'installed'")
             and not (o.startswith("tuple:") and "follow_symlinks" in o)]

@@ -89,12 +89,18 @@ class PySizeof:
         return 12345
 
 
-SIZEOF_CALLS = []
+PROGRAM_CODE_CALLS = []     # code of "the program" a walk must never run (W1.2)
 
 
 class StaticSizeof:
     # Not a plain function, yet Python code all the same: never called (W6.1).
-    __sizeof__ = staticmethod(lambda: SIZEOF_CALLS.append(1) or 7)
+    __sizeof__ = staticmethod(lambda: PROGRAM_CODE_CALLS.append("__sizeof__") or 7)
+
+
+class SlotsIterable:
+    def __iter__(self):
+        PROGRAM_CODE_CALLS.append("__slots__ iteration")
+        return iter(("odd",))
 
 
 class Meta(type):
@@ -502,6 +508,12 @@ def mode_pure(outdir):
         "ints": heap["ints"], "dict_sub": heap["dicts"][1],
         "float_info": sys.float_info,
     }
+    # __slots__ that only an iteration of the program's own can list (W1.2;
+    # the pure-Python walker leaves these slots unlabeled, W11.8).
+    odd = type("OddSlots", (), {"__slots__": SlotsIterable()})()
+    odd.odd = ["odd slot"]
+    heap["odd_slots"] = objs["odd_slots"] = odd
+    del PROGRAM_CODE_CALLS[:]
     runtime_key = "".join(["runtime", "_made"])     # name-like, not interned
     heap["runtime_keyed"] = objs["runtime_keyed"] = {runtime_key: 1,
                                                      sys.intern("interned_key"): 2}
@@ -537,7 +549,7 @@ def mode_pure(outdir):
         if id(o) not in before and o is not left:
             left.append(f"{type(o).__name__}: {repr(o)[:60]}")
     info["objects_left"] = left
-    info["sizeof_calls"] = len(SIZEOF_CALLS)
+    info["program_code_calls"] = PROGRAM_CODE_CALLS
     info["dicts_made"] = sum(any(type(r) is dict for r in gc.get_referents(o))
                              for o in plain) - dicts_before
     event.set()
