@@ -816,7 +816,9 @@ def _probe_code_source(a):
 def _probe_code(ctypes):
     """The stored fields of a code object are where _CODE_WORDS says, its
     locals tables are a tuple of its variable names and a bytes as long, and
-    its cached attributes are the objects the getters return."""
+    the cached co_code is the object the getter returns. (It makes no
+    gc-tracked object that would stay: the co_varnames getter would cache a
+    new tuple on memdiag's code, to be walked as unreached.)"""
     if not _LAYOUT_KNOWN:
         return False
     for co in (_probe_code_source.__code__, _probe_code_source(0).__code__):
@@ -832,12 +834,21 @@ def _probe_code(ctypes):
         if not kinds or _read_word(kinds + _WORD) != id(bytes):
             return False
         names, kinds = _object_at(names), _object_at(kinds)
-        expect = co.co_varnames + co.co_cellvars + co.co_freevars
-        if ({id(n) for n in names} != {id(n) for n in expect}
-                or len(names) != len(expect) or len(kinds) != len(names)):
+        if len(names) != len(kinds) or not names:
             return False
-        got = [getattr(co, name) for name in _CACHED_NAMES]
-        if [id(o) for _, o in _code_cached(co)] != [id(o) for o in got]:
+        for i, n in enumerate(names):
+            if co._varname_from_oparg(i) is not n:
+                return False
+        try:
+            co._varname_from_oparg(len(names))
+            return False
+        except IndexError:
+            pass
+        code = co.co_code
+        cached = _code_cached(co)
+        if not cached or cached[0] != ("co_code", code):
+            return False
+        if cached[0][1] is not code:
             return False
     return True
 
@@ -877,6 +888,10 @@ def _probe_frame(ctypes):
     ok = bool(fr) and (_read_word(fr + code_i * _WORD) == id(f.f_code)
                        and _read_word(fr + obj_i * _WORD) == id(f)
                        and _read_word(fr + locals_i * _WORD) == id(loc))
+    # Let go of the frame object before the generator ends: a frame object
+    # still held then would get an f_back (this function's frame, which
+    # holds it): a cycle left to the collector.
+    del f, loc
     g.close()
     return ok
 
