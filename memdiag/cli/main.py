@@ -82,6 +82,19 @@ def diff(
 
 
 @app.command()
+def report(
+    snapshots: Annotated[List[str], typer.Argument(help="Two or more .snap files of one process.")],
+    output: Annotated[Optional[str], typer.Option("-o", "--output", help="The HTML file to write (default memdiag-<pid>-report.html). Mode 0644: a report is meant to be shared.")] = None,
+    top: TopOpt = 10,
+    force: Annotated[bool, typer.Option("--force", help="Replace the output file if it exists.")] = False,
+    min_growth: Annotated[int, typer.Option("--min-growth", min=1, help="Ignore containers that grew by fewer elements.")] = 1,
+):
+    """Write one self-contained HTML page: memory chart, growing types, suspects with their retainer trees."""
+    from . import report as mod
+    return mod.command(snapshots, output, top, force, min_growth)
+
+
+@app.command()
 def retainers(
     snapshot: Annotated[str, typer.Argument(help="A .snap file.")],
     type_name: Annotated[str, typer.Option("--type", help="Type name, e.g. str or ccap.cap.CAP (a suffix like CAP works).")],
