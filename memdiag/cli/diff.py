@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import sys
+
 from ..analysis.diff import diff as analyze_diff
-from ..render.blocks import emit
+from ..render.blocks import emit, human_bytes
 from ..render.diff import diff_blocks, diff_json
 from .common import in_time_order, load, print_json, rich_wanted
 from .errors import EXIT_FOUND, EXIT_USAGE, MemdiagError
+from .report import refuse_existing, write_report
 
 
-def command(snapshots, top=10, as_json=False, min_growth=1, exit_code=False):
+def command(snapshots, top=10, as_json=False, min_growth=1, exit_code=False, html=None,
+            force=False):
     if len(snapshots) < 2:
         raise MemdiagError("diff needs at least two snapshots (oldest first)", EXIT_USAGE)
+    if html is not None:
+        refuse_existing(html, force)
     snaps = [load(p) for p in snapshots]
     snaps = in_time_order(snaps)
     result = analyze_diff(snaps, top_suspects=max(top, 1), min_growth=min_growth)
@@ -19,7 +25,10 @@ def command(snapshots, top=10, as_json=False, min_growth=1, exit_code=False):
         print_json(diff_json(result, top))
     else:
         emit(diff_blocks(result, top), rich_wanted())
+    if html is not None:
+        # the same page as `memdiag report`; stdout stays the diff (or its JSON)
+        path, size = write_report(snaps, result, html, top, force)
+        sys.stderr.write(f"wrote {path} ({human_bytes(size)})\n")
     if exit_code and result.suspects:
         return EXIT_FOUND
     return 0
-

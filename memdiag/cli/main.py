@@ -75,10 +75,12 @@ def diff(
     as_json: JsonOpt = False,
     min_growth: Annotated[int, typer.Option("--min-growth", min=1, help="Ignore containers that grew by fewer elements.")] = 1,
     exit_code: Annotated[bool, typer.Option("--exit-code", help="Exit 1 if there is any suspect (for scripts).")] = False,
+    html: Annotated[Optional[str], typer.Option("--html", help="Also write the HTML report to this file (as memdiag report -o).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="With --html: replace the file if it exists.")] = False,
 ):
     """Rank growing types and name suspects: containers that grew, with their paths."""
     from . import diff as mod
-    return mod.command(snapshots, top, as_json, min_growth, exit_code)
+    return mod.command(snapshots, top, as_json, min_growth, exit_code, html, force)
 
 
 @app.command()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import errno
 import os
 import pathlib
-import sys
 import tempfile
 
 from .. import __version__
@@ -116,8 +115,3 @@ def _umask():
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
-
-
-def note(text):
-    """A line for a person on stderr (stdout may be JSON)."""
-    sys.stderr.write(text + "\n")
