@@ -217,7 +217,7 @@ def _axis_y(ticks, unit, div, y, x0, x1):
 def _legend(items, x, y):
     out = []
     for cls, name in items:
-        out.append(f'<rect class="{cls}" x="{x}" y="{y - 9}" width="10" height="10"/>')
+        out.append(f'<rect class="key {cls}" x="{x}" y="{y - 9}" width="10" height="10"/>')
         out.append(_text(x + 14, y, name, "legend"))
         x += 24 + 7 * len(name)
     return "".join(out)
