@@ -15,6 +15,8 @@ snapshot internals the page needs (paths, the dominator tree, matching).
 
 from __future__ import annotations
 
+import os
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -140,7 +142,7 @@ def build_report(snaps, result, top=10, depth=2, width=6):
     computed = bool(singles) and result.matched
     tree_first = tree_last = new_mask = None
     if computed:
-        tree_first, tree_last = dominator_tree(first), dominator_tree(last)
+        tree_first, tree_last = _both(dominator_tree, first, last)
         new_mask = _new_objects(first, last)
     details = []
     for rank, s in enumerate(suspects, 1):
@@ -165,12 +167,40 @@ def build_report(snaps, result, top=10, depth=2, width=6):
 
 
 def _type_series(snaps, growths):
-    tables = [type_table(s) for s in snaps]
+    """Counts and bytes per snapshot: the first and last from the diff, the
+    ones between counted here."""
+    middle = [type_table(s) for s in snaps[1:-1]]
     out = []
     for g in growths:
-        cells = [t.get(g.type, (0, 0)) for t in tables]
+        cells = ([(g.count_before, g.size_before)] + [t.get(g.type, (0, 0)) for t in middle]
+                 + [(g.count_after, g.size_after)])
         out.append(TypeSeries(g, tuple(c for c, _ in cells), tuple(b for _, b in cells)))
     return out
+
+
+def _both(fn, a, b):
+    """(fn(a), fn(b)), the two in parallel when there are two cores: the
+    dominator tree's decoding (zlib, numpy) and its C part release the GIL.
+    Each snapshot is touched by one thread only."""
+    if (os.cpu_count() or 1) < 2:
+        return fn(a), fn(b)
+    out = {}
+
+    def work():
+        try:
+            out["b"] = fn(b)
+        except BaseException as e:  # re-raised in the calling thread
+            out["error"] = e
+
+    t = threading.Thread(target=work, daemon=True)
+    t.start()
+    try:
+        first = fn(a)
+    finally:
+        t.join()
+    if "error" in out:
+        raise out["error"]
+    return first, out["b"]
 
 
 def _new_objects(first, last):
