@@ -100,6 +100,7 @@ ul.tree .leaf { padding-left: 16px; display: inline-block; }
 .more { color: var(--muted); font-style: italic; padding-left: 16px; }
 .tools { margin: 6px 0; }
 button { font: inherit; font-size: 13px; padding: 2px 10px; margin-right: 6px; cursor: pointer; }
+.note { font-size: 13px; color: var(--muted); margin: 0 0 10px; }
 footer { margin-top: 36px; font-size: 13px; color: var(--muted); }
 """
 
@@ -126,7 +127,7 @@ def html_page(report, generator="memdiag", generated=None):
     generated = time.time() if generated is None else generated
     body = [_header(report, generator, generated), _memory_section(report),
             _suspects_section(report), _groups_section(report), _types_section(report),
-            _snapshots_section(report), _footer(report, generator, generated)]
+            _numbers_section(report), _footer(report, generator, generated)]
     data = json_island(report_json(report))
     return "".join([
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n",
@@ -166,9 +167,13 @@ def utc(t):
 
 
 def duration(seconds):
-    """>>> duration(4), duration(70), duration(3 * 3600 + 60)
-    ('4 s', '1 min 10 s', '3 h 1 min')
+    """A time span, as the page shows it.
+
+    >>> duration(0.42), duration(4), duration(70), duration(3 * 3600 + 60)
+    ('0.4 s', '4 s', '1 min 10 s', '3 h 1 min')
     """
+    if seconds < 10:
+        return f"{seconds:.1f}".rstrip("0").rstrip(".") + " s"
     s = int(round(seconds))
     if s < 60:
         return f"{s} s"
@@ -210,7 +215,7 @@ def _header(report, generator, generated):
     out.append("</dl>\n<nav>")
     for anchor, name in (("memory", "Memory"), ("suspects", "Suspects"),
                          *((("groups", "Grouped suspects"),) if report.grouping else ()),
-                         ("types", "Types"), ("snapshots", "Snapshots")):
+                         ("types", "Types"), ("numbers", "The numbers")):
         out.append(f'<a href="#{anchor}">{name}</a>')
     out.append("</nav>\n</header>\n")
     return "".join(out)
@@ -291,7 +296,17 @@ def _memory_section(report):
            "</figcaption></figure>\n",
            "<figure>", charts.growth_lines(xs, xlabels, series),
            "<figcaption>Growth since the first snapshot. A Python leak moves both lines "
-           "together; native growth moves RSS alone.</figcaption></figure>\n</div>\n"]
+           "together; native growth moves RSS alone.</figcaption></figure>\n</div>\n"
+           '<p class="muted">The numbers: <a href="#numbers-memory">memory per snapshot</a>.'
+           "</p>\n</section>\n"]
+    return "".join(out)
+
+
+def _memory_table(report):
+    snaps = report.snapshots
+    labels = [f"#{k}" for k in range(1, len(snaps) + 1)]
+    heap = [s.python_heap for s in snaps]
+    rss = [s.rss for s in snaps]
     rows = []
     for k, s in enumerate(snaps):
         rest = None if s.rss is None else s.rss - s.python_heap
@@ -302,11 +317,9 @@ def _memory_section(report):
                         human_bytes(s.rss - rss[0], signed=True)),
                      _n(human_bytes(s.python_heap - heap[0], signed=True)),
                      _n(f"{s.objects:,}")])
-    out.append(_table("Memory per snapshot", ["#", "file", "time", "RSS", "Python heap",
-                                              "rest of RSS", "RSS growth", "heap growth",
-                                              "objects"], rows, numeric=range(3, 9)))
-    out.append("</section>\n")
-    return "".join(out)
+    return _table("Memory per snapshot", ["#", "file", "time", "RSS", "Python heap",
+                                          "rest of RSS", "RSS growth", "heap growth", "objects"],
+                  rows, numeric=range(3, 9), anchor="numbers-memory")
 
 
 # ---------------------------------------------------------------- suspects
@@ -329,6 +342,14 @@ def _suspects_section(report):
     several = len(report.snapshots) > 2
     for d in report.suspects:
         out.append(_suspect_card(d, several))
+    out.append('<p class="muted">The numbers: <a href="#numbers-suspects">suspects</a>.</p>\n'
+               "</section>\n")
+    return "".join(out)
+
+
+def _suspects_table(report):
+    if not report.suspects:
+        return ""
     rows = []
     headers = ["#", "path", "type", "lengths", "growth", "added", "bytes", "retained first",
                "retained last", "retained growth"]
@@ -347,11 +368,9 @@ def _suspects_section(report):
         if report.grouping:
             row.insert(3, _n(f"{d.containers:,}"))
         rows.append(row)
-    out.append(_table("Suspects (the numbers)", headers, rows, numeric=numeric))
-    out.append('<p class="muted">retained: its own bytes and those of every object only it '
-               "keeps alive (freed with it), in the first and the last snapshot.</p>\n")
-    out.append("</section>\n")
-    return "".join(out)
+    return _table("Suspects", headers, rows, numeric=numeric, anchor="numbers-suspects",
+                  note="retained: its own bytes and those of every object only it keeps alive "
+                       "(freed with it), in the first and the last snapshot.")
 
 
 def _suspect_card(d, several):
@@ -473,7 +492,15 @@ def _types_section(report):
         return "".join(out)
     bars = [(t.growth.type, t.growth.count_delta, t.growth.size_delta) for t in report.types]
     out.append(f'<figure class="scroll">{charts.type_bars(bars)}<figcaption>From the first '
-               "to the last snapshot, most bytes first.</figcaption></figure>\n")
+               "to the last snapshot, most bytes first. The numbers: "
+               '<a href="#numbers-types">types by growth</a>.</figcaption></figure>\n'
+               "</section>\n")
+    return "".join(out)
+
+
+def _types_table(report):
+    if not report.types:
+        return ""
     rows = []
     for t in report.types:
         g = t.growth
@@ -484,16 +511,14 @@ def _types_section(report):
                      _n("" if g.freed is None else f"{g.freed:,}"),
                      _n(esc(" → ".join(human_bytes(b) for b in t.sizes))),
                      _n(esc(human_bytes(g.size_delta, signed=True)))])
-    out.append(_table("Types by growth (the numbers)", ["type", "count", "delta", "new",
-                                                        "freed", "bytes", "bytes delta"],
-                      rows, numeric=range(1, 7)))
-    out.append("</section>\n")
-    return "".join(out)
+    return _table("Types by growth", ["type", "count", "delta", "new", "freed", "bytes",
+                                      "bytes delta"], rows, numeric=range(1, 7),
+                  anchor="numbers-types")
 
 
 # --------------------------------------------------------------- snapshots
 
-def _snapshots_section(report):
+def _snapshots_table(report):
     rows = []
     for k, s in enumerate(report.snapshots, 1):
         rows.append([_n(str(k)), esc(os.path.basename(s.path)), _n(esc(str(s.seq or ""))),
@@ -501,10 +526,15 @@ def _snapshots_section(report):
                      esc(s.mode or "?"), esc(s.walker or "?"),
                      _n("" if s.pause_seconds is None else f"{s.pause_seconds * 1000:.1f} ms"),
                      esc(s.python or "?")])
-    return ('<section id="snapshots">\n<h2>Snapshots</h2>\n'
-            + _table("Snapshots, oldest first", ["#", "file", "seq", "time", "objects", "edges",
-                                                 "mode", "walker", "pause", "Python"], rows,
-                     numeric=(0, 2, 4, 5, 8))
+    return _table("Snapshots, oldest first", ["#", "file", "seq", "time", "objects", "edges",
+                                              "mode", "walker", "pause", "Python"], rows,
+                  numeric=(0, 2, 4, 5, 8), anchor="numbers-snapshots")
+
+
+def _numbers_section(report):
+    """Every number the charts and trees show, as plain tables."""
+    return ('<section id="numbers">\n<h2>The numbers</h2>\n' + _memory_table(report)
+            + _suspects_table(report) + _types_table(report) + _snapshots_table(report)
             + "</section>\n")
 
 
@@ -523,9 +553,10 @@ def _n(cell):
     return ("n", cell)
 
 
-def _table(caption, headers, rows, numeric=()):
+def _table(caption, headers, rows, numeric=(), anchor=None, note=""):
     numeric = set(numeric)
-    out = [f'<div class="scroll"><table><caption>{esc(caption)}</caption><thead><tr>']
+    ident = f' id="{esc(anchor)}"' if anchor else ""
+    out = [f'<div class="scroll"{ident}><table><caption>{esc(caption)}</caption><thead><tr>']
     for k, h in enumerate(headers):
         cls = ' class="n"' if k in numeric else ""
         out.append(f"<th{cls}>{esc(h)}</th>")
@@ -538,7 +569,10 @@ def _table(caption, headers, rows, numeric=()):
             else:
                 out.append(f"<td>{cell}</td>")
         out.append("</tr>")
-    out.append("</tbody></table></div>\n")
+    out.append("</tbody></table>")
+    if note:
+        out.append(f'<p class="note">{esc(note)}</p>')
+    out.append("</div>\n")
     return "".join(out)
 
 
