@@ -91,7 +91,7 @@ class Report:
     memory: MemorySummary
     verdict: str
     matched: bool             # objects matched between snapshots (one process)
-    types: tuple              # [TypeSeries], most bytes grown first
+    types: tuple              # [TypeSeries] of the types that grew, most bytes first
     suspects: tuple           # [SuspectDetail], best first
     grouping: bool            # the diff groups suspects (they carry `kind`)
     retained: bool            # retained sizes were computed
@@ -125,7 +125,7 @@ def snapshot_facts(snap):
 
 def build_report(snaps, result, top=10, depth=2, width=6):
     """The Report of snapshots (oldest first) and their DiffResult: `top`
-    growing types, the diff's suspects (at most `top`) with paths, retained
+    types that grew (in count or bytes), the diff's suspects (at most `top`) with paths, retained
     sizes and `depth` levels of what each holds."""
     first, last = snaps[0], snaps[-1]
     suspects = list(result.suspects)
@@ -136,7 +136,7 @@ def build_report(snaps, result, top=10, depth=2, width=6):
         suspects = [s for s in suspects if s.size_delta >= floor]
     suspects = suspects[:top]
     types = _type_series(snaps, [t for t in result.types
-                                 if t.count_delta or t.size_delta][:top])
+                                 if t.count_delta > 0 or t.size_delta > 0][:top])
     singles = [s for s in suspects if getattr(s, "kind", "container") == "container"
                and s.index >= 0]
     computed = bool(singles) and result.matched

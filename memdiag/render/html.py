@@ -488,7 +488,7 @@ def _groups_section(report):
 def _types_section(report):
     out = ['<section id="types">\n<h2>Types by growth</h2>\n']
     if not report.types:
-        out.append("<p>No type changed.</p>\n</section>\n")
+        out.append("<p>No type grew, in count or in bytes.</p>\n</section>\n")
         return "".join(out)
     bars = [(t.growth.type, t.growth.count_delta, t.growth.size_delta) for t in report.types]
     out.append(f'<figure class="scroll">{charts.type_bars(bars)}<figcaption>From the first '
