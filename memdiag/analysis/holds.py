@@ -70,14 +70,16 @@ def held_tree(snap, index, depth=2, width=6, retained=None, new_mask=None):
     index = int(index)
     n = snap.n_objects
     parent = snap.parent
-    kinds = np.array([k in _ATTR_DICT_OWNERS for k in snap.type_kinds] or [False])
+    dict_owner = np.array([k in _ATTR_DICT_OWNERS for k in snap.type_kinds] or [False])
     dict_label = _attr_dict_code(snap)
     sites = _sites(snap)
     name_ids, _ = snap.name_ids()
     member = np.zeros(n + 1, bool)      # by index + 1, as the parent column counts
     group_of = np.zeros(n + 1, np.int32)
 
-    # levels[k]: records {node, step, type, count, ...} of level k; level 0 is the container
+    # levels[k]: the groups of level k as dicts (step, type, count, ..., and
+    # "parent", the position of their parent group in levels[k - 1]);
+    # level 0 is the container alone
     root = _record(snap, np.array([index]), "", retained, new_mask, sites)
     root["parent"] = -1
     levels = [[root]]
@@ -85,7 +87,7 @@ def held_tree(snap, index, depth=2, width=6, retained=None, new_mask=None):
     frontier_group = np.zeros(1, np.int32)
     for level in range(depth):
         kids, kid_group, via = _children(snap, frontier, frontier_group, member, group_of,
-                                         parent, kinds, dict_label)
+                                         parent, dict_owner, dict_label)
         codes = snap.plabel[kids]
         if level == 0 and not len(kids):
             # It discovered nothing: what it refers to, labeled by its own edges.

@@ -196,7 +196,7 @@ def _header(report, generator, generated):
     if report.suspects:
         s = report.suspects[0]
         out.append(f'<p class="headline">Top suspect: <a href="#suspect-1"><code>'
-                   f'{esc(s.suspect.path)}</code></a> {_grew_phrase(s)}</p>\n')
+                   f'{esc(s.suspect.path)}</code></a>: {_grew_phrase(s)}</p>\n')
     pids = _pids(report)
     python = last.python or "?"
     if last.implementation:
@@ -222,16 +222,19 @@ def _header(report, generator, generated):
 
 
 def _grew_phrase(d):
+    """'list grew by +600 ccap.cap.CAP (+314.4 KiB); keeps 419.3 KiB alive
+    (+314.5 KiB since the first snapshot)', escaped."""
     s = d.suspect
-    what = f"{esc(s.type)}, {esc(signed(s.growth))}"
+    what = f"{esc(s.type)} grew by {esc(signed(s.growth))}"
     if s.added_type:
         what += f" <code>{esc(s.added_type)}</code>"
-    what += f", {esc(human_bytes(s.size_delta, signed=True))}"
+    what += f" ({esc(human_bytes(s.size_delta, signed=True))})"
     if d.retained_after is not None:
         what += f"; keeps {esc(human_bytes(d.retained_after))} alive"
         if d.retained_delta is not None:
-            what += f" ({esc(human_bytes(d.retained_delta, signed=True))})"
-    return f"({what})"
+            what += (f" ({esc(human_bytes(d.retained_delta, signed=True))} since the first "
+                     "snapshot)")
+    return what
 
 
 def _argv(argv):
