@@ -12,7 +12,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from conftest import memdiag
+from conftest import SAMPLES, memdiag
 from memdiag.analysis.diff import DiffResult, diff
 from memdiag.analysis.report import build_report
 from memdiag.analysis.retained import retained_sizes
@@ -333,3 +333,26 @@ def test_report_of_default_snapshots_holds_no_secret(holders, tmp_path):
     data = out.read_bytes()
     for key, secret in h.secrets.items():
         assert not any(f in data for f in fragments(secret)), key
+
+
+# ------------------------------------------------------ a real, traced run
+
+def test_traced_run_shows_where_the_leaked_objects_were_allocated(sample, tmp_path):
+    """seed 004 under tracemalloc (memdiag run --trace-frames 1): the tree
+    says where the CAPs were made (the factory in ccap/__init__.py)."""
+    t = sample("captcha_leak.py", extra_env={"MEMDIAG_TRACE_FRAMES": "1"})
+    t.load("/captcha", 100)
+    a = t.snapshot()
+    t.load("/captcha", 300)
+    b = t.snapshot()
+    _, text = report_of(tmp_path, [a, b])
+    page = Page(text)
+    caps = page.data_block()["suspects"][0]["holds"]["children"][0]
+    assert (caps["type"], caps["new"]) == ("ccap.cap.CAP", 300)
+    factory = os.path.join(SAMPLES, "ccap", "__init__.py")
+    with open(factory) as f:
+        line = next(n for n, text in enumerate(f, 1) if "cap = CAP(" in text)
+    assert caps["site"] == f"{factory}:{line}", caps["site"]
+    visible = "".join(page.text)
+    assert "recorded (tracemalloc)" in visible
+    assert f"allocated at {caps['site']}" in visible
