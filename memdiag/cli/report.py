@@ -15,7 +15,6 @@ import os
 import pathlib
 import tempfile
 
-from .. import __version__
 from ..analysis.diff import diff as analyze_diff
 from ..analysis.report import build_report
 from ..render.blocks import human_bytes
@@ -44,11 +43,20 @@ def command(snapshots, output=None, top=10, force=False, min_growth=1):
 def write_report(snaps, result, output, top=10, force=False):
     """Build the report of a diff's snapshots and result, write it to
     `output`; return (absolute path, bytes written)."""
-    page = html_page(build_report(snaps, result, top), generator=f"memdiag {__version__}")
+    page = html_page(build_report(snaps, result, top), generator=f"memdiag {_version()}")
     data = page.encode("utf-8")
     path = os.path.abspath(output)
     write_atomically(path, data, force)
     return path, len(data)
+
+
+def _version():
+    """The installed memdiag's version (for the page's footer)."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("memdiag")
+    except PackageNotFoundError:
+        return "(not installed)"
 
 
 def default_output(snaps):
