@@ -118,6 +118,9 @@ def rows(results):
         ("memdiag diff A B --json", per(lambda s: _analysis(s, "diff"))),
         ("memdiag retainers B --type AuditEntry --json", per(lambda s: _analysis(s, "retainers"))),
         ("memdiag top B --retained --json", per(lambda s: _analysis(s, "top_retained"))),
+        ("memdiag report A B C -o report.html",
+         per(lambda s: f"{_analysis(s, 'report')}, file "
+                       f"{fmt(s['analysis']['report']['bytes'], 'B')}")),
         ("dominators + retained sizes (in-process, above imports)",
          per(lambda s: f"{fmt(s['analysis']['dominators']['inner_seconds'], 's')}, peak "
                        f"{s['analysis']['dominators']['inner_peak_bytes'] / d(s)['objects']:.0f}"

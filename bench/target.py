@@ -1,13 +1,16 @@
 """One benchmark target: builds the heap, measures every tool on it, reports.
 
 Started by bench/run.py in a fresh process per heap size; not meant to be run
-by hand (it waits for run.py to send SIGUSR2). Three kinds:
+by hand (it waits for run.py to send SIGUSR2). Four kinds:
 
     target.py main N DIR I R     memdiag (both walkers, fork and inline), a
                                  bare fork, objgraph and guppy3, on one heap;
                                  I=0: the pure-Python walker in fork mode only;
                                  R: runs of the compiled walker and of guppy3
     target.py tracemalloc N      tracemalloc, started before the heap is built
+    target.py report N DIR       three snapshots, the leak growing between them,
+                                 for `memdiag report A B C` (nothing else runs
+                                 in the process, so RSS moves with the heap)
     target.py idle N             the request loop with and without the hook
 
 Protocol: one JSON object per line on stdout. {"event": "pause-ready"} asks
@@ -297,6 +300,24 @@ def tracemalloc_target(n):
     emit(event="result", **res)
 
 
+# ----------------------------------------------------------- report target
+
+def report_target(n, directory):
+    """Snapshots A, B and C of the same heap, the audit log growing by 1% of
+    the heap before B and again before C."""
+    import memdiag.hook as hook
+    res = {"kind": "report", "objects_requested": n}
+    shop.build(n)
+    leak = int(n * shop.LEAK_SHARE)
+    for k, name in enumerate(("a", "b", "c")):
+        if k:
+            shop.grow_leak(leak)
+        gc.collect()
+        res[f"snapshot_{name}"] = hook.dump(os.path.join(directory, f"report-{name}.snap"),
+                                            mode="fork")
+    emit(event="result", **res)
+
+
 # ------------------------------------------------------------- idle target
 
 def request(i, cache, recent):
@@ -364,6 +385,8 @@ def run():
         tracemalloc_target(n)
     elif kind == "idle":
         idle_target(n)
+    elif kind == "report":
+        report_target(n, sys.argv[3])
     else:
         raise SystemExit(f"unknown target kind {kind!r}")
 

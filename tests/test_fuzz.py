@@ -1,6 +1,6 @@
 """Never trust the file: damaged and hostile snapshot files through the whole
-pipeline the CLI uses (Snapshot.load, then top / diff / retainers and their
-rendering), starting from REAL snapshots written once per test session by a
+pipeline the CLI uses (Snapshot.load, then top / diff / retainers / report
+and their rendering), starting from REAL snapshots written once per test session by a
 real dump in a subprocess (safety_helpers.real_seed).
 
 Every case must end with exit code 0 (the damage was inert) or 3 (one line:
@@ -131,13 +131,16 @@ def debug_env():
 
 
 def check(path, seed, kind, must_fail=False):
-    """Run top (with retained sizes), diff and retainers with the damaged
-    file; every outcome is a clean success or one line with exit code 3."""
+    """Run top (with retained sizes), diff, retainers and report (the HTML
+    page) with the damaged file; every outcome is a clean success or one
+    line with exit code 3."""
     CASES[kind] += 1
     codes = []
+    html = os.path.join(os.path.dirname(path), "case.html")
     for argv in (["top", path, "--retained"],
                  ["diff", seed.a, path],
-                 ["retainers", path, "--since", seed.a, "--type", "Session"]):
+                 ["retainers", path, "--since", seed.a, "--type", "Session"],
+                 ["report", seed.a, path, "-o", html, "--force"]):
         rc, err = run_cli(argv)
         note(f"{argv[0]} -> {rc}: {err.strip()}")
         if rc == 0:
@@ -393,7 +396,7 @@ def test_newer_minor_version_is_read(seeds, work):
     """A newer minor version only adds what older readers may ignore."""
     s = seeds["plain"].data
     path = write(work, s[:8] + struct.pack("<HH", sf.VERSION[0], sf.VERSION[1] + 7) + s[12:])
-    assert check(path, seeds["plain"], "other files") == [0, 0, 0]
+    assert check(path, seeds["plain"], "other files") == [0, 0, 0, 0]
 
 
 @pytest.mark.parametrize("kind", ["directory", "fifo", "char device", "missing"])

@@ -90,3 +90,12 @@ def hint(text):
     """A next step for a person, on stderr so stdout stays clean for scripts."""
     if sys.stderr.isatty():
         sys.stderr.write(f"{text}\n")
+
+
+def in_time_order(snaps):
+    """Snapshots of one process, oldest first, whatever order they were given in."""
+    pids = {s.meta.get("pid") for s in snaps}
+    times = [s.meta.get("time") for s in snaps]
+    if len(pids) == 1 and all(isinstance(t, (int, float)) for t in times):
+        return sorted(snaps, key=lambda s: (s.meta["time"], s.meta.get("seq", 0)))
+    return snaps

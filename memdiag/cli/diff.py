@@ -2,31 +2,33 @@
 
 from __future__ import annotations
 
+import sys
+
 from ..analysis.diff import diff as analyze_diff
+from ..render.blocks import human_bytes
 from ..render.diff import diff_blocks, diff_json
-from .common import load, print_json, show
+from .common import in_time_order, load, print_json, show
 from .errors import EXIT_FOUND, EXIT_USAGE, MemdiagError
+from .report import refuse_existing, write_report
 
 
-def command(snapshots, top=10, as_json=False, min_growth=1, exit_code=False):
+def command(snapshots, top=10, as_json=False, min_growth=1, exit_code=False, html=None,
+            force=False):
     if len(snapshots) < 2:
         raise MemdiagError("diff needs at least two snapshots (oldest first)", EXIT_USAGE)
+    if html is not None:
+        refuse_existing(html, force)
     snaps = [load(p) for p in snapshots]
-    snaps = _in_time_order(snaps)
+    snaps = in_time_order(snaps)
     result = analyze_diff(snaps, top_suspects=max(top, 1), min_growth=min_growth)
     if as_json:
         print_json(diff_json(result, top))
     else:
         show(diff_blocks(result, top))
+    if html is not None:
+        # the same page as `memdiag report`; stdout stays the diff (or its JSON)
+        path, size = write_report(snaps, result, html, top, force)
+        sys.stderr.write(f"wrote {path} ({human_bytes(size)})\n")
     if exit_code and result.suspects:
         return EXIT_FOUND
     return 0
-
-
-def _in_time_order(snaps):
-    """Snapshots of one process, oldest first, whatever order they were given in."""
-    pids = {s.meta.get("pid") for s in snaps}
-    times = [s.meta.get("time") for s in snaps]
-    if len(pids) == 1 and all(isinstance(t, (int, float)) for t in times):
-        return sorted(snaps, key=lambda s: (s.meta["time"], s.meta.get("seq", 0)))
-    return snaps

@@ -90,10 +90,25 @@ def diff(
     as_json: JsonOpt = False,
     min_growth: Annotated[int, typer.Option("--min-growth", min=1, help="Ignore containers that grew by fewer elements.")] = 1,
     exit_code: Annotated[bool, typer.Option("--exit-code", help="Exit 1 if there is a suspect, 0 if none (for scripts and CI).")] = False,
+    html: Annotated[Optional[str], typer.Option("--html", help="Also write the HTML report to this file (as memdiag report -o).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="With --html: replace the file if it exists.")] = False,
 ):
     """Rank growing types and name suspects: containers that grew, with their paths."""
     from . import diff as mod
-    return mod.command(snapshots, top, as_json, min_growth, exit_code)
+    return mod.command(snapshots, top, as_json, min_growth, exit_code, html, force)
+
+
+@app.command()
+def report(
+    snapshots: Annotated[List[str], typer.Argument(help="Two or more .snap files of one process.")],
+    output: Annotated[Optional[str], typer.Option("-o", "--output", help="The HTML file to write (default memdiag-<pid>-report.html). Mode 0644: a report is meant to be shared.")] = None,
+    top: TopOpt = 10,
+    force: Annotated[bool, typer.Option("--force", help="Replace the output file if it exists.")] = False,
+    min_growth: Annotated[int, typer.Option("--min-growth", min=1, help="Ignore containers that grew by fewer elements.")] = 1,
+):
+    """Write one self-contained HTML page: memory chart, growing types, suspects with their retainer trees."""
+    from . import report as mod
+    return mod.command(snapshots, output, top, force, min_growth)
 
 
 @app.command()
