@@ -28,7 +28,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 
-from memdiag import hook_capture, hook_walk, snapfile  # noqa: E402
+from memdiag import hook, hook_capture, hook_walk, snapfile  # noqa: E402
 from memdiag import walker  # noqa: E402
 from memdiag.walker import PyWalker, type_name  # noqa: E402
 
@@ -573,7 +573,7 @@ def mode_noreads(outdir):
                         "plain_gamma": id(heap["plain"][0].gamma),
                         "runtime_keyed": id(heap["runtime_keyed"]),
                         "code": id(make_closure.__code__)}}
-    capture = hook._capture()
+    capture = hook_capture.capture()
     info["fork"] = os.path.join(outdir, "fork.snap")
     pid = os.fork()
     if pid == 0:
