@@ -8,7 +8,9 @@ error and what to do, unless MEMDIAG_ALLOW_PURE=1 asks for that fallback
 """
 
 import os
+import re
 import sys
+import tempfile
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -16,16 +18,17 @@ from setuptools.command.build_ext import build_ext
 ALLOW_PURE = os.environ.get("MEMDIAG_ALLOW_PURE") == "1"
 
 
-def _failure_advice(ext, error):
-    version = "%d.%d" % sys.version_info[:2]
-    return (f"memdiag: {ext.name} did not build for Python {version} ({error}); the compiler's "
-            f"output is above.\n"
-            f"  Fix: install a C compiler and this Python's headers (Debian: apt-get install gcc "
-            f"python{version}-dev; pyenv and scripts/debian-python interpreters carry their "
-            f"headers), then install again.\n"
-            f"  Or set MEMDIAG_ALLOW_PURE=1 to install without it: memdiag then uses the "
-            f"pure-Python walker (tens of times slower, and its fork child un-shares "
-            f"the target's memory).")
+def _short(error):
+    """One line for a build error; the compiler's command line and output are above it.
+
+    >>> _short(OSError("Command ['gcc', '-c', 'x.c'] returned non-zero exit status 1."))
+    'the compiler exited with status 1'
+    """
+    text = (str(error).splitlines() or [type(error).__name__])[0]
+    status = re.search(r"returned non-zero exit status (\d+)", text)
+    if status:
+        return f"the compiler exited with status {status.group(1)}"
+    return text if len(text) <= 160 else text[:150] + " [...]"
 
 
 class RequiredBuildExt(build_ext):
@@ -39,10 +42,41 @@ class RequiredBuildExt(build_ext):
             if not ALLOW_PURE:
                 # SystemExit: setuptools' own handlers would turn other errors
                 # into a bare "error: command 'gcc' failed".
-                raise SystemExit(_failure_advice(ext, e)) from e
-            print(f"memdiag: WARNING: {ext.name} was not built ({e}); MEMDIAG_ALLOW_PURE=1, so "
+                raise SystemExit(self._advice(ext, e)) from e
+            print(f"memdiag: WARNING: {ext.name} was not built ({_short(e)}); "
+                  f"MEMDIAG_ALLOW_PURE=1, so "
                   f"memdiag installs with the pure-Python walker (tens of times slower)",
                   file=sys.stderr)
+
+    def _compiler_works(self):
+        """Whether the compiler builds an empty file that includes Python.h."""
+        with tempfile.TemporaryDirectory() as d:
+            src = os.path.join(d, "memdiag_probe.c")
+            with open(src, "w") as f:
+                f.write("#include <Python.h>\nint memdiag_probe;\n")
+            try:
+                self.compiler.compile([src], output_dir=d)
+            except Exception:
+                return False
+        return True
+
+    def _advice(self, ext, error):
+        version = "%d.%d" % sys.version_info[:2]
+        error = _short(error)
+        if self._compiler_works():
+            why = (f"The compiler works, so the errors above are in memdiag's C source: the "
+                   f"compiled walker may not support Python {version} yet (or it is a bug: "
+                   f"report it with the errors above).")
+        else:
+            why = (f"The compiler could not build even an empty file that includes Python.h. "
+                   f"Install a C compiler and this Python's headers (Debian: apt-get install "
+                   f"gcc python{version}-dev; pyenv and scripts/debian-python interpreters "
+                   f"carry their headers), and check CC if you set it.")
+        return (f"memdiag: {ext.name} did not build for Python {version}: {error}\n"
+                f"  {why}\n"
+                f"  To install without it, set MEMDIAG_ALLOW_PURE=1: memdiag then uses the "
+                f"pure-Python walker (tens of times slower, and its fork child un-shares the "
+                f"target's memory).")
 
 
 setup(
