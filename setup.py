@@ -35,6 +35,12 @@ class RequiredBuildExt(build_ext):
     """build_ext that stops with advice when an extension fails, unless the
     pure-Python fallback was asked for (MEMDIAG_ALLOW_PURE=1)."""
 
+    def build_extensions(self):
+        self._not_built = []
+        super().build_extensions()
+        # What was not built (MEMDIAG_ALLOW_PURE=1) has nothing to copy or install.
+        self.extensions = [e for e in self.extensions if e not in self._not_built]
+
     def build_extension(self, ext):
         try:
             super().build_extension(ext)
@@ -43,6 +49,7 @@ class RequiredBuildExt(build_ext):
                 # SystemExit: setuptools' own handlers would turn other errors
                 # into a bare "error: command 'gcc' failed".
                 raise SystemExit(self._advice(ext, e)) from e
+            self._not_built.append(ext)
             print(f"memdiag: WARNING: {ext.name} was not built ({_short(e)}); "
                   f"MEMDIAG_ALLOW_PURE=1, so "
                   f"memdiag installs with the pure-Python walker (tens of times slower)",
