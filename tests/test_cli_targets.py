@@ -18,7 +18,7 @@ import time
 import pytest
 
 from conftest import ROOT
-from needs import root_refused
+from needs import needs_root, root_refused
 from safety_helpers import (NOBODY, NOGROUP, as_user, kill_pid, nobody_python,  # noqa: F401
                             one_line, run_cli_full, shared_tmpdir, snap_files, start_target,
                             targets)
@@ -209,6 +209,7 @@ def test_forged_registry_entry_is_not_trusted(procs, tmp_path):
     hook that catches SIGTERM (most servers do), naming SIGTERM as its
     signal. memdiag must not believe it: the entry is not owned by the
     process's user."""
+    needs_root(f"makes a registry entry owned by uid {NOBODY}")
     ready = tmp_path / "ready"
     code = ("import signal, sys, time; "
             "signal.signal(signal.SIGTERM, lambda *a: sys.exit(7)); "
