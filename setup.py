@@ -16,6 +16,7 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 ALLOW_PURE = os.environ.get("MEMDIAG_ALLOW_PURE") == "1"
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _short(error):
@@ -50,10 +51,13 @@ class RequiredBuildExt(build_ext):
                 # into a bare "error: command 'gcc' failed".
                 raise SystemExit(self._advice(ext, e)) from e
             self._not_built.append(ext)
+            # An earlier in-place build would be imported instead of the fallback.
+            stale = os.path.join(HERE, self.get_ext_filename(ext.name))
+            if os.path.exists(stale):
+                os.unlink(stale)
             print(f"memdiag: WARNING: {ext.name} was not built ({_short(e)}); "
-                  f"MEMDIAG_ALLOW_PURE=1, so "
-                  f"memdiag installs with the pure-Python walker (tens of times slower)",
-                  file=sys.stderr)
+                  f"MEMDIAG_ALLOW_PURE=1, so memdiag installs with the pure-Python walker "
+                  f"(tens of times slower)", file=sys.stderr)
 
     def _compiler_works(self):
         """Whether the compiler builds an empty file that includes Python.h."""
