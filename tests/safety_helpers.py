@@ -8,9 +8,10 @@ starts or mounts, it stops or unmounts (by pid, by path) when the test ends.
   (rlimits), in fork or inline mode.
 - `children_of(pid)`: the target's child processes (the snapshot writers).
 - `tmpfs(path, size)`: a small tmpfs (needs root: tests/needs.py).
-- `nobody_python` (fixture): an interpreter uid 65534 can execute (the pyenv
-  ones live under /root, which is 0700): the base prefix bind-mounted
-  read-only under /tmp (needs root: tests/needs.py).
+- `nobody_python` (fixture): an interpreter, memdiag and the samples that uid
+  65534 can use wherever the checkout lives (pyenv's Pythons live under /root,
+  which is 0700, and so may the checkout): under one 0755 temp directory
+  (needs root: tests/needs.py).
 - `real_seed(name)`: two real snapshots of a real process, written once per
   test session; `run_cli(argv)`: the CLI's main() in this process, time-bounded.
 """
@@ -188,22 +189,21 @@ class NobodyPython:
         self.site_packages = site_packages
         self._mapped = mapped          # [(directory in the checkout, its copy)]
 
-    def path(self, path):
-        """The copy of `path` (a file or directory under one of the copied ones)."""
+    def _copy_of(self, path):
         path = os.path.abspath(str(path))
         for src, dst in self._mapped:
             if path == src or path.startswith(src + os.sep):
                 return dst + path[len(src):]
-        raise AssertionError(f"{path} is not copied where uid {NOBODY} can read it")
+        return None
+
+    def path(self, path):
+        """The copy of `path` (a file or directory under one of the copied ones)."""
+        copy = self._copy_of(path)
+        assert copy is not None, f"{path} is not copied where uid {NOBODY} can read it"
+        return copy
 
     def _paths(self, value):
-        out = []
-        for p in value.split(os.pathsep):
-            try:
-                out.append(self.path(p))
-            except AssertionError:
-                out.append(p)
-        return os.pathsep.join(out)
+        return os.pathsep.join(self._copy_of(p) or p for p in value.split(os.pathsep))
 
     def cli_env(self, base=None):
         """Environment for running `python -m memdiag.cli.main` as uid 65534."""
