@@ -1,11 +1,19 @@
 # memdiag: two commands do everything on a fresh machine.
 #   make demo   run a sample leak, take two snapshots, diff them
-#   make test   the test suite on Python 3.11 and 3.13 (what CI runs)
-# More: make test-all (3.10-3.13), make test-slow, make fuzz, make bench.
+#   make test   the test suite on the Pythons in TEST_PYTHONS (what CI runs)
+# More: make test-all (3.11-3.15), make test-slow, make fuzz, make bench.
+#
+# memdiag supports Python 3.11-3.15. scripts/find-python finds each version
+# (PATH, pyenv, else Debian's build unpacked by scripts/debian-python, for
+# 3.14 and 3.15). The compiled walker must build (scripts/mkvenv stops with the
+# compiler's error otherwise); MEMDIAG_ALLOW_PURE=1 tests the pure-Python
+# fallback instead, with the compiled-walker tests skipped.
 
 PYTHON        ?= $(shell scripts/find-python 3.11 2>/dev/null || command -v python3)
+# The oldest and the newest supported Python. Until the compiled walker
+# supports 3.15 the newest tested is 3.13; then: TEST_PYTHONS ?= 3.11 3.15
 TEST_PYTHONS  ?= 3.11 3.13
-ALL_PYTHONS   ?= 3.10 3.11 3.12 3.13
+ALL_PYTHONS   ?= 3.11 3.12 3.13 3.14 3.15
 PYTEST_ARGS   ?=
 
 .PHONY: demo test test-all test-slow fuzz bench clean venv

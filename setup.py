@@ -1,28 +1,95 @@
-"""Builds the optional compiled walker. If it cannot be compiled (no compiler,
-no Python headers), memdiag installs without it and uses the pure-Python walker."""
+"""Builds the compiled walker (memdiag._walker), the address matcher (memdiag._fastmatch)
+and the dominator tree (memdiag._dominators).
+
+They are required: without them memdiag falls back to the pure-Python walker,
+which is tens of times slower and whose fork child un-shares most of the
+target's memory. So a failed build stops the install with the compiler's
+error and what to do, unless MEMDIAG_ALLOW_PURE=1 asks for that fallback
+(then the install goes on with a warning).
+"""
 
 import glob
 import os
+import re
 import sys
+import tempfile
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
+ALLOW_PURE = os.environ.get("MEMDIAG_ALLOW_PURE") == "1"
+HERE = os.path.dirname(os.path.abspath(__file__))
 
-class OptionalBuildExt(build_ext):
-    def run(self):
-        try:
-            super().run()
-        except Exception as e:  # pragma: no cover - depends on the machine
-            print(f"memdiag: compiled walker not built ({e}); using the pure-Python walker",
-                  file=sys.stderr)
+
+def _short(error):
+    """One line for a build error; the compiler's command line and output are above it.
+
+    >>> _short(OSError("Command ['gcc', '-c', 'x.c'] returned non-zero exit status 1."))
+    'the compiler exited with status 1'
+    """
+    text = (str(error).splitlines() or [type(error).__name__])[0]
+    status = re.search(r"returned non-zero exit status (\d+)", text)
+    if status:
+        return f"the compiler exited with status {status.group(1)}"
+    return text if len(text) <= 160 else text[:150] + " [...]"
+
+
+class RequiredBuildExt(build_ext):
+    """build_ext that stops with advice when an extension fails, unless the
+    pure-Python fallback was asked for (MEMDIAG_ALLOW_PURE=1)."""
+
+    def build_extensions(self):
+        self._not_built = []
+        super().build_extensions()
+        # What was not built (MEMDIAG_ALLOW_PURE=1) has nothing to copy or install.
+        self.extensions = [e for e in self.extensions if e not in self._not_built]
 
     def build_extension(self, ext):
         try:
             super().build_extension(ext)
-        except Exception as e:  # pragma: no cover
-            print(f"memdiag: compiled walker not built ({e}); using the pure-Python walker",
-                  file=sys.stderr)
+        except Exception as e:  # CompileError, LinkError, a missing compiler (OSError)
+            if not ALLOW_PURE:
+                # SystemExit: setuptools' own handlers would turn other errors
+                # into a bare "error: command 'gcc' failed".
+                raise SystemExit(self._advice(ext, e)) from e
+            self._not_built.append(ext)
+            # An earlier in-place build would be imported instead of the fallback.
+            stale = os.path.join(HERE, self.get_ext_filename(ext.name))
+            if os.path.exists(stale):
+                os.unlink(stale)
+            print(f"memdiag: WARNING: {ext.name} was not built ({_short(e)}); "
+                  f"MEMDIAG_ALLOW_PURE=1, so memdiag installs with the pure-Python walker "
+                  f"(tens of times slower)", file=sys.stderr)
+
+    def _compiler_works(self):
+        """Whether the compiler builds an empty file that includes Python.h."""
+        with tempfile.TemporaryDirectory() as d:
+            src = os.path.join(d, "memdiag_probe.c")
+            with open(src, "w") as f:
+                f.write("#include <Python.h>\nint memdiag_probe;\n")
+            try:
+                self.compiler.compile([src], output_dir=d)
+            except Exception:
+                return False
+        return True
+
+    def _advice(self, ext, error):
+        version = "%d.%d" % sys.version_info[:2]
+        error = _short(error)
+        if self._compiler_works():
+            why = (f"The compiler works, so the errors above are in memdiag's C source: the "
+                   f"compiled walker may not support Python {version} yet (or it is a bug: "
+                   f"report it with the errors above).")
+        else:
+            why = (f"The compiler could not build even an empty file that includes Python.h. "
+                   f"Install a C compiler and this Python's headers (Debian: apt-get install "
+                   f"gcc python{version}-dev; pyenv and scripts/debian-python interpreters "
+                   f"carry their headers), and check CC if you set it.")
+        return (f"memdiag: {ext.name} did not build for Python {version}: {error}\n"
+                f"  {why}\n"
+                f"  To install without it, set MEMDIAG_ALLOW_PURE=1: memdiag then uses the "
+                f"pure-Python walker (tens of times slower, and its fork child un-shares the "
+                f"target's memory).")
 
 
 # The C sources live in memdiag/_native/ (their layout: the comment at the
@@ -38,11 +105,10 @@ CFLAGS = ["-O2", "-std=c11", "-Wall", "-Wextra", "-fvisibility=hidden"]
 setup(
     ext_modules=[Extension("memdiag._walker", [f"{NATIVE}/{s}" for s in WALKER_SOURCES],
                            depends=[f"{NATIVE}/{h}" for h in HEADERS],
-                           extra_compile_args=CFLAGS, optional=True),
+                           extra_compile_args=CFLAGS),
                  Extension("memdiag._fastmatch", [f"{NATIVE}/fastmatch.c"],
-                           depends=[f"{NATIVE}/hash.h"],
-                           extra_compile_args=CFLAGS, optional=True),
+                           depends=[f"{NATIVE}/hash.h"], extra_compile_args=CFLAGS),
                  Extension("memdiag._dominators", [f"{NATIVE}/dominators.c"],
-                           extra_compile_args=CFLAGS, optional=True)],
-    cmdclass={"build_ext": OptionalBuildExt},
+                           extra_compile_args=CFLAGS)],
+    cmdclass={"build_ext": RequiredBuildExt},
 )

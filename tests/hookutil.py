@@ -19,16 +19,16 @@ import time
 import pytest
 
 from conftest import ROOT, kill_pid
+from needs import compiled_walker_missing
 
 PROGRAMS = os.path.join(ROOT, "tests", "programs")
 
 
 def compiled_walker_built(python=sys.executable):
     """Whether memdiag._walker imports in `python` (the in-place build)."""
-    code = "import memdiag.hook_walk as w; print(w.cwalker is not None)"
-    p = subprocess.run([python, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                       env={**os.environ, "PYTHONPATH": ROOT}, timeout=60)
-    return p.stdout.strip() == "True"
+    p = subprocess.run([python, "-c", "import memdiag._walker"], capture_output=True, text=True,
+                       cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT}, timeout=60)
+    return p.returncode == 0
 
 
 _BUILT = {}
@@ -36,7 +36,8 @@ _BUILT = {}
 
 def walker_env(walker):
     """Environment for a target that must use `walker` ("python" or "compiled");
-    skips the test when the compiled walker is not built for this interpreter."""
+    when the compiled walker is not built for this interpreter the test fails
+    (skips with MEMDIAG_ALLOW_PURE=1: tests/needs.py)."""
     env = dict(os.environ)
     env.pop("MEMDIAG_PURE_PYTHON", None)
     if walker == "python":
@@ -45,7 +46,7 @@ def walker_env(walker):
         if sys.executable not in _BUILT:
             _BUILT[sys.executable] = compiled_walker_built()
         if not _BUILT[sys.executable]:
-            pytest.skip("compiled walker not built for this interpreter")
+            compiled_walker_missing("the compiled walker (memdiag._walker)")
     return env
 
 

@@ -7,6 +7,7 @@ from memdiag.analysis.retainers import retainer_chains
 from memdiag.analysis.top import top
 from memdiag.model import Snapshot
 
+from needs import compiled_walker_missing
 from snapbuild import Graph, leak_heap
 
 
@@ -154,7 +155,7 @@ def test_compiled_and_numpy_address_matching_agree(monkeypatch):
     import numpy as np
     from memdiag.analysis import match as m
     if m._fastmatch is None:
-        pytest.skip("memdiag._fastmatch is not built (python setup.py build_ext --inplace)")
+        compiled_walker_missing("the compiled address matcher (memdiag._fastmatch)")
     rng = np.random.default_rng(7)
     # sizes that are not multiples of the hash join's batch of 32
     a = np.unique(rng.integers(1, 1 << 36, 210_000, dtype=np.uint64) << np.uint64(4))[:200_003]

@@ -18,6 +18,7 @@ import time
 import pytest
 
 from conftest import ROOT
+from needs import needs_root, root_refused
 from safety_helpers import (NOBODY, NOGROUP, as_user, kill_pid, nobody_python,  # noqa: F401
                             one_line, run_cli_full, shared_tmpdir, snap_files, start_target,
                             targets)
@@ -66,18 +67,37 @@ def spawn(procs, argv, **kw):
     return p
 
 
-def wait_started(p, timeout=10):
-    """Wait until a just-started Python program runs its own code (its handlers
-    are installed), which a ready file shows."""
+def wait_exec(p, timeout=30):
+    """Wait until a just-spawned program that is not ours (so it cannot say
+    READY) runs: /proc/<pid>/exe is its binary. Until then the child is
+    still a copy of this Python, between fork and exec."""
+    exe = os.path.realpath(shutil.which(p.args[0]))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if os.path.exists(f"/proc/{p.pid}/status"):
-            return
-        time.sleep(0.02)
+        assert alive(p), f"{p.args} exited with {p.returncode}"
+        try:
+            if os.readlink(f"/proc/{p.pid}/exe") == exe:
+                return
+        except OSError:
+            pass
+        time.sleep(0.01)
+    raise AssertionError(f"{p.args} did not start within {timeout}s")
 
 
 def alive(p):
     return p.poll() is None
+
+
+def never_signaled(p):
+    """p got no signal: it is running and none is pending. kill(2) marks the
+    signal pending before it returns, so one memdiag sent shows here (dead,
+    or pending until p next runs) without waiting for its delivery."""
+    with open(f"/proc/{p.pid}/status") as f:
+        status = dict(line.split(":", 1) for line in f if ":" in line)
+    pending = {k: status[k].strip() for k in ("SigPnd", "ShdPnd")}
+    assert status["State"].split()[0] not in ("Z", "X"), f"pid {p.pid} died: {status['State']}"
+    assert not any(int(v, 16) for v in pending.values()), f"a signal is pending: {pending}"
+    assert alive(p)
 
 
 # ------------------------------------------------------------ files
@@ -149,11 +169,10 @@ def test_invalid_pid(pid):
 
 def test_not_python_is_never_signaled(procs):
     sleeper = spawn(procs, ["sleep", "60"])
-    wait_started(sleeper)
+    wait_exec(sleeper)
     line = refused(["snapshot", sleeper.pid, "--timeout", "2"], EXIT_TARGET)
     assert "not a Python process" in line and "will not signal" in line
-    time.sleep(0.3)
-    assert alive(sleeper), "sleep was sent the signal (SIGUSR2 kills it)"
+    never_signaled(sleeper)          # (SIGUSR2 would kill it)
 
 
 def test_python_without_hook_is_never_signaled(procs, tmp_path):
@@ -165,8 +184,7 @@ def test_python_without_hook_is_never_signaled(procs, tmp_path):
         time.sleep(0.02)
     line = refused(["snapshot", p.pid, "--timeout", "2"], EXIT_TARGET)
     assert "has no memdiag hook" in line and "memdiag run" in line
-    time.sleep(0.3)
-    assert alive(p), "the unhooked Python process was sent SIGUSR2 and died"
+    never_signaled(p)                # (SIGUSR2 would kill it)
 
 
 def test_hooked_process_whose_handler_was_replaced(procs, tmp_path):
@@ -183,8 +201,7 @@ def test_hooked_process_whose_handler_was_replaced(procs, tmp_path):
         time.sleep(0.02)
     line = refused(["snapshot", p.pid, "--timeout", "2"], EXIT_TARGET)
     assert "does not catch" in line
-    time.sleep(0.3)
-    assert alive(p)
+    never_signaled(p)                # (SIGUSR2 would kill it)
 
 
 def test_forged_registry_entry_is_not_trusted(procs, tmp_path):
@@ -192,6 +209,7 @@ def test_forged_registry_entry_is_not_trusted(procs, tmp_path):
     hook that catches SIGTERM (most servers do), naming SIGTERM as its
     signal. memdiag must not believe it: the entry is not owned by the
     process's user."""
+    needs_root(f"makes a registry entry owned by uid {NOBODY}")
     ready = tmp_path / "ready"
     code = ("import signal, sys, time; "
             "signal.signal(signal.SIGTERM, lambda *a: sys.exit(7)); "
@@ -223,7 +241,7 @@ def test_forged_registry_in_a_directory_another_user_made(procs, tmp_path, nobod
     victim, forger = 65533, NOBODY
     base = protocol.base_dir(victim)
     if os.path.exists(base):
-        pytest.skip(f"{base} exists already")
+        pytest.fail(f"{base} exists already (left by an earlier run? remove it)", pytrace=False)
     ready = f"/tmp/memdiag-test-ready-{os.getpid()}"
     code = ("import signal, sys, time; "
             "signal.signal(signal.SIGTERM, lambda *a: sys.exit(7)); "
@@ -265,8 +283,7 @@ def test_root_snapshots_another_users_process(tmp_path, targets, nobody_python):
     """root may snapshot uid 65534's hooked target; the file is the target's:
     owned by 65534, mode 0600, in the target's directory."""
     with shared_tmpdir("memdiag-test-snaps-") as snapdir:
-        t = start_target(tmp_path, snapdir=snapdir, exe=nobody_python.exe, cwd="/",
-                         preexec_fn=as_user(NOBODY, NOGROUP), started=targets)
+        t = start_target(tmp_path, snapdir=snapdir, nobody=nobody_python, started=targets)
         path = t.snapshot()
         st = os.stat(path)
         assert (st.st_uid, st.st_mode & 0o777) == (NOBODY, 0o600)
@@ -277,7 +294,7 @@ def test_other_non_root_users_process_is_refused(procs, tmp_path, nobody_python)
     """uid 65534 against uid 65533's hooked target: refused, target alive."""
     with shared_tmpdir("memdiag-test-snaps-", uid=65533, gid=65533) as snapdir:
         ready = os.path.join(snapdir, "ready")
-        code = (f"import sys, time; sys.path.insert(0, {ROOT!r}); import memdiag; "
+        code = (f"import sys, time; sys.path.insert(0, {nobody_python.root!r}); import memdiag; "
                 f"memdiag.install(dir={snapdir!r}); open({ready!r}, 'w').close(); "
                 "time.sleep(60)")
         p = spawn(procs, [nobody_python.exe, "-c", code], cwd="/",
@@ -321,7 +338,7 @@ def test_may_signal_but_not_read_the_registry(tmp_path, targets, nobody_python):
     """A user given CAP_KILL (a support account, a sidecar) may signal root's
     target but cannot read its 0700 registry: refused, nothing sent."""
     if shutil.which("setpriv") is None:
-        pytest.skip("no setpriv (util-linux) to grant CAP_KILL with")
+        root_refused("no setpriv (util-linux) to grant CAP_KILL with")
     t = start_target(tmp_path, started=targets)
     env = nobody_python.cli_env()
     p = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOGROUP}", "--clear-groups",
@@ -329,7 +346,7 @@ def test_may_signal_but_not_read_the_registry(tmp_path, targets, nobody_python):
                         "memdiag.cli.main", "snapshot", str(t.pid), "--timeout", "5"],
                        capture_output=True, text=True, timeout=120, env=env, cwd="/")
     if "setpriv" in p.stderr and p.returncode != EXIT_TARGET:
-        pytest.skip(f"cannot grant CAP_KILL to uid {NOBODY}: {p.stderr.strip()}")
+        root_refused(f"cannot grant CAP_KILL to uid {NOBODY}: {p.stderr.strip()}")
     assert p.returncode == EXIT_TARGET, (p.returncode, p.stderr)
     line = one_line(p.stderr)
     assert "registry is not readable by uid 65534" in line, line

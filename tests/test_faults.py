@@ -230,8 +230,7 @@ def test_fork_refused(tmp_path, targets, nobody_python):
     root ignores, so the target runs as uid 65534). The hook walks in-process
     instead and says so once; the snapshot is still written."""
     with shared_tmpdir("memdiag-test-snaps-") as snapdir:
-        t = start_target(tmp_path, snapdir=snapdir, exe=nobody_python.exe, cwd="/",
-                         preexec_fn=as_user(NOBODY, NOGROUP), started=targets)
+        t = start_target(tmp_path, snapdir=snapdir, nobody=nobody_python, started=targets)
         # Handler threads are tasks too: open the connection before the limit.
         conn = http.client.HTTPConnection("127.0.0.1", t.port, timeout=10)
 

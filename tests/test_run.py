@@ -100,7 +100,7 @@ def test_run_unknown_command_is_a_usage_error(tmp_path):
 def other_python():
     """A pyenv-style interpreter of another minor version, without memdiag."""
     mine = "%d.%d" % sys.version_info[:2]
-    for v in ("3.13", "3.10", "3.12", "3.11"):
+    for v in ("3.13", "3.12", "3.11"):
         if v == mine:
             continue
         p = subprocess.run([os.path.join(ROOT, "scripts", "find-python"), v],
@@ -200,12 +200,14 @@ def test_run_trace_frames_records_allocation_sites(start, tmp_path, walker):
     assert int((sites > 0).sum()) > 10 and int(sites.max()) <= len(s.sites)
 
 
-@pytest.mark.parametrize("walker", TRACE_WALKERS)
+@pytest.mark.parametrize("walker", [
+    # The compiled walker looks their block up itself.
+    pytest.param("python", marks=[pytest.mark.slow, pytest.mark.xfail(
+        sys.version_info[:2] == (3, 11), strict=True, raises=AssertionError,
+        reason="3.11's tracemalloc looks up objects with a managed dict at the wrong address "
+               "(it forgets their pre-header) and finds no traceback")]),
+    "compiled"])
 def test_run_trace_frames_site_of_class_instances(start, tmp_path, walker):
-    if sys.version_info[:2] == (3, 11) and walker == "python":
-        # The compiled walker looks their block up itself.
-        pytest.xfail("3.11's tracemalloc looks up objects with a managed dict at the wrong "
-                     "address (it forgets their pre-header) and finds no traceback")
     s = traced_snapshot(start, tmp_path, walker)
     items = s.find_type("LeakedItem")
     assert len(items) == 200

@@ -4,10 +4,11 @@ clauses (W2.1...) the tests cite.
 
 Every test runs real interpreters on real heaps (tests/walker_helpers/
 heapcheck.py). The interpreter running pytest is tested in every run; the
-other Pythons 3.11-3.13 found on this machine are `slow` cases (make
-test-slow, make test-all). A version is skipped when it has no interpreter or
-when memdiag._walker is not built for it (`pythonX.Y setup.py build_ext
---inplace`).
+other Pythons 3.11-3.15 found on this machine are `slow` cases (make
+test-slow). The interpreter running pytest must have memdiag._walker built
+(tests/needs.py: else the tests fail, or skip with MEMDIAG_ALLOW_PURE=1);
+another version is skipped when it has no interpreter or no build
+(`pythonX.Y setup.py build_ext --inplace`; make test-all builds each).
 
 Equivalence (WALK.md W11.1): the helper builds a varied heap, captures the
 stacks with the C capture, then forks two children with identical heaps
@@ -43,6 +44,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from memdiag import snapfile as sf  # noqa: E402
+from needs import compiled_walker_missing  # noqa: E402
 
 HELPER = os.path.join(ROOT, "tests", "walker_helpers", "heapcheck.py")
 VERSIONS = ["3.11", "3.12", "3.13"]     # what memdiag/_native/compat.h supports
@@ -62,6 +64,8 @@ def _candidates(ver):
         yield which
     for base in (os.path.expanduser("~/.pyenv/versions"), "/root/.pyenv/versions"):
         yield from sorted(glob.glob(os.path.join(base, ver + ".*", "bin", "python" + ver)))
+    # where scripts/find-python (scripts/debian-python) unpacks 3.14 and 3.15
+    yield os.path.expanduser(f"~/.cache/debian-python/{ver}/bin/python{ver}")
 
 
 def _env():
@@ -104,6 +108,8 @@ CURRENT = "%d.%d" % sys.version_info[:2]
 def python(request):
     exe, why = python_with_walker(request.param)
     if exe is None:
+        if request.param == CURRENT:
+            compiled_walker_missing("the compiled walker (memdiag._walker)")
         pytest.skip(why)
     return exe
 
@@ -434,7 +440,7 @@ def test_both_compressors_write_loadable_files(tmp_path, no_libdeflate):
     files whose every column inflates, checks out and holds the heap."""
     exe, why = python_with_walker(CURRENT)
     if exe is None:
-        pytest.skip(why)
+        compiled_walker_missing("the compiled walker (memdiag._walker)")
     from memdiag.analysis.paths import retainer_path
     from memdiag.model import Snapshot
     code = ("import memdiag\n"
