@@ -7,6 +7,9 @@ test skips and says why.
 - `compiled_walker_missing(what)`: memdiag._walker or memdiag._fastmatch is
   not built for this interpreter. Fails, saying how to build it, unless
   MEMDIAG_ALLOW_PURE=1 asked for the pure-Python fallback: then it skips.
+- `tool_missing(why)`: a debugger, Chromium or another Python that `make
+  test` installs is missing. Fails with MEMDIAG_REQUIRE_TOOLS=1 (CI), else
+  skips.
 - `needs_root(why)`: the test must run as root (to start programs as uid
   65534, mount a tmpfs, chown a file to another user). As another user it
   skips, saying so; as root it returns.
@@ -27,6 +30,7 @@ import pytest
 
 ALLOW_PURE = os.environ.get("MEMDIAG_ALLOW_PURE") == "1"
 IS_ROOT = os.geteuid() == 0
+REQUIRE_TOOLS = os.environ.get("MEMDIAG_REQUIRE_TOOLS") == "1"
 VERSION = "%d.%d" % sys.version_info[:2]
 
 
@@ -39,6 +43,16 @@ def compiled_walker_missing(what):
                 f"(scripts/mkvenv, or `python setup.py build_ext --inplace`, which shows the "
                 f"compiler's error), or set MEMDIAG_ALLOW_PURE=1 to test the pure-Python "
                 f"fallback with the compiled-walker tests skipped", pytrace=False)
+
+
+def tool_missing(why):
+    """A tool the project's setup installs (a debugger, Chromium, another
+    Python) is missing: a failure with MEMDIAG_REQUIRE_TOOLS=1 (CI, where
+    `make test` installed it), a skip saying why otherwise."""
+    if REQUIRE_TOOLS:
+        pytest.fail(f"{why}, although MEMDIAG_REQUIRE_TOOLS=1 (CI): `make test` installs it",
+                    pytrace=False)
+    pytest.skip(why)
 
 
 def needs_root(why):

@@ -26,6 +26,7 @@ import urllib.request
 import pytest
 
 from conftest import ROOT, SAMPLES, kill_pid, memdiag, memdiag_json, run_load, wait_ready
+from needs import tool_missing
 from safety_helpers import NOBODY, NOGROUP, as_user, nobody_python  # noqa: F401
 
 from memdiag import protocol
@@ -57,14 +58,14 @@ def python_for(route):
         exe = find_python(v)
         if exe:
             return v, exe
-    pytest.skip(f"no Python {' or '.join(versions)} here for the {route} route "
-                f"(scripts/find-python finds none; CI has them)")
+    tool_missing(f"no Python {' or '.join(versions)} here for the {route} route "
+                 f"(scripts/find-python finds none)")
 
 
 def need_debugger():
     if not attach_debugger.candidates():
-        pytest.skip("no gdb or lldb here for Python 3.11-3.13 targets: "
-                    "scripts/install-debugger installs one (CI runs it)")
+        tool_missing("no gdb or lldb here for Python 3.11-3.13 targets: "
+                     "scripts/install-debugger installs one")
 
 
 ROUTES = ["remote_exec", "debugger"]
