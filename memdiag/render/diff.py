@@ -86,13 +86,31 @@ def diff_json(result, top=None):
                    "size_before": t.size_before, "size_after": t.size_after,
                    "size_delta": t.size_delta, "new": t.new, "freed": t.freed}
                   for t in result.types[:top]],
-        "suspects": [{"path": s.path, "type": s.type, "len_before": s.len_before,
-                      "len_after": s.len_after, "lengths": list(s.lengths),
-                      "growth": s.growth, "size_delta": s.size_delta,
-                      "added_type": s.added_type, "intervals_grown": s.intervals_grown}
-                     for s in result.suspects[:top]],
+        "suspects": [suspect_json(s) for s in result.suspects[:top]],
         "memory": {"rss_before": m.rss_before, "rss_after": m.rss_after,
                    "rss_delta": m.rss_delta, "python_heap_before": m.python_heap_before,
                    "python_heap_after": m.python_heap_after,
                    "python_heap_delta": m.python_heap_delta},
     }
+
+
+def suspect_json(s):
+    """One suspect as --json writes it (README, "JSON and exit codes").
+
+    >>> from memdiag.analysis.results import Suspect
+    >>> d = suspect_json(Suspect("app.history[*]", "list", (3000, 4000), 40000, "dict", 1,
+    ...                          kind="group", containers=200, grew=197, max_growth=11,
+    ...                          retained_before=90000, retained_after=130000))
+    >>> d["kind"], d["containers"], d["growth"], d["retained_delta"], d["weak"], d["bound"]
+    ('group', 200, 1000, 40000, False, None)
+    """
+    return {"path": s.path, "type": s.type, "len_before": s.len_before,
+            "len_after": s.len_after, "lengths": list(s.lengths),
+            "growth": s.growth, "size_delta": s.size_delta,
+            "added_type": s.added_type, "intervals_grown": s.intervals_grown,
+            "kind": s.kind, "containers": s.containers, "grew": s.grew,
+            "max_growth": s.largest_growth, "growth_unit": s.unit,
+            "sizes": list(s.sizes) if s.sizes else None,
+            "retained_before": s.retained_before, "retained_after": s.retained_after,
+            "retained_delta": s.retained_delta, "weak": s.weak, "bound": s.bound,
+            "example": s.example or s.path}

@@ -27,4 +27,5 @@ def retainers_blocks(snap_path, type_name, chains, total, since=None):
 def retainers_json(type_name, chains, total):
     return {"type": type_name, "objects": total,
             "chains": [{"path": c.path, "count": c.count, "size": c.size,
-                        "example": c.example, "site": c.site or None} for c in chains]}
+                        "example": c.example, "site": c.site or None, "retained": c.retained}
+                       for c in chains]}
