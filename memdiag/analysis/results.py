@@ -122,7 +122,6 @@ class RetainerPath:
     root: str
     root_kind: str
     steps: tuple = ()
-    truncated: bool = False
 
     def runs(self, folded=False):
         """[(step text, hops)], consecutive equal texts merged."""
@@ -136,8 +135,7 @@ class RetainerPath:
         return out
 
     def text(self, folded=False):
-        head = self.root + ("…" if self.truncated else "")
-        return head + fold_runs(self.runs(folded))
+        return self.root + fold_runs(self.runs(folded))
 
     def shape(self):
         return self.text(folded=True)
