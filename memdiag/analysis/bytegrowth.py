@@ -43,12 +43,11 @@ def byte_growers(snaps, gids, ia, ib, new_mask, freed_mask, min_bytes=MIN_BYTE_G
     first, last = snaps[0], snaps[-1]
     if not len(first.type_names) or not len(last.type_names):
         return np.zeros((len(snaps), 0), np.int64)
-    ia = np.asarray(ia, dtype=np.int64)
-    ib = np.asarray(ib, dtype=np.int64)
-    kb = _kind_mask(last)[last.type[ib].astype(np.int64)]
-    a, b = ia[kb], ib[kb]
-    grew = last.size[b].astype(np.int64) - first.size[a].astype(np.int64) >= min_bytes
-    pairs_a, pairs_b = [a[grew]], [b[grew]]
+    grew = np.flatnonzero(last.size[ib].astype(np.int64) - first.size[ia].astype(np.int64)
+                          >= min_bytes)
+    a, b = np.asarray(ia)[grew].astype(np.int64), np.asarray(ib)[grew].astype(np.int64)
+    kind = _kind_mask(last)[last.type[b].astype(np.int64)]
+    pairs_a, pairs_b = [a[kind]], [b[kind]]
     ra, rb = rebuilt_pairs(first, last, gids[0], gids[-1], ia, ib, new_mask, freed_mask)
     grew = last.size[rb].astype(np.int64) - first.size[ra].astype(np.int64) >= min_bytes
     pairs_a.append(ra[grew])
@@ -57,8 +56,12 @@ def byte_growers(snaps, gids, ia, ib, new_mask, freed_mask, min_bytes=MIN_BYTE_G
     order = np.argsort(b, kind="stable")
     a, b = a[order], b[order]
     aligned = [b]
+    labels = _Labels()
     for k in range(len(snaps) - 2, 0, -1):
-        prev = predecessors(snaps[k], snaps[k + 1], gids[k], gids[k + 1], aligned[0])
+        prev = np.full(len(b), -1, np.int64)
+        known = aligned[0] >= 0
+        prev[known] = predecessors(snaps[k], snaps[k + 1], gids[k], gids[k + 1],
+                                   aligned[0][known], labels)
         aligned.insert(0, prev)
     aligned.insert(0, a)
     aligned = np.stack(aligned) if len(b) else np.zeros((len(snaps), 0), np.int64)
@@ -105,11 +108,12 @@ def rebuilt_pairs(first, last, ga, gb, ia, ib, new_mask, freed_mask, labels=None
     nb = np.flatnonzero(new_mask & _kind_mask(last)[last.type.astype(np.int64)])
     if not len(fa) or not len(nb):
         return empty, empty
-    to_last = np.full(first.n_objects, -1, np.int64)
+    to_last = np.full(first.n_objects, -1, np.int32 if last.n_objects < 1 << 31 else np.int64)
     to_last[ia] = ib
     pa = first.parents_at(fa).astype(np.int64) - 1
     fa, pa = fa[pa >= 0], pa[pa >= 0]
-    pa = to_last[pa]
+    pa = to_last[pa].astype(np.int64)
+    del to_last
     fa, pa = fa[pa >= 0], pa[pa >= 0]
     pb = last.parents_at(nb).astype(np.int64) - 1
     nb, pb = nb[pb >= 0], pb[pb >= 0]

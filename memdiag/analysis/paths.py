@@ -173,6 +173,9 @@ _BINV = pow(_B, -1, 1 << 64)
 _C1 = 0xBF58476D1CE4E5B9
 _C2 = 0x94D049BB133111EB
 _VECTOR_DEPTH = 24          # deeper objects: _deep_hashes
+# Up to this many objects, only the chunks of the parent and label columns
+# that their paths cross are decoded (a diff names a few containers).
+_FEW = 4096
 
 
 def _run_values(sig, count):
@@ -199,7 +202,7 @@ def hop_signatures(snap, nodes, parents):
     """A 64-bit signature per edge parent -> node, folded as in shapes (indexes
     and opaque keys are alike; an unlabeled edge is told by the type it
     reaches); 0 for the `__dict__` hop, which paths do not show."""
-    code = snap.plabel[nodes].astype(np.uint64)
+    code = snap.plabels_at(nodes).astype(np.uint64)
     kind = code & np.uint64(sf.LABEL_KIND_MASK)
     ptypes = snap.type[parents].astype(np.int64)
     is_deque = np.array([k == "deque" for k in snap.type_kinds] or [False])
@@ -207,7 +210,7 @@ def hop_signatures(snap, nodes, parents):
                  | ((kind == sf.L_NONE) & is_deque[ptypes]))
     unlabeled = (kind == sf.L_NONE) & ~indexlike
     # An item of a dict reached as some object's __dict__ reads as an attribute.
-    as_attr = (kind == sf.L_ITEM) & (snap.plabel[parents] == _ATTR_DICT)
+    as_attr = (kind == sf.L_ITEM) & (snap.plabels_at(parents) == _ATTR_DICT)
     code = np.where(as_attr, code - np.uint64(sf.L_ITEM) + np.uint64(sf.L_ATTR), code)
     name_ids, _ = snap.name_ids()
     tsig = name_ids[snap.type[nodes].astype(np.int64)].astype(np.uint64)
@@ -224,7 +227,8 @@ def shape_hashes(snap, sel):
     the length of runs of RUN_FOLD or more identical steps."""
     sel = np.asarray(sel, dtype=np.int64)
     n = len(sel)
-    parent = snap.parent
+    if n > _FEW:
+        snap.parent, snap.plabel        # noqa: B018 (whole columns: every level reads them)
     out = np.zeros(n, np.uint64)
     acc = np.zeros(n, np.uint64)          # closed runs, sum of r * B**-j
     closed = np.zeros(n, np.int64)        # j: runs closed so far
@@ -246,7 +250,7 @@ def shape_hashes(snap, sel):
         if not len(todo):
             break
         c = cur[todo]
-        p = parent[c].astype(np.int64) - 1
+        p = snap.parents_at(c).astype(np.int64) - 1
         at_root = p < 0
         if at_root.any():
             done = todo[at_root]

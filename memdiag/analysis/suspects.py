@@ -180,9 +180,13 @@ def _container_candidates(snaps, gids, matched, min_growth):
     if not len(cand):
         return []
     last = snaps[-1]
-    keys = _shape_keys(last, aligned[-1][cand])
-    uniq, counts = np.unique(keys, return_counts=True)
-    shared = uniq[counts >= 2]
+    if len(cand) > 1:
+        keys = _shape_keys(last, aligned[-1][cand])
+        uniq, counts = np.unique(keys, return_counts=True)
+        shared = uniq[counts >= 2]
+    else:                       # one container: no group to form
+        keys = np.zeros(1, np.uint64)
+        shared = keys[:0]
     out = []
     singles = cand[~np.isin(keys, shared)]
     sizes = _column(snaps, aligned[:, singles], "size")

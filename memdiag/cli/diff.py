@@ -8,12 +8,13 @@ from .common import load, print_json, show
 from .errors import EXIT_FOUND, EXIT_USAGE, MemdiagError
 
 
-def command(snapshots, top=10, as_json=False, min_growth=1, exit_code=False):
+def command(snapshots, top=10, as_json=False, min_growth=1, exit_code=False, retained=True):
     if len(snapshots) < 2:
         raise MemdiagError("diff needs at least two snapshots (oldest first)", EXIT_USAGE)
     snaps = [load(p) for p in snapshots]
     snaps = _in_time_order(snaps)
-    result = analyze_diff(snaps, top_suspects=max(top, 1), min_growth=min_growth)
+    result = analyze_diff(snaps, top_suspects=max(top, 1), min_growth=min_growth,
+                          retained=retained)
     if as_json:
         print_json(diff_json(result, top))
     else:

@@ -8,11 +8,11 @@ from .common import load, print_json, show
 from .errors import EXIT_USAGE, MemdiagError
 
 
-def command(snapshot, type_name, since=None, top=10, as_json=False):
+def command(snapshot, type_name, since=None, top=10, as_json=False, retained=True):
     snap = load(snapshot)
     old = load(since) if since else None
     try:
-        chains, total = retainer_chains(snap, type_name, since=old, top=top)
+        chains, total = retainer_chains(snap, type_name, since=old, top=top, retained=retained)
     except UnknownType:
         close = _similar(snap, type_name)
         more = f"; did you mean {', '.join(close)}?" if close else ""
