@@ -199,6 +199,7 @@ def _container_candidates(snaps, gids, matched, min_growth):
         pool_keys = _shape_keys(last, aligned[-1][pool])
         for key in shared.tolist():
             sel = aligned[:, pool[pool_keys == key]]
+            sel = sel[:, _same_holder(snaps, sel)]
             lens = _column(snaps, sel, "length")
             total = lens.sum(axis=1)
             if total[-1] - total[0] < min_growth:
@@ -208,6 +209,18 @@ def _container_candidates(snaps, gids, matched, min_growth):
             out.append(_Candidate("elements", sel, lens, _column(snaps, sel, "size"),
                                   group=True))
     return out
+
+
+def _same_holder(snaps, members):
+    """Which members are held by the same object in every snapshot (the one
+    whose edge discovered them has the same address). A container of the
+    group's shape at an address that a freed container of another place used
+    in an earlier snapshot is not the same container."""
+    addrs = []
+    for k, snap in enumerate(snaps):
+        holder = snap.parents_at(members[k]).astype(np.int64) - 1
+        addrs.append(np.where(holder >= 0, snap.addr[np.maximum(holder, 0)], 0))
+    return (np.stack(addrs) == addrs[-1]).all(axis=0)
 
 
 def _shape_keys(snap, idx):

@@ -98,7 +98,7 @@ def retainers(
 
 @app.command()
 def demo(
-    sample: Annotated[str, typer.Option("--sample", help="captcha, events, control or native.")] = "captcha",
+    sample: Annotated[str, typer.Option("--sample", help="captcha, events, control, native, spread, buffer or weak.")] = "captcha",
     requests: Annotated[int, typer.Option("--requests", min=1, help="Requests between the two snapshots.")] = 500,
     out: Annotated[str, typer.Option("--out", help="Directory for the demo's snapshots.")] = "demo-out",
 ):
