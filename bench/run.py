@@ -9,8 +9,9 @@ measures memdiag (compiled and pure-Python walker, fork and inline mode), a
 bare fork, objgraph and guppy3 on it; a second one, identical but with
 tracemalloc started before the heap is built, measures tracemalloc. Then the
 `memdiag diff` and `retainers` commands run on the two snapshots (before and
-after the leak grew) as subprocesses, and `top --retained` and the dominator
-tree alone (bench/retained.py) on the second. Everything runs one after the other;
+after the leak grew) as subprocesses, with retained sizes (their default) and
+with --no-retained, and `top --retained` and the dominator tree alone
+(bench/retained.py) on the second. Everything runs one after the other;
 every process has a time limit and is killed by its pid (process group) when
 it runs over. The ratios against the goals are printed, and the raw numbers
 saved as JSON under bench/results/ (render them as Markdown with
@@ -266,8 +267,12 @@ def measure_size(n, work, repeat, timeout, python_inline):
     a, b = res["snapshot_a"]["path"], res["snapshot_b"]["path"]
     memdiag_cli = [sys.executable, "-m", "memdiag.cli.main"]
     commands = {
+        # with groups, byte growth and retained sizes (two dominator trees)
         "diff": memdiag_cli + ["diff", a, b, "--json"],
+        "diff_no_retained": memdiag_cli + ["diff", a, b, "--json", "--no-retained"],
         "retainers": memdiag_cli + ["retainers", b, "--type", LEAK_TYPE, "--json"],
+        "retainers_no_retained": memdiag_cli + ["retainers", b, "--type", LEAK_TYPE, "--json",
+                                                "--no-retained"],
         "top_retained": memdiag_cli + ["top", b, "--retained", "--json"],
         # the dominator tree alone, peak memory above the imports (in-process)
         "dominators": [sys.executable, os.path.join(HERE, "retained.py"), b],

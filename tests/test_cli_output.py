@@ -196,7 +196,7 @@ def test_rich_retainers_at_fixed_width(tmp_path):
     old, new = Snapshot.load(a), Snapshot.load(b)
     chains, total = retainer_chains(new, "CAP", since=old)
     text = rich_text(retainers_blocks(b, "ccap.cap.CAP", chains, total, since=a))
-    assert_table_whole(text, ["#", "path", "objects", "bytes"],
+    assert_table_whole(text, ["#", "path", "objects", "bytes", "retained"],
                        [REG_ARY + "[*]", f"example: {REG_ARY}[200]"])
 
 

@@ -35,11 +35,9 @@ VERDICTS = {
 
 SUSPECTS_TITLE = "Suspects: what grew, alive in every snapshot"
 RETAINED_TITLE = "What the suspects keep alive (retained size)"
-RETAINED_NOTE = ("retained: its own bytes and those of every object only it keeps alive, in "
-                 "the first and the last snapshot (a group's, summed over its containers; an "
-                 "object that two of them hold counts for neither). A weak holder keeps "
-                 "nothing it refers to alive.")
-GROUP_NOTE = "[*]: any index or key; a group of containers whose paths have that shape."
+RETAINED_NOTE = ("retained: bytes freed with it (its own and those only it holds); a group's "
+                 "is the sum over its containers.")
+GROUP_NOTE = "[*]: a group of containers whose paths differ only there."
 
 
 def suspect_notes(s):
@@ -105,7 +103,8 @@ def diff_blocks(result, top=10, snap_names=None):
             else:
                 row += [f"{s.len_before:,}", f"{s.len_after:,}"]
             row.append(signed(s.growth))
-        row += [s.added_type or "", human_bytes(s.size_delta, signed=True)]
+        added = "(its own size)" if s.unit == "bytes" else s.added_type or ""
+        row += [added, human_bytes(s.size_delta, signed=True)]
         if any(notes):
             row.append(notes[n - 1])
         rows.append(row)

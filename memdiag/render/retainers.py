@@ -5,9 +5,8 @@ from __future__ import annotations
 from .blocks import Para, Table, human_bytes
 
 
-CAPTION = ("bytes: the objects' own; retained: what they keep alive, their own bytes "
-           "included (each object once; one held from elsewhere too counts for none). "
-           "(.next ×N): a step repeated N times.")
+CAPTION = "retained: bytes freed with them (their own and those only they hold)."
+FOLD_NOTE = "(.next ×N): the same step N times in a row."
 
 
 def retainers_blocks(snap_path, type_name, chains, total, since=None):
@@ -28,8 +27,10 @@ def retainers_blocks(snap_path, type_name, chains, total, since=None):
         if traced:
             row.append(c.site)
         rows.append(row)
+    notes = [CAPTION] if kept and rows else []
+    notes += [FOLD_NOTE] if any(" ×" in c.path for c in chains) else []
     blocks.append(Table("Retainer paths, merged by shape ([*] = any index or key)", cols, rows,
-                        CAPTION if kept and rows else ""))
+                        " ".join(notes)))
     if chains:
         blocks.append(Para(f"example: {chains[0].example}", "dim"))
     return blocks
