@@ -366,3 +366,19 @@ def test_deep_paths_fold_and_hash_the_same_from_either_end(tmp_path, monkeypatch
     assert (paths.shape_hashes(other, everything) == up).all()
     caps = other.find_type("CAP")
     assert len(set(up[caps].tolist())) == 1
+
+
+def test_no_retained_leaves_the_retained_keys_null(tmp_path):
+    import json
+    from safety_helpers import run_cli_full
+    a = leak_heap(200, 10, 5).write(str(tmp_path / "a.snap"), pid=3, time=1.0)
+    b = leak_heap(700, 10, 5).write(str(tmp_path / "b.snap"), pid=3, time=2.0)
+    for flag, kept in (("--retained", True), ("--no-retained", False)):
+        code, out, err = run_cli_full(["diff", a, b, "--json", flag])
+        assert code == 0, err
+        s = json.loads(out)["suspects"][0]
+        assert (s["retained_after"] is not None) is kept
+        assert (s["retained_delta"] == 500 * 111) is kept
+        code, out, err = run_cli_full(["retainers", b, "--type", "CAP", "--json", flag])
+        assert code == 0, err
+        assert (json.loads(out)["chains"][0]["retained"] == 700 * 111) is kept

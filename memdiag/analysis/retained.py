@@ -51,6 +51,13 @@ class DominatorTree:
         return len(self.idom)
 
 
+def compiled():
+    """Whether the compiled extension computes the trees (else the Python
+    reference does, about 60 times slower: commands compute them by
+    default only when it is built)."""
+    return _dominators is not None
+
+
 def dominator_tree(snap):
     """The DominatorTree of a snapshot, computed on first use and kept on it."""
     tree = snap.derived.get("dominators")

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from ..analysis.diff import diff as analyze_diff
+from ..analysis.retained import compiled as compiled_dominators
 from ..render.diff import diff_blocks, diff_json
 from .common import load, print_json, show
 from .errors import EXIT_FOUND, EXIT_USAGE, MemdiagError
 
 
-def command(snapshots, top=10, as_json=False, min_growth=1, exit_code=False, retained=True):
+def command(snapshots, top=10, as_json=False, min_growth=1, exit_code=False, retained=None):
     if len(snapshots) < 2:
         raise MemdiagError("diff needs at least two snapshots (oldest first)", EXIT_USAGE)
     snaps = [load(p) for p in snapshots]
+    if retained is None:
+        retained = compiled_dominators()
     snaps = _in_time_order(snaps)
     result = analyze_diff(snaps, top_suspects=max(top, 1), min_growth=min_growth,
                           retained=retained)
