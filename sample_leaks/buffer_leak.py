@@ -11,7 +11,7 @@ and a body) into ``reqlog.capture.buffer``.
 Expected memdiag report: ``reqlog.capture.buffer`` (type ``_io.BytesIO``)
 grows by about RECORD_BYTES per request (its allocation, as
 ``sys.getsizeof`` counts it, may run up to an eighth ahead of what was
-written).
+written). Safety cap: records stop at 256 MiB.
 
 Endpoints: /upload, /stats ({"requests", "written", "allocated"}),
 /debug/objects.

@@ -13,6 +13,7 @@ with ``n`` in the message; warnings go to a counter (as
 
 Expected memdiag report: ``legacyapi.compat.__warningregistry__`` (a dict)
 grows by one entry per request (added type ``tuple``, the registry's keys).
+Safety cap: after a million warnings, fetch() stops warning.
 
 Endpoints: /item, /stats ({"requests", "warnings", "registry"}),
 /debug/objects.

@@ -12,7 +12,8 @@ Here: ``GET /event?user=<n>`` appends one event (a small dict) to
 has been seen (a warm-up of USERS requests with user=0..USERS-1).
 
 Expected memdiag report: one group suspect, ``activity.feed.history[*]``,
-USERS lists, growth equal to the requests (added type ``dict``).
+USERS lists, growth equal to the requests (added type ``dict``). Safety cap:
+after a million events nothing more is kept.
 
 Endpoints: /event, /stats ({"requests", "users", "events"}), /debug/objects.
 Run: python sample_leaks/spread_leak.py [--port 0] [--max-seconds 600]

@@ -11,7 +11,8 @@ list).
 
 Expected memdiag report: ``sessions.store.opened`` first (it retains the
 sessions); ``sessions.store.by_id.data`` below it, marked weak (it retains
-only its own table and weak references).
+only its own table and weak references). Safety cap: the audit list stops
+at 500,000 sessions.
 
 Endpoints: /login, /stats ({"requests", "indexed", "opened"}),
 /debug/objects.

@@ -21,10 +21,13 @@ import numpy as np
 
 from .. import snapfile as sf
 
-# Type names of weak references, as the walkers write them.
+# Type names of weak references, as the walkers write them: weakref.ref and
+# the proxies, and the subclasses the weakref module itself uses
+# (WeakValueDictionary's KeyedRef, WeakMethod). A program's own subclass of
+# weakref.ref is not recognized by name.
 WEAKREF_TYPES = frozenset({
     "weakref.ReferenceType", "weakref.ProxyType", "weakref.CallableProxyType",
-    "weakref.KeyedRef", "weakref.WeakMethod", "_weakref.ReferenceType", "weakref",
+    "weakref.KeyedRef", "weakref.WeakMethod",
 })
 # Share of a container's (new) elements that must be weak references.
 WEAK_SHARE = 0.9

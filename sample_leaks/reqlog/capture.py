@@ -5,6 +5,7 @@ import sys
 import threading
 
 buffer = io.BytesIO()
+MAX_BYTES = 256 << 20      # safety cap: then records are dropped
 
 _lock = threading.Lock()
 
@@ -12,6 +13,8 @@ _lock = threading.Lock()
 def record(line, body):
     """Write one record (its line and body) into the buffer."""
     with _lock:
+        if buffer.tell() >= MAX_BYTES:
+            return
         buffer.write(line + b"\n")
         buffer.write(body)
 

