@@ -26,6 +26,7 @@ from .match import match
 BYTE_KINDS = ("str", "bytes", "other", "instance")
 # A smaller change is noise (an int rebuilt, a small scratch buffer).
 MIN_BYTE_GROWTH = 1024
+_STEP = 1 << 18
 
 _NAMED = (sf.L_ITEM, sf.L_ATTR, sf.L_LOCAL)
 
@@ -43,8 +44,12 @@ def byte_growers(snaps, gids, ia, ib, new_mask, freed_mask, min_bytes=MIN_BYTE_G
     first, last = snaps[0], snaps[-1]
     if not len(first.type_names) or not len(last.type_names):
         return np.zeros((len(snaps), 0), np.int64)
-    grew = np.flatnonzero(last.size[ib].astype(np.int64) - first.size[ia].astype(np.int64)
-                          >= min_bytes)
+    grew = []
+    for lo in range(0, len(ia), _STEP):     # in slices: small temporaries
+        d = (last.size[ib[lo:lo + _STEP]].astype(np.int64)
+             - first.size[ia[lo:lo + _STEP]].astype(np.int64))
+        grew.append(np.flatnonzero(d >= min_bytes) + lo)
+    grew = np.concatenate(grew) if grew else np.zeros(0, np.int64)
     a, b = np.asarray(ia)[grew].astype(np.int64), np.asarray(ib)[grew].astype(np.int64)
     kind = _kind_mask(last)[last.type[b].astype(np.int64)]
     pairs_a, pairs_b = [a[kind]], [b[kind]]
