@@ -32,6 +32,26 @@ TOP_RETAINED_SECONDS = 3.0
 REPORT_SECONDS = 5.0
 REPORT_BYTES = 5_000_000
 REPORT_SIZE = 1_000_000
+# diff with groups, byte growth and retained sizes before and after (issue 10:
+# 2 s, against 0.92 s for diff without them). Its memory, and retainers with
+# retained bytes per chain: the analysis' own goal plus one dominator tree
+# per snapshot it computes retained sizes for, each at its goal; retainers'
+# time like top --retained's (both add one tree). Without retained sizes
+# (--no-retained) both keep issue 3's goals.
+DIFF_SECONDS = 2.0
+DIFF_BYTES_PER_OBJECT = ANALYSIS_BYTES_PER_OBJECT + 2 * RETAINED_BYTES_PER_OBJECT
+RETAINERS_SECONDS = TOP_RETAINED_SECONDS
+RETAINERS_BYTES_PER_OBJECT = ANALYSIS_BYTES_PER_OBJECT + RETAINED_BYTES_PER_OBJECT
+
+
+# (results key, goal label, time limit, peak limit per object)
+ANALYSES = (
+    ("diff", "diff", DIFF_SECONDS, DIFF_BYTES_PER_OBJECT),
+    ("diff_no_retained", "diff --no-retained", ANALYSIS_SECONDS, ANALYSIS_BYTES_PER_OBJECT),
+    ("retainers", "retainers", RETAINERS_SECONDS, RETAINERS_BYTES_PER_OBJECT),
+    ("retainers_no_retained", "retainers --no-retained", ANALYSIS_SECONDS,
+     ANALYSIS_BYTES_PER_OBJECT),
+)
 
 
 @dataclass(frozen=True)
@@ -116,15 +136,15 @@ def evaluate(results):
         if v is not None:
             checks.append(Check("fork child un-shares <= 10% of RSS", n, v,
                                 UNSHARE_FRACTION, "%", big, note))
-        for name in ("diff", "retainers"):
+        largest = n >= 3_000_000 or n == max_size(results)
+        startup = f"CLI startup {fmt(s.get('analysis', {}).get('startup_seconds'), 's')}"
+        for name, label, seconds, per_obj in ANALYSES:
             a = s.get("analysis", {}).get(name)
             if a:
-                checks.append(Check(f"{name} time <= 1 s", n, a["seconds"], ANALYSIS_SECONDS,
-                                    "s", n >= 3_000_000 or n == max_size(results),
-                                    f"CLI startup {fmt(s['analysis'].get('startup_seconds'), 's')}"))
-                checks.append(Check(f"{name} peak RSS <= 100 B/obj", n,
-                                    a["peak_rss_bytes"] / d["objects"], ANALYSIS_BYTES_PER_OBJECT,
-                                    "B/obj", big))
+                checks.append(Check(f"{label} time <= {seconds:g} s", n, a["seconds"],
+                                    seconds, "s", largest, startup))
+                checks.append(Check(f"{label} peak RSS <= {per_obj} B/obj", n,
+                                    a["peak_rss_bytes"] / d["objects"], per_obj, "B/obj", big))
         checks += retained_checks(s, n, d, n >= 3_000_000 or n == max_size(results))
         checks += report_checks(s, n)
         checks.append(Check("file size <= 16 B/obj", n, d["file_bytes_per_object"],

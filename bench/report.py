@@ -116,7 +116,9 @@ def rows(results):
         ("snapshot file size", per(lambda s: f"{fmt(d(s)['file_bytes_per_object'], 'B/obj')} "
                                              f"({_mib(s['snapshot_b']['file']['bytes'])})")),
         ("memdiag diff A B --json", per(lambda s: _analysis(s, "diff"))),
+        ("  --no-retained", per(lambda s: _analysis(s, "diff_no_retained"))),
         ("memdiag retainers B --type AuditEntry --json", per(lambda s: _analysis(s, "retainers"))),
+        ("  --no-retained", per(lambda s: _analysis(s, "retainers_no_retained"))),
         ("memdiag top B --retained --json", per(lambda s: _analysis(s, "top_retained"))),
         ("memdiag report A B C -o report.html",
          per(lambda s: f"{_analysis(s, 'report')}, file "
@@ -135,7 +137,9 @@ def rows(results):
 
 
 def _analysis(s, name):
-    a = s["analysis"][name]
+    a = s["analysis"].get(name)
+    if a is None:               # a run from before this command was measured
+        return "–"
     per_obj = a["peak_rss_bytes"] / s["derived"]["objects"]
     ok = "" if a.get("output_ok") else " (leak NOT found)"
     return f"{fmt(a['seconds'], 's')}, peak {_mib(a['peak_rss_bytes'])} = {per_obj:.0f} B/obj{ok}"

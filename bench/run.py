@@ -9,8 +9,9 @@ measures memdiag (compiled and pure-Python walker, fork and inline mode), a
 bare fork, objgraph and guppy3 on it; a second one, identical but with
 tracemalloc started before the heap is built, measures tracemalloc. Then the
 `memdiag diff` and `retainers` commands run on the two snapshots (before and
-after the leak grew) as subprocesses, and `top --retained` and the dominator
-tree alone (bench/retained.py) on the second. A third process builds the same
+after the leak grew) as subprocesses, with retained sizes (their default) and
+with --no-retained, and `top --retained` and the dominator tree alone
+(bench/retained.py) on the second. A third process builds the same
 heap and takes three snapshots with the leak growing between them, for
 `memdiag report A B C`. Everything runs one after the other;
 every process has a time limit and is killed by its pid (process group) when
@@ -272,8 +273,12 @@ def measure_size(n, work, repeat, timeout, python_inline):
     html = os.path.join(d, "report.html")
     memdiag_cli = [sys.executable, "-m", "memdiag.cli.main"]
     commands = {
+        # with groups, byte growth and retained sizes (two dominator trees)
         "diff": memdiag_cli + ["diff", a, b, "--json"],
+        "diff_no_retained": memdiag_cli + ["diff", a, b, "--json", "--no-retained"],
         "retainers": memdiag_cli + ["retainers", b, "--type", LEAK_TYPE, "--json"],
+        "retainers_no_retained": memdiag_cli + ["retainers", b, "--type", LEAK_TYPE, "--json",
+                                                "--no-retained"],
         "top_retained": memdiag_cli + ["top", b, "--retained", "--json"],
         # the HTML report of three snapshots (issue 12: <= 5 s and <= 5 MB at 1M)
         "report": memdiag_cli + ["report", three["snapshot_a"], three["snapshot_b"],

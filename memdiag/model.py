@@ -56,6 +56,30 @@ def _bad_meta(meta):
     return None
 
 
+def _read_bounds(table, n_objects):
+    """The trailer's "bounds" table, [[object index, bound], ...], as a dict
+    (the first pair for an object wins); {} when absent; None when it is not
+    a list of pairs of ints in range (the file is then corrupted).
+
+    >>> _read_bounds([[3, 4096], [7, 100]], 10), _read_bounds(None, 10)
+    ({3: 4096, 7: 100}, {})
+    >>> _read_bounds([[12, 5]], 10), _read_bounds([[1, True]], 10), _read_bounds({}, 10)
+    (None, None, None)
+    """
+    if table is None:
+        return {}
+    if not isinstance(table, list) or len(table) > n_objects:
+        return None
+    out = {}
+    for pair in table:
+        if not (isinstance(pair, list) and len(pair) == 2
+                and type(pair[0]) is int and type(pair[1]) is int
+                and 0 <= pair[0] < n_objects and 0 <= pair[1] < 1 << 63):
+            return None
+        out.setdefault(pair[0], pair[1])
+    return out
+
+
 def decode_chunk(width, transform, count, raw):
     """One encoded column chunk back to a numpy array.
 
@@ -162,6 +186,7 @@ class Snapshot:
         self._cols = {}
         self._chunks = OrderedDict()
         self._name_ids = None
+        self._bounds = {}
         # What analyses compute once per snapshot and share (the dominator tree).
         self.derived = {}
 
@@ -322,8 +347,19 @@ class Snapshot:
         bad = _bad_meta(self.meta)
         if bad is None and not isinstance(self.sites, list):
             bad = "'sites' table"
+        if bad is None:
+            self._bounds = _read_bounds(self.trailer.get("bounds"), self.n_objects)
+            if self._bounds is None:
+                bad = "'bounds' table"
         if bad:
             raise SnapshotError(f"{self.path}: corrupted snapshot (bad {bad})")
+
+    def bounds(self):
+        """{object index: bound}: the maximum length the walker read for a
+        bounded container (deque maxlen, lru_cache maxsize, an int `maxsize`
+        or `maxlen` attribute), from the trailer's optional "bounds" table
+        (docs/FORMAT.md); empty when the snapshot records none."""
+        return self._bounds
 
     # ------------------------------------------------------------ accessors
     # Whole columns, one value per object in index (BFS discovery) order,
@@ -418,6 +454,10 @@ class Snapshot:
     def parents_at(self, idx):
         """parent[idx] for an array of indexes."""
         return self._take(sf.COL_PARENT, idx)
+
+    def plabels_at(self, idx):
+        """plabel[idx] for an array of indexes."""
+        return self._take(sf.COL_PLABEL, idx)
 
     def edge_range(self, i):
         """(first, end) positions of object i's edges in the edge columns."""

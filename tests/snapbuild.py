@@ -34,6 +34,7 @@ class Graph:
     def __init__(self):
         self.objs = []
         self.roots = []      # [(Obj, root_kind, desc, name)]
+        self.bounds = []     # [(Obj, bound)]: the trailer's "bounds" table
         self._addr = itertools.count(0x10000, 0x40)
 
     def obj(self, type_name, kind="instance", size=56, length=0, addr=None):
@@ -70,6 +71,10 @@ class Graph:
 
     def attr(self, o, name, value):
         o.edges.append((value, ("attr", name)))
+
+    def bound(self, o, maxlen):
+        """Record o's bound (a deque's maxlen, an lru_cache's maxsize) in the trailer."""
+        self.bounds.append((o, maxlen))
 
     def write(self, path, pid=1, time=1.0, seq=1, rss=None):
         labels = {s: i for i, s in enumerate(sf.WELL_KNOWN_LABELS)}
@@ -134,7 +139,11 @@ class Graph:
                 w.add(sf.COL_ROOT_DESC, (r[2],))
                 w.add(sf.COL_ROOT_NAME, (r[3],))
             names = sorted(types, key=lambda n: types[n][0])
+            extra = {}
+            if self.bounds:
+                extra["bounds"] = [[index[id(o)], b] for o, b in self.bounds if id(o) in index]
             w.finish({
+                **extra,
                 "objects": len(order), "edges": sum(len(v) for v in edges_out.values()),
                 "roots": len(root_rows), "strings": 0, "string_bytes": 0,
                 "types": names, "type_kinds": [types[n][1] for n in names],

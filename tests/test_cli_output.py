@@ -30,7 +30,7 @@ from memdiag.analysis.top import top
 from memdiag.cli import errors
 from memdiag.model import Snapshot
 from memdiag.render.blocks import print_rich
-from memdiag.render.diff import diff_blocks
+from memdiag.render.diff import SUSPECTS_TITLE, diff_blocks
 from memdiag.render.retainers import retainers_blocks
 from memdiag.render.top import top_blocks
 
@@ -53,14 +53,16 @@ def snaps(tmp_path, before, after, rss=(100 * MIB, 100 * MIB)):
 
 
 def table_rows(text, title):
-    """The rows of a plain-text table: lists of cells (split on 2+ spaces)."""
+    """The rows of a plain-text table: lists of cells (split on 2+ spaces),
+    up to the blank line, "(none)" or the caption after them."""
     lines = text.splitlines()
     at = lines.index(title)
     rows = []
     for line in lines[at + 2:]:
-        if not line or line == "(none)":
+        cells = re.split(r"\s{2,}", line.strip())
+        if not line or line == "(none)" or len(cells) < 2:
             break
-        rows.append(re.split(r"\s{2,}", line.strip()))
+        rows.append(cells)
     return rows
 
 
@@ -68,8 +70,7 @@ def suspects_both_ways(a, b, *extra):
     """(paths in the text's Suspects table, paths in --json's suspects)."""
     code, out, err = run_cli_full(["diff", a, b, *extra])
     assert code == 0, (code, out, err)
-    text = [row[1] for row in table_rows(out, "Suspects: containers alive in every snapshot "
-                                              "that grew")]
+    text = [row[1] for row in table_rows(out, SUSPECTS_TITLE)]
     code, out, err = run_cli_full(["diff", a, b, "--json", *extra])
     assert code == 0, (code, out, err)
     data = json.loads(out)
@@ -179,6 +180,8 @@ def test_rich_diff_of_three_snapshots_at_fixed_width(tmp_path):
     text = rich_text(diff_blocks(result))
     assert_table_whole(text, ["#", "path", "type", "lengths", "growth", "added", "bytes"],
                        [REG_ARY, "100 → 1,100 → 12,100"])
+    assert_table_whole(text, ["#", "path", "before", "after", "delta"],
+                       [REG_ARY, "10.9 KiB", "+1.3 MiB"])
 
 
 def test_rich_top_at_fixed_width(tmp_path):
@@ -193,7 +196,7 @@ def test_rich_retainers_at_fixed_width(tmp_path):
     old, new = Snapshot.load(a), Snapshot.load(b)
     chains, total = retainer_chains(new, "CAP", since=old)
     text = rich_text(retainers_blocks(b, "ccap.cap.CAP", chains, total, since=a))
-    assert_table_whole(text, ["#", "path", "objects", "bytes"],
+    assert_table_whole(text, ["#", "path", "objects", "bytes", "retained"],
                        [REG_ARY + "[*]", f"example: {REG_ARY}[200]"])
 
 
@@ -258,8 +261,7 @@ def test_terminal_gets_rich_colour_no_color_and_plain(tmp_path):
     assert COLOUR.search(empty_no_color), empty_no_color
     plain = in_terminal(["diff", a, b], MEMDIAG_PLAIN="1")
     assert not ESCAPE.search(plain) and "━" not in plain, plain
-    assert [r[1] for r in table_rows(plain, "Suspects: containers alive in every snapshot "
-                                            "that grew")] == [REG_ARY]
+    assert [r[1] for r in table_rows(plain, SUSPECTS_TITLE)] == [REG_ARY]
     # the rich table, 100 columns wide, keeps the path and the headers whole
     plain_text = re.sub(r"\x1b\[[0-9;]*m", "", coloured)
     assert_table_whole(plain_text, ["#", "path", "type", "before", "after", "growth", "added",

@@ -24,8 +24,10 @@ def same_process(snaps):
     return len(keys) == 1
 
 
-def diff(snaps, top_suspects=20, min_growth=1):
-    """A DiffResult for snapshots of one process, oldest first."""
+def diff(snaps, top_suspects=20, min_growth=1, retained=True):
+    """A DiffResult for snapshots of one process, oldest first. With
+    `retained`, each suspect has its retained sizes (a dominator tree of the
+    first and of the last snapshot, computed side by side)."""
     if len(snaps) < 2:
         raise ValueError("diff needs at least two snapshots")
     first, last = snaps[0], snaps[-1]
@@ -42,13 +44,13 @@ def diff(snaps, top_suspects=20, min_growth=1):
     freed_mask = np.ones(first.n_objects, bool)
     freed_mask[ia] = False
     pairs = matched_containers(first, last, ia, ib) if len(snaps) == 2 else None
-    del ia, ib
     new_counts = {n: c for n, (c, _) in type_table(last, new_mask).items()}
     freed_counts = {n: c for n, (c, _) in type_table(first, freed_mask).items()}
-    del freed_mask
     types = type_growth(first, last, new_counts, freed_counts)
     suspects = find_suspects(snaps, gids, new_mask, top=top_suspects, min_growth=min_growth,
-                             matched=pairs)
+                             matched=pairs, byte_pairs=(ia, ib, freed_mask),
+                             retained=retained)
+    del ia, ib, freed_mask
     return DiffResult(paths, tuple(types), tuple(suspects_to_name(suspects, memory)), memory,
                       True)
 

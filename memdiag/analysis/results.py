@@ -64,54 +64,150 @@ class TypeGrowth:
         return (-self.size_delta, -self.count_delta, self.type)
 
 
+# A run of this many identical steps or more is shown folded, `(.next ×199,936)`,
+# and paths that differ only in how long such a run is have the same shape.
+RUN_FOLD = 4
+
+
 @dataclass(frozen=True, slots=True)
 class Step:
-    """One hop of a retainer path: how `type` was reached from the previous hop."""
+    """One hop of a retainer path, or `count` identical hops in a row: how
+    `type` was reached from the previous hop."""
     text: str          # rendered edge, e.g. ".timer", "['reg_ary']", "[17]"
     type: str          # type name of the object reached
     folded: str        # the same with indexes and opaque keys folded to [*]
+    count: int = 1     # hops in a row with this text and type
+
+
+def fold_runs(pieces):
+    """Text of (piece, count) pairs: consecutive equal pieces add up, and a run
+    of RUN_FOLD or more is written once with its count.
+
+    >>> fold_runs([(".head", 1), (".next", 3), (".next", 199_933), (".value", 1)])
+    '.head(.next ×199,936).value'
+    >>> fold_runs([("[*]", 1), ("[*]", 1), (".x", 1)])
+    '[*][*].x'
+    """
+    out = []
+    runs = []
+    for piece, count in pieces:
+        if runs and runs[-1][0] == piece:
+            runs[-1][1] += count
+        else:
+            runs.append([piece, count])
+    for piece, count in runs:
+        if count >= RUN_FOLD and piece:
+            out.append(f"({piece} ×{count:,})")
+        else:
+            out.append(piece * count)
+    return "".join(out)
 
 
 @dataclass(frozen=True, slots=True)
 class RetainerPath:
-    """A path from a root to an object: root text plus steps.
+    """A path from a root to an object: root text plus steps. A step repeated
+    RUN_FOLD times or more is folded into a count, so a deep chain tells its
+    true depth.
 
     >>> p = RetainerPath("ccap.timer", "module", (Step(".timer", "dict", ".timer"),
     ...                  Step("['reg_ary']", "list", "['reg_ary']"), Step("[17]", "CAP", "[*]")))
     >>> p.text(), p.shape()
     ("ccap.timer.timer['reg_ary'][17]", "ccap.timer.timer['reg_ary'][*]")
+    >>> deep = RetainerPath("app", "module", (Step(".state", "dict", ".state"),
+    ...                     Step("['head']", "Node", "['head']"),
+    ...                     Step(".next", "Node", ".next", 199_936)))
+    >>> deep.text(), deep.depth
+    ("app.state['head'](.next ×199,936)", 199938)
     """
     root: str
     root_kind: str
     steps: tuple = ()
-    truncated: bool = False
+
+    def runs(self, folded=False):
+        """[(step text, hops)], consecutive equal texts merged."""
+        out = []
+        for s in self.steps:
+            piece = s.folded if folded else s.text
+            if out and out[-1][0] == piece:
+                out[-1] = (piece, out[-1][1] + s.count)
+            else:
+                out.append((piece, s.count))
+        return out
 
     def text(self, folded=False):
-        parts = [self.root]
-        if self.truncated:
-            parts.append("…")
-        for s in self.steps:
-            parts.append(s.folded if folded else s.text)
-        return "".join(parts)
+        return self.root + fold_runs(self.runs(folded))
 
     def shape(self):
         return self.text(folded=True)
 
+    @property
+    def depth(self):
+        """Hops from the root (a module's `__dict__` hop not counted)."""
+        return sum(s.count for s in self.steps)
+
+
+def span_shape(first, last):
+    """The shape of a row of paths that differ only in how long their folded
+    runs are, from its shallowest and its deepest path: `(.next ×4–199,999)`.
+
+    >>> a = RetainerPath("app", "module", (Step(".head", "N", ".head"), Step(".next", "N", ".next", 4)))
+    >>> b = RetainerPath("app", "module", (Step(".head", "N", ".head"), Step(".next", "N", ".next", 9000)))
+    >>> span_shape(a, b), span_shape(a, a)
+    ('app.head(.next ×4–9,000)', 'app.head(.next ×4)')
+    """
+    ra, rb = first.runs(folded=True), last.runs(folded=True)
+    if first.root != last.root or [p for p, _ in ra] != [p for p, _ in rb]:
+        return first.shape()
+    out = [first.root]
+    for (piece, ca), (_, cb) in zip(ra, rb):
+        lo, hi = min(ca, cb), max(ca, cb)
+        if hi >= RUN_FOLD and piece:
+            out.append(f"({piece} ×{lo:,})" if lo == hi else f"({piece} ×{lo:,}–{hi:,})")
+        else:
+            out.append(piece * ca)
+    return "".join(out)
+
+
+# How much a suspect weighs in the ranking: strong and unbounded growth first.
+STRONG, BOUNDED, WEAK = 0, 1, 2
+
 
 @dataclass(frozen=True, slots=True)
 class Suspect:
-    """A container alive in every snapshot whose length grew.
+    """What grew between the snapshots: one container alive in every snapshot
+    whose length grew (kind "container"), or a group of containers with the
+    same path shape (kind "group": `path` is that shape, with [*]); or an
+    object whose own size grew (`unit` "bytes": a bytearray, a BytesIO, an
+    array.array, a str rebuilt ever longer at the same path).
 
-    `lengths` has one entry per snapshot; `growth` is elements added between
-    the first and the last; `added_type` is the commonest type among them;
-    `size_delta` is the container's own growth plus the bytes of the new
-    objects below it.
+    `lengths` (len()) and `sizes` (own bytes) have one entry per snapshot,
+    summed over a group's containers. `growth` is elements added between the
+    first and the last snapshot (0 for a byte suspect); `size_delta` is what
+    the growth accounts for in bytes: the container's own growth plus the new
+    objects below it (for a byte suspect, its own growth). `added_type` is
+    the commonest type among the new elements.
+
+    A group has `containers` members, of which `grew` grew, the most by
+    `max_growth`; `example` is the path of that one. `retained_before` and
+    `retained_after` are retained sizes in the first and the last snapshot
+    (summed over a group's members; None when not computed). `weak`: the
+    elements are held only through weak references; `bound`: the maximum
+    length (deque maxlen, lru_cache maxsize) when the snapshot records one.
 
     >>> steady = Suspect("ccap.timer.timer['reg_ary']", "list", (100, 110, 120), 1110,
     ...                  "ccap.cap.CAP", 2)
     >>> jump = Suspect("app.jumpy", "list", (5, 5, 1005), 28000, "int", 1)
     >>> steady.growth, [s.path for s in sorted([jump, steady], key=Suspect.sort_key)]
     (20, ["ccap.timer.timer['reg_ary']", 'app.jumpy'])
+    >>> spread = Suspect("app.history[*]", "list", (3000, 4000), 40000, "dict", 1,
+    ...                  kind="group", containers=200, grew=197, max_growth=11)
+    >>> one = Suspect("app.log", "list", (10, 60), 4000, "str", 1)
+    >>> [s.path for s in sorted([one, spread], key=Suspect.sort_key)]
+    ['app.history[*]', 'app.log']
+    >>> weak = Suspect("app.registry.data", "dict", (10, 1010), 90000, "weakref.KeyedRef", 1,
+    ...                weak=True)
+    >>> [s.path for s in sorted([weak, one], key=Suspect.sort_key)]
+    ['app.log', 'app.registry.data']
     """
     path: str
     type: str
@@ -120,6 +216,17 @@ class Suspect:
     added_type: str | None
     intervals_grown: int
     index: int = field(default=-1, compare=False)   # object index in the last snapshot
+    kind: str = "container"          # "container" or "group"
+    containers: int = 1
+    grew: int = 1                    # containers that grew
+    max_growth: int | None = None    # the largest single growth (None: this one's growth)
+    unit: str = "elements"           # what grew: "elements" (length) or "bytes" (own size)
+    sizes: tuple = ()
+    retained_before: int | None = None
+    retained_after: int | None = None
+    weak: bool = False
+    bound: int | None = None
+    example: str = ""
 
     @property
     def len_before(self):
@@ -131,22 +238,54 @@ class Suspect:
 
     @property
     def growth(self):
+        """Elements added; 0 when what grew is the object's own size."""
+        if self.unit == "bytes":
+            return 0
         return self.lengths[-1] - self.lengths[0]
 
+    @property
+    def largest_growth(self):
+        return self.growth if self.max_growth is None else self.max_growth
+
+    @property
+    def retained_delta(self):
+        if self.retained_before is None or self.retained_after is None:
+            return None
+        return self.retained_after - self.retained_before
+
+    @property
+    def strength(self):
+        """STRONG, BOUNDED or WEAK: how much the growth can cost in the end."""
+        if self.weak:
+            return WEAK
+        if self.bound is not None:
+            return BOUNDED
+        return STRONG
+
     def sort_key(self):
-        """Grew in the most intervals first (steady growth above a one-off
-        jump), then most elements added."""
-        return (-self.intervals_grown, -self.growth, -self.size_delta, self.path)
+        """Strong unbounded growth first, then bounded, then weakly held;
+        within each, grew in the most intervals first (steady growth above a
+        one-off jump), then what the growth accounts for in bytes (a group of
+        200 lists that gained 1,000 elements above a list that gained 50),
+        then elements added."""
+        return (self.strength, -self.intervals_grown, -self.size_delta, -self.growth,
+                self.path)
 
 
 @dataclass(frozen=True, slots=True)
 class RetainerChain:
-    """Objects of one type that share a retainer path shape."""
+    """Objects of one type that share a retainer path shape.
+
+    `size` is their own bytes; `retained` the bytes they keep alive (each
+    object counted once, also when one of them keeps another alive), None
+    when not computed.
+    """
     path: str
     count: int
     size: int
     example: str = ""
     site: str = ""       # commonest allocation site, when traced (--trace-frames)
+    retained: int | None = None
 
     def sort_key(self):
         """Most bytes first."""

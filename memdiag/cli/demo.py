@@ -27,6 +27,9 @@ SAMPLES = {
     "events": ("event_backlog.py", "/event", "str"),
     "control": ("bounded_cache.py", "/item", None),
     "native": ("native_growth.py", "/render", None),
+    "spread": ("spread_leak.py", "/event?user={i}", "dict"),
+    "buffer": ("buffer_leak.py", "/upload", None),
+    "weak": ("weak_registry.py", "/login", "sessions.store.Session"),
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from ..analysis.diff import diff as analyze_diff
+from ..analysis.retained import compiled as compiled_dominators
 from ..render.blocks import human_bytes
 from ..render.diff import diff_blocks, diff_json
 from .common import in_time_order, load, print_json, show
@@ -12,15 +13,18 @@ from .errors import EXIT_FOUND, EXIT_USAGE, MemdiagError
 from .report import refuse_existing, write_report
 
 
-def command(snapshots, top=10, as_json=False, min_growth=1, exit_code=False, html=None,
-            force=False):
+def command(snapshots, top=10, as_json=False, min_growth=1, exit_code=False, retained=None,
+            html=None, force=False):
     if len(snapshots) < 2:
         raise MemdiagError("diff needs at least two snapshots (oldest first)", EXIT_USAGE)
     if html is not None:
         refuse_existing(html, force)
     snaps = [load(p) for p in snapshots]
+    if retained is None:
+        retained = compiled_dominators()
     snaps = in_time_order(snaps)
-    result = analyze_diff(snaps, top_suspects=max(top, 1), min_growth=min_growth)
+    result = analyze_diff(snaps, top_suspects=max(top, 1), min_growth=min_growth,
+                          retained=retained)
     if as_json:
         print_json(diff_json(result, top))
     else:

@@ -16,6 +16,7 @@ import pathlib
 import tempfile
 
 from ..analysis.diff import diff as analyze_diff
+from ..analysis.retained import compiled as compiled_dominators
 from ..analysis.report import build_report
 from ..render.blocks import human_bytes
 from ..render.html import html_page
@@ -32,7 +33,8 @@ def command(snapshots, output=None, top=10, force=False, min_growth=1):
     if output is None:
         output = default_output(snaps)
         refuse_existing(output, force)
-    result = analyze_diff(snaps, top_suspects=max(top, 1), min_growth=min_growth)
+    result = analyze_diff(snaps, top_suspects=max(top, 1), min_growth=min_growth,
+                          retained=compiled_dominators())
     path, size = write_report(snaps, result, output, top, force)
     print(f"wrote {path} ({human_bytes(size)})")
     print(f"next: open {pathlib.Path(path).as_uri()} in a browser (it loads nothing from "

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from ..analysis.retained import compiled as compiled_dominators
 from ..analysis.retainers import UnknownType, retainer_chains
 from ..render.retainers import retainers_blocks, retainers_json
 from .common import load, print_json, show
 from .errors import EXIT_USAGE, MemdiagError
 
 
-def command(snapshot, type_name, since=None, top=10, as_json=False):
+def command(snapshot, type_name, since=None, top=10, as_json=False, retained=None):
     snap = load(snapshot)
     old = load(since) if since else None
+    if retained is None:
+        retained = compiled_dominators()
     try:
-        chains, total = retainer_chains(snap, type_name, since=old, top=top)
+        chains, total = retainer_chains(snap, type_name, since=old, top=top, retained=retained)
     except UnknownType:
         close = _similar(snap, type_name)
         more = f"; did you mean {', '.join(close)}?" if close else ""
