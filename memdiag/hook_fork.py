@@ -31,6 +31,8 @@ from __future__ import annotations
 import gc
 import json
 import os
+import re
+import sys
 import time
 
 from . import hook_publish, protocol
@@ -41,19 +43,41 @@ from .hook_state import one_line, report, state
 from .protocol import HookError
 
 
+# 3.12+ warns (DeprecationWarning) about fork() in a process with threads; the
+# snapshot child runs no thread of the program's and never returns into it.
+# The filter matches that warning from this module only.
+_QUIET_FORK = ("ignore", None, DeprecationWarning, re.compile(re.escape(__name__) + r"\Z"), 0)
+
+
+def _fork_quietly():
+    """os.fork() without 3.12+'s warning about threads, through a filter that
+    is in warnings.filters for this call only. Not warnings.catch_warnings():
+    it bumps the filters' version, which empties every module's
+    __warningregistry__, so the program would show warnings it had shown
+    already. A program run with -W error would otherwise get the warning as
+    an exception in the parent after the child was forked."""
+    warnings = sys.modules.get("warnings")
+    filters = getattr(warnings, "filters", None)
+    if type(filters) is not list:
+        return os.fork()
+    filters.insert(0, _QUIET_FORK)
+    try:
+        return os.fork()
+    finally:
+        try:
+            filters.remove(_QUIET_FORK)
+        except ValueError:
+            pass
+
+
 def take_forked(capture, request, wait):
     """Fork a writer for request. wait: return its path when the file is
     complete (dump()); else return None at once, the child reaped later."""
-    import warnings
     pause_r, pause_w = os.pipe()
     back_r, back_w = os.pipe()
     state.in_snapshot_fork = True
     try:
-        with warnings.catch_warnings():
-            # 3.12+ warns about fork() in a process with threads; the child
-            # runs no thread of the program's and never returns into it.
-            warnings.simplefilter("ignore", DeprecationWarning)
-            pid = os.fork()
+        pid = _fork_quietly()
     except BaseException:
         state.in_snapshot_fork = False
         for fd in (pause_r, pause_w, back_r, back_w):

@@ -88,10 +88,6 @@ def test_leak_through_warningregistry_ranks_first(sample):
     leak_through_warningregistry_ranks_first(t)
 
 
-@pytest.mark.xfail(strict=True, reason="the hook's warnings.catch_warnings() around fork "
-                   "bumps the warnings filters' version, which clears every module's "
-                   "__warningregistry__ at its next warning: each forked snapshot resets "
-                   "the leak (hook.py, for the hook helper)")
 def test_leak_through_warningregistry_ranks_first_with_forked_snapshots(sample):
     leak_through_warningregistry_ranks_first(sample("dunder_leak.py", mode="fork"))
 

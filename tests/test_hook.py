@@ -1039,3 +1039,43 @@ def test_registry_forgets_processes_that_are_gone(start, tmp_path):
     q = loop(start, tmp_path, "fork", env=env)         # the next hooked process does
     assert not any(os.path.exists(e) for e in entries)
     assert os.path.exists(os.path.join(reg, f"{q.pid}.json"))
+
+
+WARNED_ONCE = """
+    import json, sys, threading, warnings
+    import memdiag
+    from memdiag import hook
+    memdiag.install(dir=sys.argv[1])
+    stop = threading.Event()
+    worker = threading.Thread(target=stop.wait)      # 3.12+ warns about fork() with threads
+    worker.start()
+
+    def old_api():
+        warnings.warn("old_api is deprecated", UserWarning, stacklevel=1)
+
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("default")             # each warning once per location
+        old_api()
+        registry_before = dict(globals().get("__warningregistry__", {}))
+        path = hook.dump(mode="fork")
+        old_api()                                     # already shown: not again
+    stop.set()
+    worker.join()
+    print("RESULT " + json.dumps({
+        "shown": len(shown), "path": path,
+        "kept": {str(k) for k in registry_before} <= {str(k) for k in __warningregistry__}}))
+"""
+
+
+@pytest.mark.parametrize("warnings_env", ["", "error::DeprecationWarning"])
+def test_forked_snapshot_leaves_the_programs_warnings_alone(tmp_path, warnings_env):
+    """A forked snapshot changes no state of the program's warnings: a module's
+    __warningregistry__ keeps what was shown (warnings.catch_warnings() around
+    the fork used to empty every registry, so shown warnings showed again), and
+    3.12+'s warning about fork() with threads neither shows nor, under
+    -W error::DeprecationWarning, raises in the program."""
+    env = dict(walker_env("compiled"), PYTHONWARNINGS=warnings_env)
+    r = run_program(WARNED_ONCE, tmp_path / "snaps", env=env, tmp_path=tmp_path)
+    assert r["shown"] == 1 and r["kept"], r
+    assert os.path.isfile(r["path"])
+    assert "multi-threaded" not in r["_stderr"], r["_stderr"]
