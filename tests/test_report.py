@@ -7,7 +7,6 @@ import json
 import os
 import re
 import stat
-from dataclasses import dataclass, fields
 from html.parser import HTMLParser
 
 import pytest
@@ -211,7 +210,7 @@ def test_report_data_suspect_path_retained_and_holds(tmp_path):
         (".image", "bytes", 800), (".text", "str", 800)]
     caps_row = next(t for t in report.types if t.growth.type == "ccap.cap.CAP")
     assert caps_row.counts == (200, 500, 800)
-    assert report.retained and not report.grouping and report.groups == ()
+    assert report.retained and report.groups == ()
 
 
 def test_held_groups_beyond_width_are_counted(tmp_path):
@@ -223,24 +222,15 @@ def test_held_groups_beyond_width_are_counted(tmp_path):
     assert caps.others == (1, 800, 800 * 55)
 
 
-@dataclass(frozen=True)
-class GroupSuspect(Suspect):
-    """A suspect as diff gives it once it groups containers (issue 10)."""
-    kind: str = "group"
-    containers: int = 1
-
-
 def test_grouped_suspects_have_their_section(tmp_path):
     snaps = three(tmp_path)
     result = diff(snaps)
-    group = GroupSuspect("app.USERS[*]", "list", (400, 900, 1400), 56000, "app.Event", 2,
-                         containers=200)
-    first = result.suspects[0]
-    single = GroupSuspect(**{**{f.name: getattr(first, f.name) for f in fields(first)},
-                             "kind": "container"})
-    grouped = DiffResult(result.paths, result.types, [group, single], result.memory, True)
+    group = Suspect("app.USERS[*]", "list", (400, 900, 1400), 56000, "app.Event", 2,
+                    kind="group", containers=200)
+    grouped = DiffResult(result.paths, result.types, [group, result.suspects[0]], result.memory,
+                         True)
     report = build_report(snaps, grouped)
-    assert report.grouping and [d.suspect.path for d in report.groups] == ["app.USERS[*]"]
+    assert [d.suspect.path for d in report.groups] == ["app.USERS[*]"]
     page = Page(html_page(report, generated=0))
     assert "Grouped suspects" in "".join(page.text)
     assert "200 containers with this path shape" in "".join(page.text)

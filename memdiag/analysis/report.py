@@ -95,7 +95,6 @@ class Report:
     matched: bool             # objects matched between snapshots (one process)
     types: tuple              # [TypeSeries] of the types that grew, most bytes first
     suspects: tuple           # [SuspectDetail], best first
-    grouping: bool            # the diff groups suspects (they carry `kind`)
     retained: bool            # retained sizes were computed
 
     @property
@@ -133,8 +132,7 @@ def build_report(snaps, result, top=10, depth=2, width=6):
     suspects = list(result.suspects)[:top]    # under a native verdict, already filtered
     types = _type_series(snaps, [t for t in result.types
                                  if t.count_delta > 0 or t.size_delta > 0][:top])
-    singles = [s for s in suspects if getattr(s, "kind", "container") == "container"
-               and s.index >= 0]
+    singles = [s for s in suspects if s.kind == "container" and s.index >= 0]
     computed = bool(singles) and result.matched
     tree_first = tree_last = new_mask = None
     if computed:
@@ -142,24 +140,20 @@ def build_report(snaps, result, top=10, depth=2, width=6):
         new_mask = _new_objects(first, last)
     details = []
     for rank, s in enumerate(suspects, 1):
-        kind = getattr(s, "kind", "container")
-        before = getattr(s, "retained_before", None)
-        after = getattr(s, "retained_after", None)
+        before, after = s.retained_before, s.retained_after    # diff's, when it computed them
         path = holds = None
-        if kind == "container" and s.index >= 0:
+        if s.kind == "container" and s.index >= 0:
             path = retainer_path(last, s.index)
-            if computed:
+            if computed and after is None:
                 after = int(tree_last.retained[s.index])
                 i_first = _index_in(first, last, s.index)
                 before = None if i_first is None else int(tree_first.retained[i_first])
             holds = held_tree(last, s.index, depth, width,
                               tree_last.retained if computed else None, new_mask)
-        details.append(SuspectDetail(rank, s, path, kind, getattr(s, "containers", 1),
-                                     before, after, holds, getattr(s, "weak", None),
-                                     getattr(s, "bound", None)))
+        details.append(SuspectDetail(rank, s, path, s.kind, s.containers, before, after, holds,
+                                     s.weak, s.bound))
     return Report(tuple(snapshot_facts(s) for s in snaps), result.memory, result.verdict,
-                  result.matched, tuple(types), tuple(details),
-                  any(hasattr(s, "kind") for s in result.suspects), computed)
+                  result.matched, tuple(types), tuple(details), computed)
 
 
 def _type_series(snaps, growths):

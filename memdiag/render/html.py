@@ -26,6 +26,7 @@ import time
 from . import charts
 from .blocks import human_bytes, signed
 from .diff import VERDICTS, memory_line
+from ..analysis.results import fold_runs
 from .markup import csp_hash, esc, json_island
 
 STYLE = """
@@ -214,7 +215,7 @@ def _header(report, generator, generated):
         out.append(f"<dt>{esc(key)}</dt><dd>{value}</dd>\n")
     out.append("</dl>\n<nav>")
     for anchor, name in (("memory", "Memory"), ("suspects", "Suspects"),
-                         *((("groups", "Grouped suspects"),) if report.grouping else ()),
+                         *((("groups", "Grouped suspects"),) if report.groups else ()),
                          ("types", "Types"), ("numbers", "The numbers")):
         out.append(f'<a href="#{anchor}">{name}</a>')
     out.append("</nav>\n</header>\n")
@@ -354,12 +355,9 @@ def _suspects_table(report):
     if not report.suspects:
         return ""
     rows = []
-    headers = ["#", "path", "type", "lengths", "growth", "added", "bytes", "retained first",
-               "retained last", "retained growth"]
-    numeric = [0, 3, 4, 6, 7, 8, 9]
-    if report.grouping:
-        headers.insert(3, "containers")
-        numeric = [0, 3] + [k + 1 for k in numeric[1:]]
+    headers = ["#", "path", "type", "containers", "lengths", "growth", "added", "bytes",
+               "retained first", "retained last", "retained growth"]
+    numeric = [0, 3, 4, 5, 7, 8, 9, 10]
     for d in report.suspects:
         s = d.suspect
         row = [_n(str(d.rank)), f'<code class="wrap">{esc(s.path)}</code>', esc(s.type),
@@ -368,8 +366,7 @@ def _suspects_table(report):
                _n(esc(human_bytes(s.size_delta, signed=True))),
                _n(_maybe_bytes(d.retained_before)), _n(_maybe_bytes(d.retained_after)),
                _n(_maybe_bytes(d.retained_delta, signed=True))]
-        if report.grouping:
-            row.insert(3, _n(f"{d.containers:,}"))
+        row.insert(3, _n(f"{d.containers:,}"))
         rows.append(row)
     return _table("Suspects", headers, rows, numeric=numeric, anchor="numbers-suspects",
                   note="retained: its own bytes and those of every object only it keeps alive "
@@ -409,10 +406,17 @@ def _path_tree(d):
     """Root, hops, the container (open), what it holds (closed below the first level)."""
     p = d.path
     hops = [(p.root, p.root_kind, p.root)]
-    text = p.root + ("…" if p.truncated else "")
+    runs = []          # [text, type, hops]: a run of one step (a linked list) is one node
     for step in p.steps:
-        text += step.text
-        hops.append((step.text, step.type, text))
+        if runs and runs[-1][0] == step.text:
+            runs[-1][2] += step.count
+        else:
+            runs.append([step.text, step.type, step.count])
+    text = p.root
+    for step_text, kind, count in runs:
+        piece = fold_runs([(step_text, count)])
+        text += piece
+        hops.append((piece, kind, text))
     container = hops[-1]
     head = "".join(
         f'<li><details open><summary title="{esc(full)}"><code class="step">{esc(step)}'
@@ -465,8 +469,8 @@ def _held_meta(g):
 
 def _groups_section(report):
     """Suspects that are groups of containers with one path shape (`kind`
-    'group'), where diff computes them; no section when it does not."""
-    if not report.grouping:
+    'group'); no section when there is none."""
+    if not report.groups:
         return ""
     out = ['<section id="groups">\n<h2>Grouped suspects</h2>\n',
            "<p>Many containers with the same path shape ([*] = any index or key) that "
