@@ -1,24 +1,28 @@
-"""The pure-Python heap walker: the reference for what a snapshot contains.
+"""The pure-Python heap walker. What a walk records is specified in
+docs/WALK.md (clauses W1-W11, cited below as W4.13 and so on); this walker
+and the compiled one (memdiag/_walker.c) both implement it, and W11 lists
+where they still differ. Stdlib only.
 
-It is used when the compiled walker (memdiag._walker) is missing, and tests
-run both on the same heap and compare them. Stdlib only.
+It is used when the compiled walker is missing (3.14 and 3.15 for now, or no
+compiler), and tests run both on the same heap and compare them. In a fork
+child, with the reads by address the hook enables (enable_pointer_reads,
+W8), it writes exactly the compiled walker's snapshot (W11.1).
 
-The walk is breadth-first and assigns object indexes in discovery order, so
-the edge that discovered an object is on a shortest path from the roots. Roots
-come in phases, each walked to exhaustion before the next starts, so a path
-through a module is preferred over a path through a thread's stack:
+In short: a breadth-first walk that numbers objects in discovery order (W3),
+from roots in phases, each walked to exhaustion before the next (W2):
 
 1. modules in sys.modules, by name;
-2. local variables of every thread's frames (captured before any fork);
+2. variables of every thread's frames (captured before any fork);
 3. every thread's state dict (thread locals);
 4. (no output) everything reachable only from memdiag's own objects is marked
-   ignored, so the hook never appears in its snapshot;
+   ignored, so the hook never appears in its snapshot (W9);
 5. gc-tracked objects no root reached ("unreached": held from C, or leaked).
 
-Edges are labeled where a label makes a path readable: dict keys, attribute
-names (instance __dict__, inline values, __slots__), list and tuple indexes,
-closure cells, the cache of a functools.lru_cache wrapper, frame locals. All
-other references come from gc.get_referents (tp_traverse) and carry no label.
+Edges are tp_traverse's referents (gc.get_referents), plus the references
+read without it (W4): dict items labeled by key, list and tuple indexes,
+attribute names (instance __dict__, inline values, __slots__), the fields of
+types, functions, code objects and cells, frame variables, the cache of a
+functools.lru_cache wrapper.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ CO_OPTIMIZED = 0x0001
 
 _LRU_TYPE = type(functools.lru_cache(maxsize=None)(lambda: None))
 _MemberDescriptor = types.MemberDescriptorType
+_MethodDescriptor = types.MethodDescriptorType
 _GetSetDescriptor = types.GetSetDescriptorType
 
 
@@ -85,9 +90,9 @@ def key_written(s: str) -> bool:
     """
     if not name_like(s):
         return False
-    if _read_byte is None or not _INTERN_READS_OK:
+    if not _OK["intern"]:
         return True
-    return bool(_read_byte(id(s) + _STR_STATE_OFFSET) & 3)
+    return _is_interned(s)
 
 
 def type_kind(tp) -> str:
@@ -125,7 +130,7 @@ def type_kind(tp) -> str:
         return "cell"
     if tp is _LRU_TYPE:
         return "lru_cache"
-    if tp.__flags__ & TPFLAGS_HEAPTYPE:
+    if _TYPE_ATTR["__flags__"](tp) & TPFLAGS_HEAPTYPE:
         return "instance"
     return "other"
 
@@ -161,7 +166,7 @@ def _length(o, kind):
 
 
 class TypeInfo:
-    __slots__ = ("index", "kind", "sizeof_is_python", "slots", "dict_getset",
+    __slots__ = ("index", "kind", "sizeof_formula", "slots", "dict_getset",
                  "managed", "dictoffset", "preheader", "is_heap")
 
 
@@ -229,15 +234,18 @@ class PyWalker:
         ti.kind = type_kind(tp)
         self.type_names.append(type_name(tp))
         self.type_kinds.append(ti.kind)
-        flags = tp.__flags__
+        flags = _TYPE_ATTR["__flags__"](tp)   # never a metaclass's attribute
         ti.is_heap = bool(flags & TPFLAGS_HEAPTYPE)
         ti.managed = PY >= (3, 11) and bool(flags & TPFLAGS_MANAGED_DICT)
-        ti.dictoffset = tp.__dictoffset__
-        ti.sizeof_is_python = False
-        for t in tp.__mro__:
+        ti.dictoffset = _TYPE_ATTR["__dictoffset__"](tp)
+        # W6.1: __sizeof__ is called only when it is a method written in C
+        # (a method descriptor); anything else (a Python function, a
+        # staticmethod...) would run the program's code: the formula instead.
+        ti.sizeof_formula = False
+        for t in _TYPE_ATTR["__mro__"](tp):
             d = _TYPE_ATTR["__dict__"](t)
             if "__sizeof__" in d:
-                ti.sizeof_is_python = isinstance(d["__sizeof__"], types.FunctionType)
+                ti.sizeof_formula = type(d["__sizeof__"]) is not _MethodDescriptor
                 break
         # What sys.getsizeof adds to __sizeof__: the GC header, and on 3.11+
         # the managed dict (3.12+: and weakref) pointers before the object.
@@ -249,8 +257,8 @@ class PyWalker:
         ti.slots = []
         ti.dict_getset = None
         if ti.kind == "instance":
-            for t in tp.__mro__:
-                if not t.__flags__ & TPFLAGS_HEAPTYPE:
+            for t in _TYPE_ATTR["__mro__"](tp):
+                if not _TYPE_ATTR["__flags__"](t) & TPFLAGS_HEAPTYPE:
                     continue
                 slot_names = _slot_names(t)
                 for name, member in _TYPE_ATTR["__dict__"](t).items():
@@ -294,6 +302,13 @@ class PyWalker:
     def run(self, module_roots, stack_roots, thread_roots, ignore, executing_frames=()):
         for o in ignore:
             self.ignored.add(id(o))
+        # W9.1: the lists given are memdiag's too: ignored from the start, and
+        # expanded in phase 4 through self.__dict__ (as the compiled walker
+        # does with its arguments). Lists only: never a shared empty tuple.
+        self.arg_lists = [a for a in (module_roots, stack_roots, thread_roots, ignore,
+                                      executing_frames) if type(a) is list]
+        for a in self.arg_lists:
+            self.ignored.add(id(a))
         self.executing = {id(f) for f in executing_frames}
         self.ignored.update(self.executing)
         self.ignored.add(id(self.executing))
@@ -308,6 +323,11 @@ class PyWalker:
             self.add_root(d, sf.ROOT_THREAD, desc)
         done = self.process(done)
         self.mark_ignored(ignore)
+        if self.may_materialize and gc.get_freeze_count():
+            # A throwaway fork child: the permanent generation (gc.freeze())
+            # joins the end of the oldest one, where get_objects() lists it,
+            # in the order the compiled walker reads the lists (W2.6).
+            gc.unfreeze()
         tracked = gc.get_objects()
         self.ignored.add(id(tracked))
         for o in tracked:
@@ -382,12 +402,22 @@ class PyWalker:
         return i
 
     def sizeof(self, o, ti):
-        if ti.sizeof_is_python:
-            return object.__sizeof__(o) + ti.preheader
-        return sys.getsizeof(o)
+        """sys.getsizeof(o), or object.__sizeof__(o) plus the pre-header when
+        its __sizeof__ is not written in C or fails (WALK.md W6.1, W6.3)."""
+        if not ti.sizeof_formula:
+            try:
+                return sys.getsizeof(o)
+            except Exception:
+                pass
+        return object.__sizeof__(o) + ti.preheader
 
     def site(self, o):
         tb = self._traceback(o)
+        if tb is None and _tracemalloc_lookup is not None:
+            # 3.11: _get_object_traceback misses managed-dict objects (W10.2):
+            # their block starts before the two dict pointers and GC header.
+            if _TYPE_ATTR["__flags__"](type(o)) & TPFLAGS_MANAGED_DICT:
+                tb = _tracemalloc_lookup(0, id(o) - 4 * _WORD)
         if tb is None:
             return 0
         i = self.sites.get(tb)
@@ -448,18 +478,25 @@ class PyWalker:
                 # C strings, made into new str objects on every read).
                 fields += [(_TYPE_ATTR["__name__"](o), "__name__"),
                            (_TYPE_ATTR["__qualname__"](o), "__qualname__")]
+            if _OK["type"]:
+                # The dict of weak references to subclasses (W4.9), which
+                # only __subclasses__() shows, as a new list.
+                fields.append((_type_subclasses(o), _OWN_LABELS["__subclasses__"]))
             for obj, name in fields:
                 if obj is not None:
                     labeled.add(id(obj))
                     emit(obj, sf.L_ATTR | self.label(name) << 3)
         elif kind == "code":
             # Code objects are not gc-tracked: tp_traverse shows nothing, yet
-            # they hold constants, names and line tables. Only fields that are
-            # stored objects are read (co_code and co_varnames would be built
-            # on 3.11+).
+            # they hold constants, names and line tables (W4.8). The stored
+            # fields that have a getter returning them, then, read by
+            # address, the locals tables and what co_code and co_varnames
+            # (...) cached: their getters would build new objects.
             labeled = set()
-            for name in _CODE_FIELDS:
-                obj = getattr(o, name)
+            fields = [(name, getattr(o, name)) for name in _CODE_FIELDS]
+            if _OK["code"]:
+                fields += _code_by_address(o)
+            for name, obj in fields:
                 if obj is not None:
                     labeled.add(id(obj))
                     emit(obj, sf.L_ATTR | self.label(name) << 3)
@@ -482,9 +519,12 @@ class PyWalker:
             labeled = set()
             if self.may_materialize and o.f_code.co_flags & CO_OPTIMIZED:
                 before = gc.get_referents(o)
+                held = _frame_locals_field(o) if _OK["frame"] and PY < (3, 13) else 0
                 loc = o.f_locals
-                if type(loc) is dict and not any(loc is r for r in before):
-                    self.ignored.add(id(loc))   # made by this read (3.10-3.12)
+                if type(loc) is dict and not any(loc is r for r in before) and id(loc) != held:
+                    # Made by this read (3.10-3.12); a generator's frame object
+                    # does not show the dict its generator holds (W4.11).
+                    self.ignored.add(id(loc))
                 for name, v in list(loc.items()):
                     labeled.add(id(v))
                     emit(v, sf.L_LOCAL | self.label(name) << 3)
@@ -539,7 +579,7 @@ class PyWalker:
         if getter is None:
             return
         refs = gc.get_referents(o)
-        if _read_word is None:
+        if not _OK["dict"]:
             return self._instance_dict_guess(o, tp, ti, labeled, emit, refs)
         if not ti.managed:
             d = _dict_at_offset(o, ti.dictoffset)
@@ -609,14 +649,16 @@ class PyWalker:
 
 _TYPE_ATTR = {name: type.__dict__[name].__get__
               for name in ("__flags__", "__dict__", "__mro__", "__bases__", "__name__",
-                           "__qualname__", "__basicsize__")}
+                           "__qualname__", "__basicsize__", "__dictoffset__", "__base__")}
 
-if PY >= (3, 11):
-    _CODE_FIELDS = ("co_consts", "co_names", "co_filename", "co_name", "co_qualname",
-                    "co_linetable", "co_exceptiontable")
-else:
-    _CODE_FIELDS = ("co_consts", "co_names", "co_filename", "co_name", "co_linetable",
-                    "co_code", "co_varnames", "co_cellvars", "co_freevars")
+_CODE_FIELDS = ("co_consts", "co_names", "co_filename", "co_name", "co_qualname",
+                "co_linetable", "co_exceptiontable")
+
+# Labels that name no attribute: made from strs of memdiag's own, never
+# interned nor constants (the compiled walker's are its own copies too), so
+# that they are ignored with the label table and nothing else.
+_OWN_LABELS = {name: "".join(list(name)) for name in (
+    "co_localsplusnames", "co_localspluskinds", "__subclasses__")}
 
 _FUNC_FIELDS = {
     "__code__": lambda f: f.__code__,
@@ -629,14 +671,16 @@ _FUNC_FIELDS = {
 
 def _slot_names(t):
     """The (mangled) names in a class's __slots__: its object members. Other
-    member descriptors of C heap types can be ints or offsets."""
+    member descriptors of C heap types can be ints or offsets. __slots__ is
+    read only when it is a str or a builtin collection: iterating anything
+    else could run the program's code (W1.2); such a class's slots stay
+    unlabeled."""
     slots = _TYPE_ATTR["__dict__"](t).get("__slots__", ())
-    if isinstance(slots, str):
+    if type(slots) is str:
         slots = (slots,)
-    try:
-        names = [n for n in slots if isinstance(n, str)]
-    except TypeError:
+    if type(slots) not in (tuple, list, dict, set, frozenset):
         return set()
+    names = [n for n in slots if type(n) is str]
     qual = _TYPE_ATTR["__name__"](t).lstrip("_")
     out = set()
     for n in names:
@@ -651,18 +695,62 @@ def _module_dict(m):
 
 
 # ---------------------------------------------------------------- pointer reads
-# Whether an instance __dict__ exists can only be told without creating it by
-# reading the object's dict pointer. The hook enables this (importing ctypes
-# once, at install) when this walker is the one in use; the compiled walker
-# reads the same fields directly.
+# Some fields can be read without creating objects only by reading the
+# object's memory (WALK.md W8): whether an instance __dict__ exists (the dict
+# pointer), a str's interning bits, the fields of code objects and types that
+# have no getter or whose getter builds a new object, whether a generator
+# frame's f_locals dict existed. The hook enables these reads (importing
+# ctypes once, at install) when this walker is the one in use; the compiled
+# walker reads the same fields directly. Each group is used only if a probe at
+# enable time finds the layout written here (from the version's headers); on
+# a free-threaded or debug build, or a layout not listed, the walker does what
+# it can without that group.
 
 _read_word = None
 _read_byte = None
 _object_at = None
-INLINE_VALUES = 1 << 2      # 3.13 Py_TPFLAGS_INLINE_VALUES
+_tracemalloc_lookup = None
+INLINE_VALUES = 1 << 2      # 3.13+ Py_TPFLAGS_INLINE_VALUES
+STATIC_BUILTIN = 1 << 1     # 3.12+ _Py_TPFLAGS_STATIC_BUILTIN
+_WORD = 8 if sys.maxsize > 2 ** 32 else 4
+
+# Which groups of reads passed their probe (see pointer_reads()).
+_OK = {"intern": False, "dict": False, "code": False, "type": False, "frame": False}
+# The versions whose headers the layouts below were read from. The probes
+# dereference a pointer only after the fields around it held the objects
+# they should; on another version those groups stay off.
+_LAYOUT_KNOWN = (3, 11) <= PY <= (3, 15)
+
+# PyASCIIObject: ob_refcnt, ob_type, length, hash, then the state bit field,
+# whose two lowest bits say "interned" (3.11-3.15, cpython/unicodeobject.h).
+_STR_STATE_OFFSET = 4 * _WORD
+# PyCodeObject (cpython/code.h), word indexes after PyObject_VAR_HEAD (3
+# words); the same in 3.11-3.15 from co_consts to co_linetable.
+_CODE_WORDS = {"co_consts": 3, "co_names": 4, "co_exceptiontable": 5,
+               "co_localsplusnames": 12, "co_localspluskinds": 13, "co_filename": 14,
+               "co_name": 15, "co_qualname": 16, "co_linetable": 17}
+# 3.11: PyObject *_co_code; 3.12: _PyCoCached *_co_cached (_co_code,
+# _co_varnames, _co_cellvars, _co_freevars); 3.13+: co_executors comes first.
+_CODE_CACHED = 19 if PY <= (3, 12) else 20
+_CACHED_NAMES = ("co_code",) if PY == (3, 11) else (
+    "co_code", "co_varnames", "co_cellvars", "co_freevars")
+# PyTypeObject (cpython/object.h), word indexes; the same in 3.11-3.15.
+_TYPE_WORDS = {"tp_basicsize": 4, "tp_flags": 21, "tp_base": 32, "tp_bases": 42,
+               "tp_mro": 43, "tp_subclasses": 45}
+# PyFrameObject.f_frame (after ob_refcnt, ob_type, f_back), and in the
+# _PyInterpreterFrame it points to: f_code, f_locals, frame_obj (3.11, 3.12;
+# internal/pycore_frame.h).
+_FRAME_F_FRAME = 3
+_IFRAME_WORDS = {(3, 11): (4, 3, 5), (3, 12): (0, 5, 6)}.get(PY)
 
 
 def enable_pointer_reads():
+    """Turn on the reads by address; True if ctypes is there (each group of
+    reads also needs its probe to pass: pointer_reads() says which did).
+
+    >>> enable_pointer_reads()
+    True
+    """
     global _read_word, _read_byte, _object_at
     if _read_word is not None:
         return True
@@ -670,6 +758,8 @@ def enable_pointer_reads():
         import ctypes
     except Exception:  # pragma: no cover - no ctypes: the guessing path
         return False
+    if "t" in getattr(sys, "abiflags", ""):
+        return False    # free-threaded: another object header (not probed)
     word = ctypes.c_size_t
     byte = ctypes.c_uint8
     pyobj = ctypes.py_object
@@ -677,26 +767,184 @@ def enable_pointer_reads():
     _read_word = lambda addr: word.from_address(addr).value  # noqa: E731
     _read_byte = lambda addr: byte.from_address(addr).value  # noqa: E731
     _object_at = lambda addr: cast(addr, pyobj).value       # noqa: E731
-    _check_intern_reads()
+    for name, probe in (("intern", _probe_intern), ("dict", _probe_dict),
+                        ("code", _probe_code), ("type", _probe_type),
+                        ("frame", _probe_frame)):
+        try:
+            _OK[name] = bool(probe(ctypes))
+        except Exception:
+            _OK[name] = False
+    _enable_site_lookup(ctypes)
     return True
 
 
-# PyASCIIObject: ob_refcnt, ob_type, length, hash, then the state bit field,
-# whose two lowest bits say "interned" on 3.10-3.13.
-_WORD = 8 if sys.maxsize > 2 ** 32 else 4
-_STR_STATE_OFFSET = 4 * _WORD
-_INTERN_READS_OK = False
+def pointer_reads():
+    """Which groups of reads by address are on: {"intern", "dict", "code",
+    "type", "frame"} -> bool (all False until enable_pointer_reads())."""
+    return dict(_OK)
 
 
-def _check_intern_reads():
-    """Trust the state bits only if they tell an interned str from a fresh one
-    here (a debug build's larger header would fail this)."""
-    global _INTERN_READS_OK
+def _probe_intern(ctypes):
+    """The state bits tell an interned str from a fresh one."""
     fresh = "".join(["memdiag_", "intern_probe"])
     known = sys.intern("__dict__")
     state = lambda s: _read_byte(id(s) + _STR_STATE_OFFSET) & 3  # noqa: E731
-    _INTERN_READS_OK = state(known) != 0 and state(fresh) == 0
+    return state(known) != 0 and state(fresh) == 0
 
+
+def _probe_dict(ctypes):
+    """The managed dict pointer of an instance whose __dict__ was made."""
+    if not _LAYOUT_KNOWN:
+        return False
+    probe = _Probe()
+    d = probe.__dict__
+    return _read_word(id(probe) - 3 * _WORD) == id(d)   # no cycle: both go now
+
+
+class _Probe:
+    pass
+
+
+def _probe_code_source(a):
+    b = [a]
+
+    def inner():
+        return b
+    return inner
+
+
+def _probe_code(ctypes):
+    """The stored fields of a code object are where _CODE_WORDS says, its
+    locals tables are a tuple of its variable names and a bytes as long, and
+    its cached attributes are the objects the getters return."""
+    if not _LAYOUT_KNOWN:
+        return False
+    for co in (_probe_code_source.__code__, _probe_code_source(0).__code__):
+        base = id(co)
+        for name in ("co_consts", "co_names", "co_exceptiontable", "co_filename",
+                     "co_name", "co_qualname", "co_linetable"):
+            if _read_word(base + _CODE_WORDS[name] * _WORD) != id(getattr(co, name)):
+                return False
+        names = _read_word(base + _CODE_WORDS["co_localsplusnames"] * _WORD)
+        kinds = _read_word(base + _CODE_WORDS["co_localspluskinds"] * _WORD)
+        if not names or _read_word(names + _WORD) != id(tuple):
+            return False
+        if not kinds or _read_word(kinds + _WORD) != id(bytes):
+            return False
+        names, kinds = _object_at(names), _object_at(kinds)
+        expect = co.co_varnames + co.co_cellvars + co.co_freevars
+        if ({id(n) for n in names} != {id(n) for n in expect}
+                or len(names) != len(expect) or len(kinds) != len(names)):
+            return False
+        got = [getattr(co, name) for name in _CACHED_NAMES]
+        if [id(o) for _, o in _code_cached(co)] != [id(o) for o in got]:
+            return False
+    return True
+
+
+def _probe_type(ctypes):
+    """The fields of a type that has subclasses are where _TYPE_WORDS says,
+    and tp_subclasses is a dict keyed by the subclasses' addresses."""
+    if not _LAYOUT_KNOWN:
+        return False
+    t = ctypes._SimpleCData
+    base = id(t)
+    w = {name: _read_word(base + i * _WORD) for name, i in _TYPE_WORDS.items()}
+    if (w["tp_basicsize"] != _TYPE_ATTR["__basicsize__"](t)
+            or w["tp_flags"] != _TYPE_ATTR["__flags__"](t)
+            or w["tp_base"] != id(_TYPE_ATTR["__base__"](t)) or w["tp_bases"] != id(_TYPE_ATTR["__bases__"](t))
+            or w["tp_mro"] != id(_TYPE_ATTR["__mro__"](t))):
+        return False
+    subs = _type_subclasses(t)
+    return type(subs) is dict and all(id(s) in subs for s in type.__subclasses__(t))
+
+
+def _probe_frame(ctypes):
+    """3.11-3.12: a generator frame's _PyInterpreterFrame holds its code,
+    its f_locals dict and its frame object where _IFRAME_WORDS says."""
+    if _IFRAME_WORDS is None:
+        return _LAYOUT_KNOWN    # 3.13+: f_locals is a proxy, nothing to tell
+
+    def gen():
+        x = [1]
+        yield x
+    g = gen()
+    next(g)
+    f = g.gi_frame
+    loc = f.f_locals
+    fr = _read_word(id(f) + _FRAME_F_FRAME * _WORD)
+    code_i, locals_i, obj_i = _IFRAME_WORDS
+    ok = bool(fr) and (_read_word(fr + code_i * _WORD) == id(f.f_code)
+                       and _read_word(fr + obj_i * _WORD) == id(f)
+                       and _read_word(fr + locals_i * _WORD) == id(loc))
+    g.close()
+    return ok
+
+
+def _enable_site_lookup(ctypes):
+    """3.11: tracemalloc._get_object_traceback misses objects with a managed
+    dict (it forgets the two pointers before their GC header); look their
+    block up with the C function it calls."""
+    global _tracemalloc_lookup
+    if PY != (3, 11):
+        return
+    try:
+        f = ctypes.pythonapi._PyTraceMalloc_GetTraceback
+    except AttributeError:
+        return
+    f.restype = ctypes.py_object
+    f.argtypes = (ctypes.c_uint, ctypes.c_size_t)
+    _tracemalloc_lookup = f
+
+
+def _is_interned(s):
+    return bool(_read_byte(id(s) + _STR_STATE_OFFSET) & 3)
+
+
+def _code_cached(co):
+    """[(label, object)]: what co's getters cached (3.11: co_code; 3.12+ also
+    co_varnames, co_cellvars, co_freevars), in that order."""
+    p = _read_word(id(co) + _CODE_CACHED * _WORD)
+    if not p:
+        return []
+    if PY == (3, 11):
+        return [("co_code", _object_at(p))]
+    out = []
+    for k, name in enumerate(_CACHED_NAMES):
+        q = _read_word(p + k * _WORD)
+        if q:
+            out.append((name, _object_at(q)))
+    return out
+
+
+def _code_by_address(co):
+    """[(label, object)]: the fields of a code object only a read by address
+    gives without making objects (WALK.md W4.8): its locals' names and kinds,
+    then what its getters cached."""
+    out = []
+    for name in ("co_localsplusnames", "co_localspluskinds"):
+        p = _read_word(id(co) + _CODE_WORDS[name] * _WORD)
+        if p:
+            out.append((_OWN_LABELS[name], _object_at(p)))
+    return out + _code_cached(co)
+
+
+def _type_subclasses(t):
+    """A type's tp_subclasses dict (WALK.md W4.9), None if it has none: a
+    static builtin type's (3.12+) is an index into the interpreter's table."""
+    if PY >= (3, 12) and _TYPE_ATTR["__flags__"](t) & STATIC_BUILTIN:
+        return None
+    p = _read_word(id(t) + _TYPE_WORDS["tp_subclasses"] * _WORD)
+    if p and _read_word(p + _WORD) == id(dict):
+        return _object_at(p)
+    return None
+
+
+def _frame_locals_field(f):
+    """3.11-3.12: the address in the f_locals field of frame object f's
+    interpreter frame (0: none yet; reading f.f_locals would make one)."""
+    fr = _read_word(id(f) + _FRAME_F_FRAME * _WORD)
+    return _read_word(fr + _IFRAME_WORDS[1] * _WORD) if fr else 0
 
 
 def _dict_at_offset(o, dictoffset):
@@ -708,7 +956,9 @@ def _dict_at_offset(o, dictoffset):
 
 
 def _managed_dict(o, tp):
-    """(dict or None, whether inline values hold the attributes) on 3.11+."""
+    """(dict or None, whether inline values hold the attributes) on 3.11+.
+    The dict pointer is 3 words before the object (MANAGED_DICT_OFFSET,
+    internal/pycore_object.h, 3.11-3.15 GIL builds)."""
     base = id(o)
     if PY == (3, 11):
         p = _read_word(base - 3 * _WORD)
@@ -720,6 +970,7 @@ def _managed_dict(o, tp):
         if p & 1:
             return None, True
         return (_object_at(p) if p else None), False
+    # 3.13+: PyDictValues after the object (tp_basicsize); byte 3 is "valid".
     p = _read_word(base - 3 * _WORD)
     valid = False
     if _TYPE_ATTR["__flags__"](tp) & INLINE_VALUES:

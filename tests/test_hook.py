@@ -191,6 +191,7 @@ def check_invisible(r):
 @pytest.mark.parametrize("walker", WALKERS)
 @pytest.mark.parametrize("mode", MODES)
 def test_hook_objects_never_in_snapshot(tmp_path, mode, walker):
+    """WALK.md W9.1-W9.3: none of the hook's objects is in its snapshots."""
     r = run_program(OWN, mode, tmp_path / "snaps", env=walker_env(walker), tmp_path=tmp_path)
     check_invisible(r)
 
@@ -198,7 +199,8 @@ def test_hook_objects_never_in_snapshot(tmp_path, mode, walker):
 @pytest.mark.parametrize("walker", WALKERS)
 @pytest.mark.parametrize("mode", MODES)
 def test_hook_loaded_by_run_never_in_snapshot(tmp_path, mode, walker):
-    """`memdiag run` loads the hook as _memdiag_hook: that name must not show either."""
+    """`memdiag run` loads the hook as _memdiag_hook: that name must not show
+    either (WALK.md W9.1)."""
     from memdiag.cli.run import hook_env
     env = hook_env(walker_env(walker), str(tmp_path / "snaps"), "USR2", 0, False, mode)
     r = run_program(OWN, mode, tmp_path / "unused", env=env, tmp_path=tmp_path)
@@ -372,8 +374,9 @@ def test_snapshot_creates_no_instance_dicts(tmp_path, mode, walker):
     r = run_program(NO_DICTS, mode, tmp_path / "snaps", env=walker_env(walker),
                     tmp_path=tmp_path)
     # The checks see a dict where there is one (3.13's tp_traverse shows the
-    # inline values instead while they stay valid, so only the pointer tells).
-    assert r["control"] == [True, PY < (3, 13)]
+    # inline values instead while they stay valid, so only the pointer tells;
+    # 3.14 shows the dict again). WALK.md W4.13, W1.2.
+    assert r["control"] == [True, PY != (3, 13)]
     assert r["before"] == [0, 0]
     assert r["after"] == [0, 0]
     s = load(r["path"])
@@ -408,6 +411,7 @@ GROWTH = """
 @pytest.mark.parametrize("walker", WALKERS)
 @pytest.mark.parametrize("mode", MODES)
 def test_snapshots_leave_the_object_count_unchanged(tmp_path, mode, walker):
+    """WALK.md W1.2: nothing a snapshot makes stays in the program."""
     r = run_program(GROWTH, mode, tmp_path / "snaps", env=walker_env(walker),
                     tmp_path=tmp_path)
     assert r["n1"] == r["n0"], r
@@ -445,6 +449,7 @@ FIRST = """
 @pytest.mark.parametrize("walker", WALKERS)
 @pytest.mark.parametrize("mode", MODES)
 def test_first_snapshot_adds_no_object_to_the_target(tmp_path, mode, walker):
+    """WALK.md W1.2; W11.6 for the Python capture before 3.13."""
     if walker == "python" and PY < (3, 13):
         pytest.xfail("pure-Python capture: frame.f_locals attaches a locals dict to each "
                      "running function frame before 3.13 (no pure-Python way around it)")
@@ -484,6 +489,7 @@ STACKS = """
 @pytest.mark.parametrize("walker", WALKERS)
 @pytest.mark.parametrize("mode", MODES)
 def test_other_threads_locals_are_roots_named_by_frame_and_variable(tmp_path, mode, walker):
+    """WALK.md W2.2: a thread's variables are roots, named by frame and name."""
     r = run_program(STACKS, mode, tmp_path / "snaps", env=walker_env(walker),
                     tmp_path=tmp_path)
     s = load(r["path"])
@@ -525,6 +531,7 @@ TLS = """
 @pytest.mark.parametrize("walker", WALKERS)
 @pytest.mark.parametrize("mode", MODES)
 def test_another_threads_thread_local_value_is_in_the_snapshot(tmp_path, mode, walker):
+    """WALK.md W2.3; W11.5 for the Python capture in a fork child."""
     if mode == "fork" and walker == "python":
         pytest.skip("compiled walker only: fork clears the other threads' states in the "
                     "child (their thread locals go), and only the compiled capture keeps them")
@@ -556,6 +563,7 @@ UNREACHED = """
 @pytest.mark.parametrize("walker", WALKERS)
 @pytest.mark.parametrize("mode", MODES)
 def test_cycle_without_root_is_under_unreached(tmp_path, mode, walker):
+    """WALK.md W2.5."""
     r = run_program(UNREACHED, mode, tmp_path / "snaps", env=walker_env(walker),
                     tmp_path=tmp_path)
     s = load(r["path"])
@@ -655,6 +663,7 @@ def labels(tmp_path, mode, walker):
 @pytest.mark.parametrize("walker", WALKERS)
 @pytest.mark.parametrize("mode", MODES)
 def test_edge_labels_on_the_only_path_to_a_marker(tmp_path, mode, walker):
+    """WALK.md W4.4 (dict keys, W5.2), W4.5, W4.10, W4.12, W4.13 (slots)."""
     paths = labels(tmp_path, mode, walker)
     for name, expected in ALWAYS_LABELED.items():
         assert paths[name] == [expected], (name, paths[name])
@@ -663,6 +672,7 @@ def test_edge_labels_on_the_only_path_to_a_marker(tmp_path, mode, walker):
 @pytest.mark.parametrize("walker", WALKERS)
 @pytest.mark.parametrize("mode", MODES)
 def test_attribute_in_an_existing_instance_dict_is_labeled(tmp_path, mode, walker):
+    """WALK.md W4.13, W8.3."""
     # The pure-Python walker finds an existing managed __dict__ (3.11+) by
     # reading the object's dict pointer, in the target too.
     assert labels(tmp_path, mode, walker)["MAttr"] == ["__main__.holder.attr_name"]
@@ -671,6 +681,8 @@ def test_attribute_in_an_existing_instance_dict_is_labeled(tmp_path, mode, walke
 @pytest.mark.parametrize("walker", WALKERS)
 @pytest.mark.parametrize("mode", MODES)
 def test_inline_attribute_and_frame_local_are_labeled(tmp_path, mode, walker):
+    """WALK.md W4.13 (inline values), W4.11 (a finished frame's variables);
+    W11.2: the pure-Python walker names them only in a fork child."""
     if walker == "python" and mode == "inline":
         pytest.skip("the pure-Python walker reads these names only in a fork child: in the "
                     "target it would create an instance __dict__ or frame f_locals")

@@ -1,7 +1,13 @@
-"""Test helper for tests/test_walker_c.py, run as a script under any Python.
+"""Test helper for tests/test_walker_c.py and tests/test_walker_py.py, run as
+a script under any Python 3.11+. The heap it builds exercises the clauses of
+docs/WALK.md (W4: every kind of edge and label; W2: every kind of root; W6:
+sizes, a __sizeof__ written in Python and one that is a staticmethod).
 
     python heapcheck.py equiv OUTDIR [freeze] [notrace]
                                                # one snapshot per walker, same heap
+    python heapcheck.py pure OUTDIR            # PyWalker alone (any Python 3.11+):
+                                               # fork child and in-process snapshots
+    python heapcheck.py noreads OUTDIR         # the same, without reads by address
     python heapcheck.py inplace                # the C walk leaves the heap alone
     python heapcheck.py capture                # C capture against the Python one
     python heapcheck.py unshare N              # pages a forked C walk dirties
@@ -84,6 +90,20 @@ class PySizeof:
 
     def __sizeof__(self):
         return 12345
+
+
+PROGRAM_CODE_CALLS = []     # code of "the program" a walk must never run (W1.2)
+
+
+class StaticSizeof:
+    # Not a plain function, yet Python code all the same: never called (W6.1).
+    __sizeof__ = staticmethod(lambda: PROGRAM_CODE_CALLS.append("__sizeof__") or 7)
+
+
+class SlotsIterable:
+    def __iter__(self):
+        PROGRAM_CODE_CALLS.append("__slots__ iteration")
+        return iter(("odd",))
 
 
 class Meta(type):
@@ -223,6 +243,7 @@ def build_heap(freeze=False):
         h["frames"].append(fr)
     h["gens"] = gens
     h["pysizeof"] = PySizeof()
+    h["static_sizeof"] = StaticSizeof()
     h["meta"] = WithMeta
     h["partial"] = functools.partial(max, 1, key=None)
     h["module_ref"] = collections
@@ -432,6 +453,7 @@ def mode_equiv(outdir, freeze=False, trace=True):
         "frozen_ids": heap.pop("frozen_ids", []),
         "permanent_ids": walkertest.load().permanent_generation_ids(),
         "managed_types": managed_type_names(),
+        "pointer_reads": walker.pointer_reads(),
     }
     paths = [os.path.join(outdir, f"{which}.snap") for which in WALKERS]
     options = {"strings": True, "trace": trace, "may_materialize": True}
@@ -439,6 +461,133 @@ def mode_equiv(outdir, freeze=False, trace=True):
         fork_walk(k, paths, capture, options)
     event.set()
     t.join()
+    print(json.dumps(info))
+
+
+def memdiag_code_consts():
+    """id() of the gc-tracked co_consts tuples of memdiag's own code objects
+    (functions and methods of its modules, and the code nested in them)."""
+    import types
+    codes, seen = [], set()
+    for name, mod in list(sys.modules.items()):
+        if not (name == "memdiag" or name.startswith("memdiag.")) or mod is None:
+            continue
+        for v in list(vars(mod).values()):
+            members = list(vars(v).values()) if isinstance(v, type) else [v]
+            for f in members:
+                f = getattr(f, "__func__", f)
+                if isinstance(f, types.FunctionType):
+                    codes.append(f.__code__)
+    out = []
+    while codes:
+        co = codes.pop()
+        if id(co) in seen:
+            continue
+        seen.add(id(co))
+        if gc.is_tracked(co.co_consts):
+            out.append(id(co.co_consts))
+        codes.extend(c for c in co.co_consts if isinstance(c, types.CodeType))
+    return out
+
+
+def mode_pure(outdir):
+    """PyWalker alone, as a target without the compiled walker runs it
+    (MEMDIAG_PURE_PYTHON=1: the Python capture, pointer reads on), through the
+    hook: one snapshot in a fork child, one in this process (inline mode),
+    and what the test needs to check them against WALK.md."""
+    os.environ["MEMDIAG_PURE_PYTHON"] = "1"
+    gc.disable()
+    hook.install(dir=outdir, trace_frames=1)
+    heap = build_heap(freeze=True)
+    t, event = start_thread()
+    objs = {
+        "plain": heap["plain"][0], "plain_gamma": heap["plain"][0].gamma,
+        "slotted": heap["slotted"][1], "slot_z": heap["slotted"][1].z,
+        "slot_extra": heap["slotted"][1].extra, "materialized": heap["materialized"],
+        "materialized_dict": heap["materialized"].__dict__, "dicts0": heap["dicts"][0],
+        "pysizeof": heap["pysizeof"], "cached": heap["cached"],
+        "closure": heap["closures"][0], "code": make_closure.__code__, "plain_type": Plain,
+        "gen_frame": heap["frames"][0], "deque": heap["deque"], "str_sub": heap["strs"][5],
+        "ints": heap["ints"], "dict_sub": heap["dicts"][1],
+        "float_info": sys.float_info,
+    }
+    # __slots__ that only an iteration of the program's own can list (W1.2;
+    # the pure-Python walker leaves these slots unlabeled, W11.8).
+    odd = type("OddSlots", (), {"__slots__": SlotsIterable()})()
+    odd.odd = ["odd slot"]
+    heap["odd_slots"] = objs["odd_slots"] = odd
+    del PROGRAM_CODE_CALLS[:]
+    runtime_key = "".join(["runtime", "_made"])     # name-like, not interned
+    heap["runtime_keyed"] = objs["runtime_keyed"] = {runtime_key: 1,
+                                                     sys.intern("interned_key"): 2}
+    samples = {name: id(o) for name, o in objs.items()}
+    sizes = {name: sys.getsizeof(objs[name]) for name in (
+        "plain", "slotted", "materialized", "materialized_dict", "dicts0", "cached",
+        "closure", "code", "plain_type", "deque", "str_sub", "dict_sub")}
+    # A __sizeof__ written in Python is not called (W6.1): object.__sizeof__,
+    # plus the GC header and the two pointers before a managed-dict object.
+    sizes["pysizeof_formula"] = object.__sizeof__(objs["pysizeof"]) + 16 + 16
+    referents = {name: [id(r) for r in gc.get_referents(objs[name])] for name in (
+        "plain", "slotted", "closure", "cached", "materialized", "deque", "dict_sub")}
+    slotted_has_dict = any(type(r) is dict and r is not objs["slot_z"]
+                           for r in gc.get_referents(objs["slotted"]))
+    del objs
+    info = {
+        "python": list(PY), "pointer_reads": walker.pointer_reads(),
+        "slotted_has_dict": slotted_has_dict,
+        "cycle_addr": heap["cycle_addr"], "frozen_addr": heap["frozen_addr"],
+        "samples": samples, "sizes": sizes, "referents": referents,
+    }
+    info["own_consts"] = memdiag_code_consts()
+    info["fork"] = hook.dump(os.path.join(outdir, "fork.snap"), strings=True, mode="fork")
+    # In this process: no instance __dict__ made, no object left behind.
+    plain = heap["plain"]
+    dicts_before = sum(any(type(r) is dict for r in gc.get_referents(o)) for o in plain)
+    before = {id(o) for o in gc.get_objects()}
+    before.add(id(before))
+    info["inline"] = hook.dump(os.path.join(outdir, "inline.snap"), strings=True,
+                               mode="inline")
+    left = []
+    for o in gc.get_objects():      # no comprehension: no frame of ours
+        if id(o) not in before and o is not left:
+            left.append(f"{type(o).__name__}: {repr(o)[:60]}")
+    info["objects_left"] = left
+    info["program_code_calls"] = PROGRAM_CODE_CALLS
+    info["dicts_made"] = sum(any(type(r) is dict for r in gc.get_referents(o))
+                             for o in plain) - dicts_before
+    event.set()
+    t.join()
+    print(json.dumps(info))
+
+
+def mode_noreads(outdir):
+    """PyWalker without its reads by address (WALK.md W11.4): a fork-child
+    and an in-process snapshot of the heap, walked directly (not through the
+    hook, which would enable them)."""
+    os.environ["MEMDIAG_PURE_PYTHON"] = "1"
+    gc.disable()
+    heap = build_heap()
+    heap["runtime_keyed"] = {"".join(["runtime", "_made"]): 1}
+    info = {"pointer_reads": walker.pointer_reads(),
+            "samples": {"plain": id(heap["plain"][0]),
+                        "plain_gamma": id(heap["plain"][0].gamma),
+                        "runtime_keyed": id(heap["runtime_keyed"]),
+                        "code": id(make_closure.__code__)}}
+    capture = hook._capture()
+    info["fork"] = os.path.join(outdir, "fork.snap")
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            walk_into(info["fork"], "py", capture, may_materialize=True)
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    if status != 0:
+        raise SystemExit(f"PyWalker fork child failed: status {status}")
+    info["inline"] = os.path.join(outdir, "inline.snap")
+    walk_into(info["inline"], "py", capture, may_materialize=False)
     print(json.dumps(info))
 
 
@@ -761,11 +910,15 @@ def mode_bench(n, guppy=False, python_walker=False, repeat=3):
 
 
 if __name__ == "__main__":
-    if _walker is None:
+    mode = sys.argv[1]
+    if _walker is None and mode not in ("pure", "noreads"):
         print(json.dumps({"skip": "memdiag._walker is not built for this Python"}))
         sys.exit(0)
-    mode = sys.argv[1]
-    if mode == "equiv":
+    if mode == "pure":
+        mode_pure(sys.argv[2])
+    elif mode == "noreads":
+        mode_noreads(sys.argv[2])
+    elif mode == "equiv":
         mode_equiv(sys.argv[2], freeze="freeze" in sys.argv[3:],
                    trace="notrace" not in sys.argv[3:])
     elif mode == "inplace":
