@@ -45,7 +45,7 @@ sys.path.insert(0, ROOT)
 from memdiag import snapfile as sf  # noqa: E402
 
 HELPER = os.path.join(ROOT, "tests", "walker_helpers", "heapcheck.py")
-VERSIONS = ["3.11", "3.12", "3.13"]     # what memdiag/_native/compat.h supports
+VERSIONS = ["3.11", "3.12", "3.13", "3.14", "3.15"]   # what memdiag/_native/compat.h supports
 SCALARS = {"int", "bool", "float", "NoneType", "str", "bytes"}
 
 
@@ -62,6 +62,14 @@ def _candidates(ver):
         yield which
     for base in (os.path.expanduser("~/.pyenv/versions"), "/root/.pyenv/versions"):
         yield from sorted(glob.glob(os.path.join(base, ver + ".*", "bin", "python" + ver)))
+    # what `make test` uses (3.14, 3.15: Debian's builds, ../shared/tools/debian-python)
+    try:
+        r = subprocess.run([os.path.join(ROOT, "scripts", "find-python"), ver],
+                           capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return
+    if r.returncode == 0 and r.stdout.strip():
+        yield r.stdout.strip()
 
 
 def _env():

@@ -31,7 +31,6 @@
  *   md_preheader_of_flags   the same from type flags (a __sizeof__ in Python):
  *                           3.11 managed dict; 3.12+ managed dict or weakref
  *   md_is_gc                _PyObject_IS_GC
- *   md_type_lookup          _PyType_Lookup
  *   md_type_dict            3.11 tp_dict; 3.12+ _PyType_GetDict (static
  *                           builtin types keep theirs in the interpreter)
  *   md_type_subclasses      3.11 tp_subclasses; 3.12+ not for static builtin

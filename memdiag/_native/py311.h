@@ -88,11 +88,6 @@ static inline int md_is_gc(PyObject *o)
     return _PyObject_IS_GC(o);
 }
 
-static inline PyObject *md_type_lookup(PyTypeObject *tp, PyObject *name)
-{
-    return _PyType_Lookup(tp, name);
-}
-
 static inline PyObject *md_type_dict(PyTypeObject *t)
 {
     return t->tp_dict;

@@ -618,7 +618,9 @@ def mode_inplace():
     trailer = res["trailer"]
     trailer["types"] = [type_name(t) for t in res.pop("type_objects")]
     writer.finish(trailer)
-    stats = res["stats"]
+    # (ints only kept: 3.14+ tracks every dict, the stats dict included)
+    pending_bytes, peak_bytes = res["stats"]["pending_bytes"], res["stats"]["peak_bytes"]
+    compress_threads = res["stats"]["compress_threads"]
     del res, trailer
     after_count = len(gc.get_objects())
     after_refs = [sys.getrefcount(o) for o in sample]
@@ -683,8 +685,8 @@ def mode_inplace():
         "holder_in_snapshot": id(holder) in set(addrs), "holder_labels": holder_labels,
         "gc_enabled_after": gc_enabled_after,
         "switch_interval_restored": switch_interval_restored,
-        "raw_bytes": raw_bytes, "pending_bytes": stats["pending_bytes"],
-        "peak_bytes": stats["peak_bytes"], "compress_threads": stats["compress_threads"],
+        "raw_bytes": raw_bytes, "pending_bytes": pending_bytes,
+        "peak_bytes": peak_bytes, "compress_threads": compress_threads,
         "small_objects": small_objects, "small_threads": small_threads,
         "unreached_roots": len(unreached), "unreached_in_order": unreached_in_order,
     }))

@@ -42,7 +42,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import heapcheck  # noqa: E402
-from heapcheck import hook, snapfile  # noqa: E402
+from heapcheck import hook_capture, hook_walk, snapfile  # noqa: E402
 
 
 BUILDS = []     # [old, new]
@@ -83,8 +83,8 @@ def walk_with(k, path, capture, strings, trace):
     mod = BUILDS[k]
     f = open(os.fsencode(path), "wb")
     writer = snapfile.Writer(f)
-    modules = hook._module_roots()
-    ignore = hook._ignore_seeds([capture, writer.__dict__, writer.pending, writer.counts,
+    modules = hook_walk.module_roots()
+    ignore = hook_walk.ignore_seeds([capture, writer.__dict__, writer.pending, writer.counts,
                                  modules, f, writer])
     ignore.append(ignore)
     t0, c0 = time.perf_counter(), time.process_time()
@@ -126,7 +126,7 @@ def mode_same(outdir):
     heap["exc"].__traceback__.tb_frame.f_locals
     heapcheck.synthetic_heap(200_000, garbage_every=97)
     t, event = heapcheck.start_thread()
-    capture = hook._capture()
+    capture = hook_capture.capture()
     paths = {k: os.path.join(outdir, k + ".snap") for k in ("old", "new")}
     names = ["old", "new"]
     for k in range(2):      # a range iterator holds no int object: same heaps
@@ -155,7 +155,7 @@ def mode_same(outdir):
 def mode_bench(n, repeat):
     gc.disable()
     heapcheck.synthetic_heap(n)
-    capture = hook._capture()
+    capture = hook_capture.capture()
     path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"two-builds-{os.getpid()}.snap")
     times = {(b, what): [] for b in ("old", "new") for what in ("seconds", "cpu", "walk_cpu")}
     objects = None
