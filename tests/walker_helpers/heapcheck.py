@@ -28,7 +28,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 
-from memdiag import hook_capture, hook_walk, snapfile  # noqa: E402
+from memdiag import hook, hook_capture, hook_walk, snapfile  # noqa: E402
 from memdiag import walker  # noqa: E402
 from memdiag.walker import PyWalker, type_name  # noqa: E402
 
@@ -457,6 +457,14 @@ def mode_equiv(outdir, freeze=False, trace=True):
     }
     paths = [os.path.join(outdir, f"{which}.snap") for which in WALKERS]
     options = {"strings": True, "trace": trace, "may_materialize": True}
+    # The interpreter's method cache holds the last reference to some
+    # interned strs (names looked up once, as enum's '_Flag__in_progress'),
+    # and drops it when a lookup takes the entry: PyWalker's and the writer's
+    # attribute lookups in a child would free them, and 3.14+ tracks the
+    # interned strs' dict, which both walkers then walk as an unreached root.
+    # Emptied here, the cache holds only names held elsewhere: both children
+    # walk the same heap.
+    (getattr(sys, "_clear_internal_caches", None) or sys._clear_type_cache)()
     for k in range(len(WALKERS)):
         fork_walk(k, paths, capture, options)
     event.set()
@@ -573,7 +581,7 @@ def mode_noreads(outdir):
                         "plain_gamma": id(heap["plain"][0].gamma),
                         "runtime_keyed": id(heap["runtime_keyed"]),
                         "code": id(make_closure.__code__)}}
-    capture = hook._capture()
+    capture = hook_capture.capture()
     info["fork"] = os.path.join(outdir, "fork.snap")
     pid = os.fork()
     if pid == 0:
