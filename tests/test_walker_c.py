@@ -280,11 +280,15 @@ def test_same_snapshot_as_pywalker(python, tmp_path):
     problems = compare(py, c)
     assert not problems, "\n".join(problems[:40])
     assert len(py.addrs) > 10000
+    # W2.5: the interpreter's table of interned strs, a tracked dict from 3.14
+    # on, is no unreached root (every interned str would be a label).
+    ver = tuple(info["python"])
+    assert (info["interned_table"] != 0) == (ver >= (3, 14))
+    assert info["interned_table"] not in py.index and info["interned_table"] not in c.index
     # W4.8, W4.9: the fields read by address are there: code objects' locals
     # tables and cached attributes (the heap has code whose getters ran),
     # types' subclasses. (3.11 before they were read: PyWalker had 9% fewer
     # objects, the tuples, bytes and strs only co_localsplus* hold.)
-    ver = tuple(info["python"])
     attrs = collections.Counter(lab[1] for es in py.elist for _, lab in es if lab[0] == "attr")
     assert attrs["__subclasses__"] > 20
     assert attrs["co_localsplusnames"] > 100 and attrs["co_localspluskinds"] > 100

@@ -95,6 +95,8 @@
  *                           localsplus of _PyStackRefs, kinds with
  *                           CO_FAST_ARG_* bits
  * The garbage collector
+ *   md_interned_table       3.14+ interp->cached_objects.interned_strings, a
+ *                           dict the collector tracks there (never a root)
  *   md_gc_lists, MD_GC_LISTS
  *                           the generation lists and the permanent one:
  *                           interp->gc.generations[], permanent_generation;
@@ -120,14 +122,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#if defined(Py_GIL_DISABLED) || defined(Py_LIMITED_API)
-#  error "memdiag._walker needs the default (GIL) build of CPython"
-#endif
-
 /* md_frame_locals' callback: 0 to go on, -1 to stop with an error. */
 typedef int (*md_locals_cb)(void *ctx, PyObject *name, PyObject *value);
 
-#if PY_VERSION_HEX < 0x030B0000
+/* One refusal, and nothing else compiled after it: a free-threaded build
+ * (python3.14t) changes the object header, the gc and the frames. */
+#if defined(Py_GIL_DISABLED)
+#  error "memdiag._walker needs CPython's default (GIL) build, not a free-threaded one (3.13t, 3.14t, ...): memdiag uses its pure-Python walker there"
+#elif defined(Py_LIMITED_API)
+#  error "memdiag._walker reads CPython's internals: it cannot be built for the limited API"
+#elif PY_VERSION_HEX < 0x030B0000
 #  error "memdiag._walker supports CPython 3.11 to 3.15 (the pure-Python walker serves older ones)"
 #elif PY_VERSION_HEX < 0x030C0000
 #  include "py311.h"

@@ -378,6 +378,13 @@ static inline int md_frame_locals(MdFrame *fr, PyFrameObject *f, md_locals_cb cb
 
 /* --------------------------------------------------------- the gc lists */
 
+/* The interpreter's table of interned strs if the collector tracks it:
+ * never here (a dict of strs only is untracked). */
+static inline PyObject *md_interned_table(void)
+{
+    return NULL;
+}
+
 #define MD_GC_LISTS (NUM_GENERATIONS + 1)
 
 /* The heads of the gc's lists, in gc.get_objects() order, then the

@@ -373,6 +373,13 @@ static inline int md_frame_locals(MdFrame *fr, PyFrameObject *f, md_locals_cb cb
 
 /* --------------------------------------------------------- the gc lists */
 
+/* The interpreter's table of interned strs if the collector tracks it (3.14+
+ * tracks every dict; its mortal strs do not count its references). */
+static inline PyObject *md_interned_table(void)
+{
+    return _Py_INTERP_CACHED_OBJECT(_PyInterpreterState_GET(), interned_strings);
+}
+
 #define MD_GC_LISTS (NUM_GENERATIONS + 1)
 
 /* The heads of the gc's lists, in gc.get_objects() order, then the

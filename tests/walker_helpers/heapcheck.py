@@ -454,6 +454,7 @@ def mode_equiv(outdir, freeze=False, trace=True):
         "permanent_ids": walkertest.load().permanent_generation_ids(),
         "managed_types": managed_type_names(),
         "pointer_reads": walker.pointer_reads(),
+        "interned_table": walker._interned_table_id(),
     }
     paths = [os.path.join(outdir, f"{which}.snap") for which in WALKERS]
     options = {"strings": True, "trace": trace, "may_materialize": True}
