@@ -13,7 +13,10 @@
  * - the collector: releases with the incremental collector keep young and
  *   old[2] where 3.14.10 keeps generations[3] (same offsets), flag bit 0 of
  *   _gc_next set on tracked objects, and the old spaces listed in the order
- *   of visited_space (3.14.10's dummy2).  One build serves every 3.14.x.
+ *   of visited_space (3.14.10's dummy2); read so that one build serves
+ *   every 3.14.x (3.14.10 is the one tested);
+ * - every dict is tracked, the table of interned strs too (md_interned_table:
+ *   the walk never roots it), and interned strs are mortal again.
  * The rest (code objects, types, dicts and their keys and values, strs,
  * ints, thread states, frame objects) reads the same fields as on 3.13.
  *
