@@ -1,4 +1,4 @@
-"""The goals of issues 3 and 10 and how one benchmark run measures up to them.
+"""The goals of issues 3, 9 and 10 and how one benchmark run measures up to them.
 
     >>> checks = evaluate(results)        # doctest: +SKIP  (a results dict from run.py)
     >>> checks[0].goal, checks[0].size, checks[0].verdict()          # doctest: +SKIP
@@ -52,6 +52,10 @@ ANALYSES = (
     ("retainers_no_retained", "retainers --no-retained", ANALYSIS_SECONDS,
      ANALYSIS_BYTES_PER_OBJECT),
 )
+
+# The compiled walker on a newer Python (issue 9): per object, against the
+# oldest version compared (3.13), same heap shape, same run.
+VERSION_RATIO = 1.15
 
 
 @dataclass(frozen=True)
@@ -149,6 +153,7 @@ def evaluate(results):
         checks += report_checks(s, n)
         checks.append(Check("file size <= 16 B/obj", n, d["file_bytes_per_object"],
                             FILE_BYTES_PER_OBJECT, "B/obj", True))
+    checks += version_checks(results.get("versions"))
     idle = results.get("idle")
     if idle:
         control = idle["control_ratio"]
@@ -196,6 +201,29 @@ def report_checks(s, n):
     return [Check("report of 3 snapshots <= 5 s", n, a["seconds"], REPORT_SECONDS, "s",
                   applies, note),
             Check("report of 3 snapshots <= 5 MB", n, a["bytes"], REPORT_BYTES, "B", applies)]
+
+def version_checks(v):
+    """Each newer Python's compiled walker against the baseline's (run.py
+    --versions): time (wall and CPU of the fork child) and memory per object."""
+    if not v:
+        return []
+    out = []
+    base = v["baseline"]
+    for ver, ratio in v["ratios"].items():
+        for name, what in (("walk_seconds_per_object", "time"),
+                           ("child_cpu_seconds_per_object", "CPU time"),
+                           ("extra_bytes_per_object", "memory")):
+            value = ratio.get(name)
+            if value is None:
+                continue
+            p, b = v["pythons"][ver], v["pythons"][base]
+            unit = "B/obj" if name == "extra_bytes_per_object" else "s"
+            scale = 1 if unit == "B/obj" else 1e6
+            note = (f"{p['python']}: {p[name] * scale:.3g}, {b['python']}: {b[name] * scale:.3g}"
+                    f" {'B' if unit == 'B/obj' else 'us'}/obj")
+            out.append(Check(f"{ver} walk vs {base} walk: {what} <= 1.15x", v["size"], value,
+                             VERSION_RATIO, "x", True, note))
+    return out
 
 
 def max_size(results):

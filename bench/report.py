@@ -161,15 +161,37 @@ def machine_line(m):
             f"load average at start {m.get('loadavg', '?')}")
 
 
+def version_lines(v):
+    """The cross-version comparison (run.py --versions), one line per Python."""
+    out = [f"compiled walker by Python version, {_size_name(v['size'])} objects, "
+           f"median of {v['rounds']} fork snapshots each, taken in turn:"]
+    for ver, p in v["pythons"].items():
+        if "skipped" in p:
+            out.append(f"  {ver}: skipped: {p['skipped']}")
+            continue
+        if not p.get("runs"):
+            continue
+        out.append(f"  {p['python']}: {_count(p['objects'])} objects, walk+write "
+                   f"{p['walk_seconds_per_object'] * 1e6:.3f} us/obj "
+                   f"({fmt(p['walk_seconds_per_object'] * p['objects'], 's')}), child CPU "
+                   f"{p['child_cpu_seconds_per_object'] * 1e6:.3f} us/obj, walker memory "
+                   f"{fmt(p['extra_bytes_per_object'], 'B/obj')}")
+    return out
+
+
 def text(results):
     heads, table = rows(results)
-    width = max(len(label) for label, _ in table)
-    cols = [max([len(h)] + [len(str(r[1][k])) for r in table]) for k, h in enumerate(heads)]
-    lines = [machine_line(results["machine"]), ""]
-    lines.append(" " * width + "  " + "  ".join(h.rjust(c) for h, c in zip(heads, cols)))
-    for label, cells in table:
-        lines.append(label.ljust(width) + "  " + "  ".join(str(v).rjust(c)
-                                                        for v, c in zip(cells, cols)))
+    lines = [machine_line(results["machine"])]
+    if results["sizes"]:
+        lines.append("")
+        width = max(len(label) for label, _ in table)
+        cols = [max([len(h)] + [len(str(r[1][k])) for r in table]) for k, h in enumerate(heads)]
+        lines.append(" " * width + "  " + "  ".join(h.rjust(c) for h, c in zip(heads, cols)))
+        for label, cells in table:
+            lines.append(label.ljust(width) + "  " + "  ".join(str(v).rjust(c)
+                                                            for v, c in zip(cells, cols)))
+    if results.get("versions"):
+        lines += [""] + version_lines(results["versions"])
     idle = results.get("idle")
     if idle:
         lines.append("")
@@ -188,11 +210,16 @@ def text(results):
 
 def markdown(results):
     heads, table = rows(results)
-    out = [f"Machine: {machine_line(results['machine'])}.", ""]
-    out.append("| | " + " | ".join(heads) + " |")
-    out.append("|---|" + "---|" * len(heads))
-    for label, cells in table:
-        out.append(f"| {label} | " + " | ".join(str(c) for c in cells) + " |")
+    out = [f"Machine: {machine_line(results['machine'])}."]
+    if results["sizes"]:
+        out.append("")
+        out.append("| | " + " | ".join(heads) + " |")
+        out.append("|---|" + "---|" * len(heads))
+        for label, cells in table:
+            out.append(f"| {label} | " + " | ".join(str(c) for c in cells) + " |")
+    if results.get("versions"):
+        out += [""] + [line.strip() if k == 0 else "- " + line.strip()
+                       for k, line in enumerate(version_lines(results["versions"]))]
     idle = results.get("idle")
     if idle:
         out += ["", f"Idle cost: {idle_sentence(idle)}."]

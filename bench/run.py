@@ -13,7 +13,11 @@ after the leak grew) as subprocesses, with retained sizes (their default) and
 with --no-retained, and `top --retained` and the dominator tree alone
 (bench/retained.py) on the second. A third process builds the same
 heap and takes three snapshots with the leak growing between them, for
-`memdiag report A B C`. Everything runs one after the other;
+`memdiag report A B C`. Then the compiled walker on two
+Python versions (3.15 against 3.13 by default, --versions): one process per
+version (bench/versions.py) builds the same heap, and they take fork-mode
+snapshots in turn; guppy3 plays no part there (--versions-only runs just that,
+on any interpreter). Everything runs one after the other;
 every process has a time limit and is killed by its pid (process group) when
 it runs over. The ratios against the goals are printed, and the raw numbers
 saved as JSON under bench/results/ (render them as Markdown with
@@ -27,6 +31,7 @@ import datetime
 import json
 import os
 import platform
+import select
 import selectors
 import shutil
 import signal
@@ -211,14 +216,22 @@ def machine():
         commit = "?"
     load = loadavg()
     import memdiag.hook_walk as hook_walk
-    import guppy
-    import objgraph
+    try:
+        import guppy
+        guppy_version = getattr(guppy, "__version__", "?")
+    except ImportError:
+        guppy_version = "not installed"
+    try:
+        import objgraph
+        objgraph_version = objgraph.__version__
+    except ImportError:
+        objgraph_version = "not installed"
     return {
         "cpu": model, "nproc": os.cpu_count(), "ram_bytes": mem,
         "kernel": platform.release(), "python": platform.python_version(),
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "memdiag_commit": commit, "compiled_walker": hook_walk.cwalker is not None,
-        "guppy3": getattr(guppy, "__version__", "?"), "objgraph": objgraph.__version__,
+        "guppy3": guppy_version, "objgraph": objgraph_version,
         "loadavg": load,
     }
 
@@ -414,6 +427,144 @@ def derive(res):
     }
 
 
+# ------------------------------------------------------------ versions
+
+def version_python(ver):
+    """(interpreter, None) for Python ver, or (None, why not): the checkout's
+    .venv-X.Y (`make test` makes it and builds the walker in place), else
+    scripts/find-python's, which sees the checkout through PYTHONPATH."""
+    venv = os.path.join(ROOT, f".venv-{ver}", "bin", "python")
+    if os.path.exists(venv):
+        return venv, None
+    try:
+        r = subprocess.run([os.path.join(ROOT, "scripts", "find-python"), ver],
+                           capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return None, f"no Python {ver} ({e})"
+    if r.returncode != 0 or not r.stdout.strip():
+        return None, f"no Python {ver} found (make test TEST_PYTHONS={ver} makes .venv-{ver})"
+    return r.stdout.strip(), None
+
+
+class VersionTarget:
+    """A bench/versions.py process: commands on its stdin, events on its stdout."""
+
+    def __init__(self, exe, n, directory):
+        env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        env.pop("MEMDIAG_PURE_PYTHON", None)
+        self.p = subprocess.Popen([exe, os.path.join(HERE, "versions.py"), str(n), directory],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  start_new_session=True, env=env, cwd=ROOT)
+        self.buf = b""
+
+    def event(self, timeout):
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise BenchError(f"versions.py (pid {self.p.pid}) ran over {timeout:.0f}s")
+            ready, _, _ = select.select([self.p.stdout], [], [], min(left, 1.0))
+            if ready:
+                data = os.read(self.p.stdout.fileno(), 65536)
+                if not data:
+                    raise BenchError(f"versions.py (pid {self.p.pid}) exited "
+                                     f"(status {self.p.wait()})")
+                self.buf += data
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def send(self, command):
+        self.p.stdin.write(command.encode() + b"\n")
+        self.p.stdin.flush()
+
+    def close(self):
+        try:
+            self.send("quit")
+            self.p.stdin.close()
+            self.p.wait(timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        finally:
+            if self.p.poll() is None:
+                _kill_group(self.p.pid)
+                self.p.wait()
+            self.p.stdout.close()
+
+
+PER_OBJECT = {"walk_seconds": "walk_seconds_per_object",
+              "child_cpu_seconds": "child_cpu_seconds_per_object"}
+
+
+def measure_versions(versions, n, rounds, timeout, work):
+    """The compiled walker on each Python of `versions` (the first is the
+    baseline), on heaps of the same shape, `rounds` fork-mode snapshots each,
+    taken in turn (ABBA...). Medians per object, and each version's ratio to
+    the baseline."""
+    say(f"== {n:,} objects: the compiled walker on Python {', '.join(versions)} "
+        f"(one process each, {rounds} snapshots each, in turn)")
+    warn_if_busy()
+    pythons, targets = {}, {}
+    try:
+        for v in versions:
+            exe, why = version_python(v)
+            if exe is None:
+                pythons[v] = {"skipped": why}
+                continue
+            d = os.path.join(work, f"versions-{v}")
+            os.makedirs(d, mode=0o700)
+            targets[v] = VersionTarget(exe, n, d)
+        for v in list(targets):
+            ev = targets[v].event(timeout)
+            if ev["event"] != "ready":
+                pythons[v] = {"skipped": ev.get("why", str(ev))}
+                targets.pop(v).close()
+                continue
+            pythons[v] = {"python": ev["python"], "objects_built": ev["objects_built"],
+                          "rss_kb": ev["rss_kb"], "runs": []}
+        order = list(targets)
+        for r in range(rounds):
+            for v in (order if r % 2 == 0 else order[::-1]):
+                targets[v].send("snap")
+                pythons[v]["runs"].append(targets[v].event(timeout))
+    finally:
+        for t in targets.values():
+            t.close()
+    for v, p in pythons.items():
+        runs = p.get("runs")
+        if not runs:
+            continue
+        p["objects"] = statistics.median(r["objects"] for r in runs)
+        for key, name in PER_OBJECT.items():
+            values = [r[key] / r["objects"] for r in runs if r.get(key) is not None]
+            p[name] = statistics.median(values) if values else None
+        extra = [r["extra_bytes_per_object"] for r in runs
+                 if r.get("extra_bytes_per_object") is not None]
+        p["extra_bytes_per_object"] = statistics.median(extra) if extra else None
+    base = pythons.get(versions[0], {})
+    ratios = {}
+    for v in versions[1:]:
+        p = pythons.get(v, {})
+        if "runs" not in p or "runs" not in base:
+            continue
+        ratios[v] = {name: (p[name] / base[name] if p.get(name) and base.get(name) else None)
+                     for name in (*PER_OBJECT.values(), "extra_bytes_per_object")}
+    for v, p in pythons.items():
+        if "skipped" in p:
+            say(f"   Python {v}: skipped: {p['skipped']}")
+    return {"size": n, "rounds": rounds, "baseline": versions[0], "pythons": pythons,
+            "ratios": ratios, "loadavg_at_end": loadavg()}
+
+
+def parse_versions(text):
+    versions = [v for v in text.replace(" ", "").split(",") if v]
+    for v in versions:
+        if not v.startswith("3.") or not v[2:].isdigit():
+            raise argparse.ArgumentTypeError(f"not a Python version: {v!r} (say 3.13,3.15)")
+    if len(versions) == 1:
+        raise argparse.ArgumentTypeError("two versions or more: the baseline first")
+    return versions
+
+
 # ------------------------------------------------------------ main
 
 def parse_size(text):
@@ -449,6 +600,16 @@ def main(argv=None):
     ap.add_argument("--python-inline-max", type=parse_size, default=100_000, metavar="N",
                     help="largest heap on which the pure-Python walker also runs in inline "
                          "mode (fork mode runs at every size; 30 s per run at 1M objects)")
+    ap.add_argument("--versions", type=parse_versions, default=["3.13", "3.15"],
+                    help="Pythons whose compiled walkers are compared on the same heap, the "
+                         "baseline first ('' skips it; interpreters: .venv-X.Y, else "
+                         "scripts/find-python)")
+    ap.add_argument("--versions-size", type=parse_size, default=1_000_000, metavar="N",
+                    help="heap size for the version comparison")
+    ap.add_argument("--versions-rounds", type=int, default=5, metavar="R",
+                    help="snapshots per version in the comparison (the median counts)")
+    ap.add_argument("--versions-only", action="store_true",
+                    help="run only the version comparison (no guppy3 or objgraph needed)")
     args = ap.parse_args(argv)
 
     started = time.monotonic()
@@ -459,12 +620,16 @@ def main(argv=None):
     work = tempfile.mkdtemp(prefix="memdiag-bench-")
     os.chmod(work, 0o700)
     try:
-        say("== idle cost: the request loop with and without the hook")
-        results["idle"] = run_target(["idle", 100_000], args.timeout,
-                                     env=dict(os.environ, MEMDIAG_DIR=work))
-        for n in sorted(args.sizes):
-            results["sizes"].append(measure_size(n, work, args.repeat, args.timeout,
-                                                 n <= args.python_inline_max))
+        if not args.versions_only:
+            say("== idle cost: the request loop with and without the hook")
+            results["idle"] = run_target(["idle", 100_000], args.timeout,
+                                         env=dict(os.environ, MEMDIAG_DIR=work))
+            for n in sorted(args.sizes):
+                results["sizes"].append(measure_size(n, work, args.repeat, args.timeout,
+                                                     n <= args.python_inline_max))
+        if args.versions:
+            results["versions"] = measure_versions(args.versions, args.versions_size,
+                                                   args.versions_rounds, args.timeout, work)
     finally:
         if args.keep:
             os.makedirs(args.keep, exist_ok=True)

@@ -80,15 +80,31 @@ def dict_descriptor(cls):
 
 
 def plain_attr(obj, descriptor, name):
-    """obj.__dict__[name] read through `descriptor` (from dict_descriptor),
-    so that no __getattribute__, property or dict subclass of obj's class
-    runs; None when obj is not an instance the descriptor serves, or lacks
-    the attribute."""
-    try:
-        d = descriptor.__get__(obj)
-    except (TypeError, AttributeError):
+    """What obj.__dict__[name] holds, read without running code of obj's
+    class (no __getattribute__, property or dict subclass) and without
+    making obj's __dict__ (3.11+ keeps attributes inline until something asks
+    for __dict__: asking would add a dict to the program); None when obj is
+    not an instance of the class that has `descriptor` (from
+    dict_descriptor), when a class of obj defines `name` itself, or when obj
+    lacks the attribute.
+
+    >>> class T: pass
+    >>> t = T(); t._name = "x"
+    >>> plain_attr(t, dict_descriptor(T), "_name"), plain_attr(t, dict_descriptor(T), "ident")
+    ('x', None)
+    """
+    mro = _TYPE_MRO.__get__(type(obj))
+    if getattr(descriptor, "__objclass__", None) not in mro:
         return None
-    return dict.get(d, name) if isinstance(d, dict) else None
+    for klass in mro:
+        if name in _TYPE_DICT.__get__(klass):
+            return None
+    try:
+        # the generic lookup: with no class attribute of that name, it reads
+        # the instance alone (inline values, or its dict if it has one)
+        return object.__getattribute__(obj, name)
+    except AttributeError:
+        return None
 
 
 def is_module(obj):

@@ -41,6 +41,26 @@ TPFLAGS_MANAGED_DICT = 1 << 4      # 3.11+
 CO_OPTIMIZED = 0x0001
 
 _LRU_TYPE = type(functools.lru_cache(maxsize=None)(lambda: None))
+
+# An identifier constant, so interned: the interpreter's table of interned
+# strs maps it to itself (_interned_table_id).
+_INTERNED_PROBE = "_memdiag_interned_table_probe"
+
+
+def _interned_table_id():
+    """id() of the interpreter's table of interned strs when the collector
+    tracks it (3.14+ tracks every dict), else 0 (W2.5: never an unreached
+    root). Among the probe's referrers (this module's dict, the table), the
+    dict that maps it to itself; every key of both is a str, so the lookup
+    runs no code.
+
+    >>> (_interned_table_id() != 0) == (sys.version_info >= (3, 14))
+    True
+    """
+    for r in gc.get_referrers(_INTERNED_PROBE):
+        if type(r) is dict and r.get(_INTERNED_PROBE) is _INTERNED_PROBE:
+            return id(r)
+    return 0
 _MemberDescriptor = types.MemberDescriptorType
 _MethodDescriptor = types.MethodDescriptorType
 _GetSetDescriptor = types.GetSetDescriptorType
@@ -328,11 +348,12 @@ class PyWalker:
             # joins the end of the oldest one, where get_objects() lists it,
             # in the order the compiled walker reads the lists (W2.6).
             gc.unfreeze()
+        interned = _interned_table_id()
         tracked = gc.get_objects()
         self.ignored.add(id(tracked))
         for o in tracked:
             oid = id(o)
-            if oid in self.index or oid in self.ignored:
+            if oid in self.index or oid in self.ignored or oid == interned:
                 continue
             self.add_root(o, sf.ROOT_UNREACHED, "")
             done = self.process(done)

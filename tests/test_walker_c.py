@@ -47,7 +47,7 @@ from memdiag import snapfile as sf  # noqa: E402
 from needs import compiled_walker_missing  # noqa: E402
 
 HELPER = os.path.join(ROOT, "tests", "walker_helpers", "heapcheck.py")
-VERSIONS = ["3.11", "3.12", "3.13"]     # what memdiag/_native/compat.h supports
+VERSIONS = ["3.11", "3.12", "3.13", "3.14", "3.15"]   # what memdiag/_native/compat.h supports
 SCALARS = {"int", "bool", "float", "NoneType", "str", "bytes"}
 
 
@@ -66,6 +66,14 @@ def _candidates(ver):
         yield from sorted(glob.glob(os.path.join(base, ver + ".*", "bin", "python" + ver)))
     # where scripts/find-python (scripts/debian-python) unpacks 3.14 and 3.15
     yield os.path.expanduser(f"~/.cache/debian-python/{ver}/bin/python{ver}")
+    # else what `make test` finds (scripts/find-python: it may unpack Debian's build)
+    try:
+        r = subprocess.run([os.path.join(ROOT, "scripts", "find-python"), ver],
+                           capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return
+    if r.returncode == 0 and r.stdout.strip():
+        yield r.stdout.strip()
 
 
 def _env():
@@ -278,11 +286,15 @@ def test_same_snapshot_as_pywalker(python, tmp_path):
     problems = compare(py, c)
     assert not problems, "\n".join(problems[:40])
     assert len(py.addrs) > 10000
+    # W2.5: the interpreter's table of interned strs, a tracked dict from 3.14
+    # on, is no unreached root (every interned str would be a label).
+    ver = tuple(info["python"])
+    assert (info["interned_table"] != 0) == (ver >= (3, 14))
+    assert info["interned_table"] not in py.index and info["interned_table"] not in c.index
     # W4.8, W4.9: the fields read by address are there: code objects' locals
     # tables and cached attributes (the heap has code whose getters ran),
     # types' subclasses. (3.11 before they were read: PyWalker had 9% fewer
     # objects, the tuples, bytes and strs only co_localsplus* hold.)
-    ver = tuple(info["python"])
     attrs = collections.Counter(lab[1] for es in py.elist for _, lab in es if lab[0] == "attr")
     assert attrs["__subclasses__"] > 20
     assert attrs["co_localsplusnames"] > 100 and attrs["co_localspluskinds"] > 100

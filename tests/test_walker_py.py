@@ -1,6 +1,6 @@
 """The pure-Python walker (memdiag/walker.py) against docs/WALK.md, alone: on
 every Python from 3.11 to 3.15, whether the compiled walker is built or not
-(3.14 and 3.15 have no compiled walker yet; there this is the walker users
+(where it is not, as on a free-threaded build, this is the walker users
 get). tests/test_walker_c.py checks that both walkers write the same snapshot
 where both exist; this file checks the clauses themselves, cited as W4.13
 and so on.

@@ -7,11 +7,14 @@
  * accessors below; the rest of memdiag/_native/ has no version conditional
  * and no _Py name (tests/test_native.py checks both).  This header picks
  * py3NN.h for the Python being built against; each defines every accessor
- * for its version.  Supporting a new version is a new py3NN.h (start from
- * the newest, check each read below against that version's
- * Include/internal/ headers) and its line in the #if chain.
+ * for its version (py314.h: 3.14 and 3.15, whose few differences it holds).
+ * Supporting a new version: check each read below against that version's
+ * Include/internal/ headers, then either widen the newest header's range
+ * here (a few differences, as conditionals inside it) or start a new
+ * py3NN.h from the newest one, with its line in the #if chain.
  *
- * The version-specific reads, by accessor (all in py311.h, py312.h, py313.h):
+ * The version-specific reads, by accessor (all in py311.h, py312.h,
+ * py313.h, py314.h):
  *
  * Strings and ints
  *   md_str_ready            3.11: PyUnicode_IS_READY (legacy strs); 3.12+: always
@@ -28,7 +31,6 @@
  *   md_preheader_of_flags   the same from type flags (a __sizeof__ in Python):
  *                           3.11 managed dict; 3.12+ managed dict or weakref
  *   md_is_gc                _PyObject_IS_GC
- *   md_type_lookup          _PyType_Lookup
  *   md_type_dict            3.11 tp_dict; 3.12+ _PyType_GetDict (static
  *                           builtin types keep theirs in the interpreter)
  *   md_type_subclasses      3.11 tp_subclasses; 3.12+ not for static builtin
@@ -64,7 +66,9 @@
  *   md_frameobj_owns        the frame data inside the frame object (_f_frame_data)
  *   md_frameobj_back        PyFrameObject.f_back
  *   md_frameobj_lineno      PyFrameObject.f_lineno
- *   md_frame_code           3.11-3.12 f_code; 3.13 f_executable (if code)
+ *   md_frame_code           3.11-3.12 f_code; 3.13 f_executable (if code);
+ *                           3.14+ a _PyStackRef (md_stackref_object: its
+ *                           bits, no PyStackRef helper that increfs)
  *   md_frame_object         frame_obj
  *   md_frame_previous       previous
  *   md_frame_locals_dict    f_locals
@@ -73,26 +77,35 @@
  *                           3.12+ PyUnstable_InterpreterFrame_GetLine
  *   md_frame_by_generator   owner == FRAME_OWNED_BY_GENERATOR
  *   md_frame_by_thread      owner == FRAME_OWNED_BY_THREAD
- *   md_frame_is_shim        3.12+ owner == FRAME_OWNED_BY_CSTACK
+ *   md_frame_is_shim        3.12-3.13 owner == FRAME_OWNED_BY_CSTACK; 3.14+
+ *                           owner >= FRAME_OWNED_BY_INTERPRETER
  *   md_frame_incomplete     _PyFrame_IsIncomplete
  *   md_frame_generator      the generator holding the frame (gi_iframe)
  *   MD_FRAME_SIZE, MD_GEN_FRAME_OFFSET  sizeof(_PyInterpreterFrame),
- *                           offsetof(PyGenObject, gi_iframe)
+ *                           offsetof(PyGenObject, gi_iframe) (3.14+:
+ *                           pycore_interpframe_structs.h)
  *   md_frame_locals         the locals in f_locals' order, without making
  *                           it: co_localsplusnames/kinds, localsplus, cells;
  *                           3.11-3.12 (PyFrame_FastToLocals): stacktop, the
  *                           closure before COPY_FREE_VARS (f_func/f_funcobj,
  *                           the first opcode), whether MAKE_CELL ran
  *                           (prev_instr, _co_firsttraceable, opcodes and
- *                           EXTENDED_ARG), 3.12 CO_FAST_HIDDEN last; 3.13
- *                           (FrameLocalsProxy): f_extra_locals
+ *                           EXTENDED_ARG), 3.12 CO_FAST_HIDDEN last; 3.13+
+ *                           (FrameLocalsProxy): f_extra_locals; 3.14+
+ *                           localsplus of _PyStackRefs, kinds with
+ *                           CO_FAST_ARG_* bits
  * The garbage collector
+ *   md_interned_table       3.14+ interp->cached_objects.interned_strings, a
+ *                           dict the collector tracks there (never a root)
  *   md_gc_lists, MD_GC_LISTS
  *                           the generation lists and the permanent one:
- *                           interp->gc.generations[], permanent_generation
+ *                           interp->gc.generations[], permanent_generation;
+ *                           3.14 with the incremental collector: young,
+ *                           old[2] in gc.get_objects() order (visited_space)
  *   md_gc_permanent_list    interp->gc.permanent_generation
  *   md_gc_next, md_gc_tracked, md_gc_head, md_gc_object
- *                           _PyGCHead_NEXT, _PyObject_GC_IS_TRACKED, the
+ *                           _PyGCHead_NEXT (3.14+: _gc_next without its
+ *                           flag bits), _PyObject_GC_IS_TRACKED, the
  *                           PyGC_Head before a gc object
  * tracemalloc
  *   md_object_traceback     3.11: _PyTraceMalloc_GetTraceback at the block
@@ -109,23 +122,27 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#if defined(Py_GIL_DISABLED) || defined(Py_LIMITED_API)
-#  error "memdiag._walker needs the default (GIL) build of CPython"
-#endif
-
 /* md_frame_locals' callback: 0 to go on, -1 to stop with an error. */
 typedef int (*md_locals_cb)(void *ctx, PyObject *name, PyObject *value);
 
-#if PY_VERSION_HEX < 0x030B0000
-#  error "memdiag._walker supports CPython 3.11 to 3.13 (the pure-Python walker serves older ones)"
+/* One refusal, and nothing else compiled after it: a free-threaded build
+ * (python3.14t) changes the object header, the gc and the frames. */
+#if defined(Py_GIL_DISABLED)
+#  error "memdiag._walker needs CPython's default (GIL) build, not a free-threaded one (3.13t, 3.14t, ...): memdiag uses its pure-Python walker there"
+#elif defined(Py_LIMITED_API)
+#  error "memdiag._walker reads CPython's internals: it cannot be built for the limited API"
+#elif PY_VERSION_HEX < 0x030B0000
+#  error "memdiag._walker supports CPython 3.11 to 3.15 (the pure-Python walker serves older ones)"
 #elif PY_VERSION_HEX < 0x030C0000
 #  include "py311.h"
 #elif PY_VERSION_HEX < 0x030D0000
 #  include "py312.h"
 #elif PY_VERSION_HEX < 0x030E0000
 #  include "py313.h"
+#elif PY_VERSION_HEX < 0x03100000
+#  include "py314.h"
 #else
-#  error "memdiag._walker supports CPython 3.11 to 3.13: no memdiag/_native/py3NN.h for this Python yet"
+#  error "memdiag._walker supports CPython 3.11 to 3.15: no memdiag/_native/py3NN.h for this Python yet"
 #endif
 
 #endif

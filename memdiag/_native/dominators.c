@@ -488,9 +488,11 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "memdiag._dominators",
-    "Dominator tree and retained sizes of a snapshot's object graph (Lengauer-Tarjan).",
-    -1, methods,
+    .m_base = PyModuleDef_HEAD_INIT,
+    .m_name = "memdiag._dominators",
+    .m_doc = "Dominator tree and retained sizes of a snapshot's object graph (Lengauer-Tarjan).",
+    .m_size = -1,
+    .m_methods = methods,
 };
 
 PyMODINIT_FUNC PyInit__dominators(void)

@@ -81,11 +81,6 @@ static inline int md_is_gc(PyObject *o)
     return _PyObject_IS_GC(o);
 }
 
-static inline PyObject *md_type_lookup(PyTypeObject *tp, PyObject *name)
-{
-    return _PyType_Lookup(tp, name);
-}
-
 static inline PyObject *md_type_dict(PyTypeObject *t)
 {
     return (t->tp_flags & Py_TPFLAGS_READY) ? _PyType_GetDict(t) : t->tp_dict;
@@ -385,6 +380,13 @@ static inline int md_frame_locals(MdFrame *fr, PyFrameObject *f, md_locals_cb cb
 }
 
 /* --------------------------------------------------------- the gc lists */
+
+/* The interpreter's table of interned strs if the collector tracks it:
+ * never here (a dict of strs only is untracked). */
+static inline PyObject *md_interned_table(void)
+{
+    return NULL;
+}
 
 #define MD_GC_LISTS (NUM_GENERATIONS + 1)
 

@@ -98,6 +98,35 @@ uint64_t length_of(PyObject *o, int kind)
 
 /* ------------------------------------------------------------ type info */
 
+/* name's value in the dicts of tp's mro (a borrowed reference), or NULL:
+ * what _PyType_Lookup finds, without what it writes.  _PyType_Lookup stores
+ * the name in the interpreter's method cache, which drops its reference to
+ * the name it replaces (a str only the cache held is freed, in the fork
+ * child, during the walk), and may give tp a version tag. */
+static PyObject *type_lookup(PyTypeObject *tp, PyObject *name)
+{
+    PyObject *mro = tp->tp_mro;
+    if (mro == NULL || !PyTuple_Check(mro)) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(mro); i++) {
+        PyObject *base = PyTuple_GET_ITEM(mro, i);
+        PyObject *dict = PyType_Check(base) ? md_type_dict((PyTypeObject *)base) : NULL;
+        if (dict == NULL || !PyDict_Check(dict)) {
+            continue;
+        }
+        PyObject *v = PyDict_GetItemWithError(dict, name);
+        if (v != NULL) {
+            return v;
+        }
+        if (PyErr_Occurred()) {
+            PyErr_Clear();
+            return NULL;
+        }
+    }
+    return NULL;
+}
+
 static int compute_kind(W *w, PyTypeObject *tp)
 {
     if (PyType_IsSubtype(tp, &PyDict_Type)) return K_DICT;
@@ -167,9 +196,9 @@ TypeInfo *new_type_info(W *w, PyTypeObject *tp)
     /* __sizeof__: a Python function -> object.__sizeof__ + the pre-header as
      * PyWalker computes it; a C method -> call it (fast paths for the
      * common ones) and add what sys.getsizeof adds. */
-    /* _PyType_Lookup would PyType_Ready a type that never was (creating its
-     * dict, mro and bases): such a type gets object.__sizeof__'s formula. */
-    PyObject *descr = (flags & Py_TPFLAGS_READY) ? md_type_lookup(tp, w->types.str_sizeof) : NULL;
+    /* A type that was never readied has no mro: it gets object.__sizeof__'s
+     * formula. */
+    PyObject *descr = (flags & Py_TPFLAGS_READY) ? type_lookup(tp, w->types.str_sizeof) : NULL;
     ti->size_mode = SZ_OBJECT;
     if (descr != NULL && PyFunction_Check(descr)) {
         ti->size_mode = SZ_PYFUNC;
@@ -331,7 +360,7 @@ static PyCFunction sizeof_meth_of(PyTypeObject *tp)
     if (name == NULL) {
         return NULL;
     }
-    PyObject *d = md_type_lookup(tp, name);
+    PyObject *d = type_lookup(tp, name);
     Py_DECREF(name);
     if (d != NULL && Py_IS_TYPE(d, &PyMethodDescr_Type)) {
         return ((PyMethodDescrObject *)d)->d_method->ml_meth;

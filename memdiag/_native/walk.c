@@ -513,7 +513,9 @@ static PyObject *walk_impl(PyObject *args, PyObject *writer, PyObject *module_ro
         goto done;
     }
     /* 5. gc-tracked objects no root reached: collect first (walking may add
-     * to the generation lists), then walk each in list order. */
+     * to the generation lists), then walk each in list order; not the
+     * interpreter's table of interned strs (3.14+ tracks it): its strs are
+     * walked where something else holds them, as on 3.11-3.13. */
     {
         PyGC_Head *heads[MD_GC_LISTS];
         int nheads = md_gc_lists(heads);
@@ -522,9 +524,10 @@ static PyObject *walk_impl(PyObject *args, PyObject *writer, PyObject *module_ro
             goto done;
         }
     }
+    PyObject *interned = md_interned_table();
     for (size_t i = 0; i < cand.n; i++) {
         PyObject *o = cand.v[i];
-        if (is_known(&w.index, o)) {
+        if (o == interned || is_known(&w.index, o)) {
             continue;
         }
         if (add_root(&w, o, ROOT_UNREACHED, NULL, NULL) < 0 || process(&w) < 0) {
