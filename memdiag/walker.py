@@ -71,19 +71,35 @@ def name_like(s: str) -> bool:
     return True
 
 
-def key_written(s: str) -> bool:
-    """Whether a dict key is written in full as a path label: it is name_like
-    and interned. Keys that come from source code (literals, attribute and
-    keyword names, module globals) are interned; keys made at run time from
-    input (session tokens, ids, parsed JSON) are not, whatever they look like,
-    so they are written only as their type and length.
+def is_dunder(s: str) -> bool:
+    """A dunder name: __x__ with something between the underscores.
+
+    >>> [is_dunder(k) for k in ("__warningregistry__", "__spec__", "_x_", "_____")]
+    [True, True, False, False]
+    """
+    return len(s) >= 5 and s[:2] == "__" and s[-2:] == "__" and s.strip("_") != ""
+
+
+def key_written(s: str, code_names=frozenset()) -> bool:
+    """Whether a str dict key is written in full as a path label (WALK.md
+    W5.2): it is name_like and a name of the program's: interned (keys from
+    source code: literals, attribute and keyword names, module globals), a
+    dunder (names the interpreter makes: a module's __warningregistry__), or
+    equal to a name in the program's code objects (code_names: names the
+    program builds at run time that its code spells out). Keys made at run
+    time from input (session tokens, ids, parsed JSON) are none of these,
+    whatever they look like, so they are written only as their type and length.
 
     >>> enable_pointer_reads()
     True
     >>> import sys; key_written(sys.intern("reg_ary"))
     True
-    >>> key_written("".join(["Xk9fQ", "wLpZ"]))   # made at run time: not interned
+    >>> key_written("".join(["__warning", "registry__"]))   # made at run time
+    True
+    >>> key_written("".join(["Xk9fQ", "wLpZ"]))             # made at run time
     False
+    >>> key_written("".join(["on_", "start"]), {"on_start"})  # a code name
+    True
 
     Interning is read from the str's state field (pointer reads, enabled by the
     hook with ctypes); without them only name_like decides.
@@ -92,7 +108,60 @@ def key_written(s: str) -> bool:
         return False
     if not _OK["intern"]:
         return True
-    return _is_interned(s)
+    return _is_interned(s) or is_dunder(s) or s in code_names
+
+
+def code_names(module_roots) -> set:
+    """The names of the code objects the program's namespaces hold (WALK.md
+    W5.2): from each module's dict, every function (and the functions in its
+    closure cells: what a decorator wraps), every heap class (its dict's
+    values, recursively), the functions a staticmethod, classmethod, property
+    or lru_cache wrapper holds; for each function, the co_names, the local,
+    cell and free variable names and co_name of its code and of the code
+    objects among that code's constants. Nothing of the program is called.
+
+    >>> import types
+    >>> m = types.ModuleType("m")
+    >>> exec("def handler(request):\n    return request.session_store", m.__dict__)
+    >>> sorted(code_names([("m", m)]))
+    ['handler', 'request', 'session_store']
+    """
+    function = types.FunctionType
+    wrappers = (staticmethod, classmethod, property, _LRU_TYPE)
+    stack = []
+    for _, m in module_roots:
+        if types.ModuleType in _TYPE_ATTR["__mro__"](type(m)):
+            d = _module_dict(m)
+            if type(d) is dict:
+                stack.extend(dict.values(d))
+    seen = set()
+    codes = []
+    while stack:
+        v = stack.pop()
+        if id(v) in seen:
+            continue
+        seen.add(id(v))
+        tp = type(v)
+        if tp is function:
+            codes.append(_FUNC_FIELDS["__code__"](v))
+            for cell in _FUNC_FIELDS["__closure__"](v) or ():
+                stack.extend(c for c in gc.get_referents(cell) if type(c) is function)
+        elif issubclass(tp, type):
+            if _TYPE_ATTR["__flags__"](v) & TPFLAGS_HEAPTYPE:
+                stack.extend(dict.values(gc.get_referents(_TYPE_ATTR["__dict__"](v))[0]))
+        elif tp in wrappers:
+            stack.extend(r for r in gc.get_referents(v) if type(r) is function)
+    names = set()
+    done = set()
+    for co in codes:        # grows with the nested code objects
+        if id(co) in done:
+            continue
+        done.add(id(co))
+        names.update(n for n in co.co_names if type(n) is str)
+        names.update(n for n in _localsplusnames(co) if type(n) is str)
+        names.add(co.co_name)
+        codes.extend(c for c in co.co_consts if type(c) is types.CodeType)
+    return names
 
 
 def type_kind(tp) -> str:
@@ -312,6 +381,10 @@ class PyWalker:
         self.executing = {id(f) for f in executing_frames}
         self.ignored.update(self.executing)
         self.ignored.add(id(self.executing))
+        # W5.2: the code naming a dict key may come after it in the walk. The
+        # set holds the program's strs: ignored, never expanded (W2.4).
+        self.code_names = code_names(module_roots) if _OK["intern"] else set()
+        self.ignored.add(id(self.code_names))
         done = 0
         for name, mod in module_roots:
             self.add_root(mod, sf.ROOT_MODULE, name)
@@ -348,6 +421,7 @@ class PyWalker:
         index = self.index
         ignored = self.ignored
         expanded = set(self.executing)
+        expanded.add(id(self.code_names))   # the program's strs, not memdiag's
         stack = list(seeds) + [self, self.__dict__, self.type_info, self.labels,
                                self.label_list, self.type_names, self.type_kinds,
                                self.sites, self.site_list]
@@ -443,7 +517,7 @@ class PyWalker:
                 labeled.add(id(k))
                 labeled.add(id(v))
                 kidx = emit(k, sf.L_KEY)
-                if type(k) is str and key_written(k):
+                if type(k) is str and key_written(k, self.code_names):
                     emit(v, sf.L_ITEM | self.label(k) << 3)
                 else:
                     emit(v, sf.L_ITEM_OPAQUE | (kidx or 0) << 3)
@@ -942,6 +1016,21 @@ def _code_by_address(co):
         if p:
             out.append((_OWN_LABELS[name], _object_at(p)))
     return out + _code_cached(co)
+
+
+def _localsplusnames(co):
+    """The names of a code object's local, cell and free variables
+    (co_localsplusnames), without the getters, which cache new tuples on the
+    code object (3.12+)."""
+    if _OK["code"]:
+        p = _read_word(id(co) + _CODE_WORDS["co_localsplusnames"] * _WORD)
+        return _object_at(p) if p else ()
+    out = []
+    while True:
+        try:
+            out.append(co._varname_from_oparg(len(out)))
+        except IndexError:
+            return out
 
 
 def _type_subclasses(t):

@@ -202,6 +202,26 @@ def test_dict_keys_written_or_opaque(pure):
             assert token not in s.t["labels"]
 
 
+def test_names_the_program_makes_at_run_time_are_written(pure):
+    """W5.2: a key made at run time is written when it is a name: a dunder
+    the interpreter makes (a module's __warningregistry__, interned on
+    3.12+ but not on 3.11), a dunder made by the program, a name the
+    program's code spells out (a method's name, an attribute name). A
+    name-like key that is none of these stays opaque."""
+    info, fork, inline = pure
+    smp = info["samples"]
+    for s in (fork, inline):
+        assert label_to(s, smp["warned_dict"], smp["warning_registry"]) == [
+            ("item", "__warningregistry__")]
+        events = {lab for lab in labels_of(s, smp["events"]) if lab[0] in ("item", "opaque")}
+        assert {("item", "on_start"), ("item", "on_connect")} <= events
+        assert ("item", "on_stop_xyz") not in events and "on_stop_xyz" not in s.t["labels"]
+        assert sum(1 for lab in events if lab[0] == "opaque") == 1
+        dunders = {lab for lab in labels_of(s, smp["dunders"]) if lab[0] in ("item", "opaque")}
+        assert ("item", "__custom_registry__") in dunders
+        assert "___" not in s.t["labels"]
+
+
 def test_code_type_function_cell_lru_fields(pure):
     """W4.7-W4.10, W4.12: the fields read without tp_traverse, labeled
     (W8.4, W8.5: code and type fields read by address)."""

@@ -340,7 +340,7 @@ int do_edges(W *w, PyObject *o, uint32_t src, TypeInfo *ti)
             if (map_get(&w->labels.keys, k, &cached)) {
                 lbl = MD_LABEL(L_ITEM, cached);
             }
-            else if (PyUnicode_CheckExact(k) && key_written(k)) {
+            else if (PyUnicode_CheckExact(k) && key_written(w, k)) {
                 int64_t l = label_of(w, k);
                 if (l < 0 || map_put(&w->labels.keys, k, (uint32_t)l) < 0) {
                     set_nomem(w);

@@ -372,7 +372,7 @@ static PyObject *build_result(W *w)
         return NULL;
     }
     PyObject *stats = Py_BuildValue(
-        "{s:n,s:n,s:n,s:n,s:n,s:n,s:d,s:d,s:d,s:i,s:s,s:d,s:d}",
+        "{s:n,s:n,s:n,s:n,s:n,s:n,s:d,s:d,s:d,s:i,s:s,s:d,s:d,s:n,s:d}",
         "peak_bytes", (Py_ssize_t)(md_mem_peak + w->index.n * sizeof(PyObject *)),
         "pending_bytes", (Py_ssize_t)w->sink.pending_peak,
         "ignored", (Py_ssize_t)w->index.ignored.n, "table_slots", (Py_ssize_t)w->index.tcap,
@@ -383,7 +383,9 @@ static PyObject *build_result(W *w)
         "compress_threads", w->sink.pool.nworkers_started,
         "compressor", sink_compressor(),
         "worker_cpu_seconds", w->sink.pool.worker_cpu_seconds,
-        "walk_cpu_seconds", w->stats.walk_cpu_seconds);
+        "walk_cpu_seconds", w->stats.walk_cpu_seconds,
+        "code_names", (Py_ssize_t)w->labels.code_names.n,
+        "code_names_seconds", w->stats.code_names_seconds);
     if (stats == NULL) {
         Py_DECREF(trailer);
         return NULL;
@@ -464,6 +466,16 @@ static PyObject *walk_impl(PyObject *args, PyObject *writer, PyObject *module_ro
             set_nomem(&w);
             goto done;
         }
+    }
+
+    /* The names of the program's code objects, before the first dict key is
+     * looked at (W5.2): the code naming a key may come after it in the walk. */
+    {
+        double t0 = thread_cpu_seconds();
+        if (code_names_collect(&w, module_roots) < 0) {
+            goto done;
+        }
+        w.stats.code_names_seconds = thread_cpu_seconds() - t0;
     }
 
     /* 1. modules */

@@ -156,6 +156,38 @@ def never_started(a, b):
     yield a + b
 
 
+class Handlers:
+    """Its method names are program text (W5.2)."""
+
+    def on_start(self):
+        return self
+
+
+def dispatch(handlers):
+    return handlers.on_connect      # "on_connect": in this code's co_names
+
+
+# A module whose function warned: the interpreter gives its globals a
+# __warningregistry__ key (3.11: not interned; a dunder, so written, W5.2).
+WARNING_SOURCE = """
+import warnings
+
+def warn_once():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        warnings.warn("a warning", UserWarning)
+"""
+
+
+def warned_module():
+    import types
+    mod = types.ModuleType("heapcheck_warned")
+    exec(WARNING_SOURCE, mod.__dict__)
+    mod.warn_once()
+    sys.modules[mod.__name__] = mod
+    return mod
+
+
 LOCAL = threading.local()
 HEAP = {}
 
@@ -211,6 +243,12 @@ def build_heap(freeze=False):
          "MAX2": 7, "é": 8, "__dict__": 9, "": 10},
         ds, {i: str(i) for i in range(20)},
     ]
+    # W5.2: keys built at run time. Names of the program's code (a method's
+    # name, an attribute name) and dunders are written; the rest is opaque.
+    h["events"] = {name: [name] for name in "on_start on_connect on_stop_xyz".split()}
+    h["dunders"] = {"".join(["__custom", "_registry__"]): ["dunder value"],
+                    "".join(["__", "_"]): ["not a dunder"]}
+    h["warned"] = warned_module()
     h["lists"] = [ListSub([1, "two", None]), TupleSub((1, 2, "three")), (1,), ()]
     h["sets"] = [{1, 2, "three"}, frozenset({"a", "b"}), set()]
     h["deque"] = collections.deque([1, "deque", [2]], maxlen=10)
@@ -509,7 +547,9 @@ def mode_pure(outdir):
         "closure": heap["closures"][0], "code": make_closure.__code__, "plain_type": Plain,
         "gen_frame": heap["frames"][0], "deque": heap["deque"], "str_sub": heap["strs"][5],
         "ints": heap["ints"], "dict_sub": heap["dicts"][1],
-        "float_info": sys.float_info,
+        "float_info": sys.float_info, "events": heap["events"], "dunders": heap["dunders"],
+        "warned_dict": heap["warned"].__dict__,
+        "warning_registry": heap["warned"].__warningregistry__,
     }
     # __slots__ that only an iteration of the program's own can list (W1.2;
     # the pure-Python walker leaves these slots unlabeled, W11.8).
