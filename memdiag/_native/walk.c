@@ -253,6 +253,8 @@ static void walker_free(W *w)
     Py_CLEAR(w->sites);
     Py_CLEAR(w->site_list);
     Py_CLEAR(w->str_module);
+    xfree(w->bounds.v, w->bounds.cap * sizeof(uint64_t));
+    w->bounds = (BoundList){0};
 }
 
 /* Items of a list/tuple argument as a borrowed array. */
@@ -345,6 +347,17 @@ static int init_walker(W *w, PyObject *writer, int stream, int strings, int trac
     if (labels_init(w) < 0 || types_init(w) < 0) {
         return -1;
     }
+    /* W10.3: deque's maxlen getter (borrowed from the type's dict, which
+     * keeps it). */
+    w->bounds.last = -1;
+    if (w->types.deque_type != NULL) {
+        PyObject *d = md_type_dict(w->types.deque_type);
+        PyObject *descr = d != NULL && PyDict_Check(d) ? PyDict_GetItemString(d, "maxlen") : NULL;
+        if (descr != NULL && Py_TYPE(descr)->tp_descr_get != NULL) {
+            w->deque_maxlen = descr;
+        }
+        PyErr_Clear();
+    }
     if (trace) {
         PyObject *mod = PyImport_ImportModule("_tracemalloc");
         if (mod == NULL) {
@@ -370,6 +383,25 @@ static PyObject *build_result(W *w)
         "python_heap", (unsigned long long)w->stats.heap);
     if (trailer == NULL) {
         return NULL;
+    }
+    if (w->bounds.n > 0) {
+        /* W10.3: [object index, bound] pairs, only when there is one */
+        PyObject *bounds = PyList_New((Py_ssize_t)(w->bounds.n / 2));
+        for (size_t i = 0; bounds != NULL && i < w->bounds.n / 2; i++) {
+            PyObject *pair = Py_BuildValue("[KK]", (unsigned long long)w->bounds.v[2 * i],
+                                           (unsigned long long)w->bounds.v[2 * i + 1]);
+            if (pair == NULL) {
+                Py_CLEAR(bounds);
+                break;
+            }
+            PyList_SET_ITEM(bounds, (Py_ssize_t)i, pair);
+        }
+        if (bounds == NULL || PyDict_SetItemString(trailer, "bounds", bounds) < 0) {
+            Py_XDECREF(bounds);
+            Py_DECREF(trailer);
+            return NULL;
+        }
+        Py_DECREF(bounds);
     }
     PyObject *stats = Py_BuildValue(
         "{s:n,s:n,s:n,s:n,s:n,s:n,s:d,s:d,s:d,s:i,s:s,s:d,s:d,s:n,s:d}",

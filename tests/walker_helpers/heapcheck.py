@@ -131,6 +131,27 @@ def cached(x, y=1):
     return (x, y, "cached")
 
 
+@functools.lru_cache(maxsize=64)
+def bounded_cached(x):
+    return [x]
+
+
+class BoundedCache:
+    """cachetools' Cache keeps its bound as a private attribute (W10.3)."""
+
+    def __init__(self, maxsize):
+        self.__data = {}
+        self.__maxsize = maxsize
+
+
+class SlottedBound:
+    __slots__ = ("maxlen", "items")
+
+
+class DequeSub(collections.deque):
+    pass
+
+
 def make_closure(n):
     counter = [n]
     label = f"closure-{n}"
@@ -252,6 +273,17 @@ def build_heap(freeze=False):
     h["lists"] = [ListSub([1, "two", None]), TupleSub((1, 2, "three")), (1,), ()]
     h["sets"] = [{1, 2, "three"}, frozenset({"a", "b"}), set()]
     h["deque"] = collections.deque([1, "deque", [2]], maxlen=10)
+    # W10.3: bounds, and what is not one (maxsize=None, a bool, an int too
+    # big, a float); W4.5: a deque subclass's items are labeled too.
+    for i in range(3):
+        bounded_cached(i)
+    sb = SlottedBound()
+    sb.maxlen, sb.items = 5, []
+    ds2 = DequeSub(["sub", "deque", "sub"])
+    ds2.attr = "deque attribute"
+    h["bounded"] = [bounded_cached, BoundedCache(4096), sb, BoundedCache(True),
+                    BoundedCache(2 ** 70), BoundedCache(10.0), BoundedCache(-1), ds2,
+                    collections.deque(maxlen=0)]
     h["strs"] = ["ascii", "latin1 \xe9", "ucs2 \u20ac", "ucs4 \U0001f600", "lone \ud800",
                  StrSub("sub"), "x" * 1000]
     h["bytes"] = [b"bytes", bytearray(b"bytearray"), b""]
@@ -551,6 +583,9 @@ def mode_pure(outdir):
         "warned_dict": heap["warned"].__dict__,
         "warning_registry": heap["warned"].__warningregistry__,
     }
+    for name, o in zip(("lru64", "cache4096", "slotted5", "cache_bool", "cache_big",
+                        "cache_float", "cache_negative", "deque_sub", "deque0"), heap["bounded"]):
+        objs[name] = o
     # __slots__ that only an iteration of the program's own can list (W1.2;
     # the pure-Python walker leaves these slots unlabeled, W11.8).
     odd = type("OddSlots", (), {"__slots__": SlotsIterable()})()
@@ -578,6 +613,7 @@ def mode_pure(outdir):
         "cycle_addr": heap["cycle_addr"], "frozen_addr": heap["frozen_addr"],
         "samples": samples, "sizes": sizes, "referents": referents,
     }
+    info["deque_sub_items"] = [id(x) for x in heap["bounded"][7]]
     info["own_consts"] = memdiag_code_consts()
     info["fork"] = hook.dump(os.path.join(outdir, "fork.snap"), strings=True, mode="fork")
     # In this process: no instance __dict__ made, no object left behind.
