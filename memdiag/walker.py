@@ -123,9 +123,9 @@ def code_names(module_roots) -> set:
 
     >>> import types
     >>> m = types.ModuleType("m")
-    >>> exec("def handler(request):\n    return request.session_store", m.__dict__)
+    >>> m.handler = lambda request: request.session_store
     >>> sorted(code_names([("m", m)]))
-    ['handler', 'request', 'session_store']
+    ['<lambda>', 'request', 'session_store']
     """
     function = types.FunctionType
     wrappers = (staticmethod, classmethod, property, _LRU_TYPE)

@@ -24,6 +24,7 @@ from conftest import ROOT, kill_pid
 from hookutil import walker_env
 from safety_helpers import one_line, real_seed, run_cli, run_cli_full, snap_files, temp_files
 
+from memdiag import protocol
 from memdiag import snapfile as sf
 from memdiag.cli.run import hook_env
 from memdiag.model import Snapshot
@@ -58,9 +59,9 @@ class Holder:
 def holders(tmp_path):
     started = []
 
-    def start(how="install", strings=False, mode="auto", umask=None):
+    def start(how="install", strings=False, mode="auto", umask=None, args=()):
         snapdir = str(tmp_path / f"snaps-{len(started)}")
-        argv = [sys.executable, PROGRAM]
+        argv = [sys.executable, PROGRAM, *args]
         env = dict(os.environ)
         if how == "install":
             argv += ["--install", snapdir] + (["--strings"] if strings else [])
@@ -195,6 +196,53 @@ def test_with_strings_the_secrets_do_show(holders, tmp_path, how):
         assert "raw file" not in where          # zlib hides it from a raw search
     # bytes contents are never written, not even with strings
     assert found(path, h.secrets["db_bytes"]) == []
+
+
+# ---------------------------------------------------------- the command line
+
+@pytest.mark.parametrize("strings", [False, True])
+def test_command_line_arguments_only_with_strings(holders, tmp_path, strings):
+    """`python app.py --password=X URL`: by default no snapshot and no registry
+    entry holds X or the URL, anywhere (the walked sys.argv strs are written
+    as lengths, the metadata writes `--password=<arg len N>`), and `memdiag
+    top` and `memdiag report` show the redacted command; with strings, the
+    metadata and the entry have the command line in full."""
+    import secrets as _secrets
+    password = "pw" + _secrets.token_hex(12)
+    db_password = _secrets.token_hex(12)
+    url = f"postgres://app:{db_password}@db.internal/prod"
+    h = holders("install", strings=strings, args=[f"--password={password}", url])
+    a = h.dump(str(tmp_path / "a.snap"), strings=strings)
+    b = signal_snapshot(h)
+    with open(protocol.entry_path(h.pid), "rb") as f:
+        entry_raw = f.read()
+    argv = json.loads(entry_raw)["argv"]
+    for path in (a, b):
+        meta = Snapshot.load(path).meta
+        assert meta["argv"] == argv
+    if strings:
+        assert argv == [sys.executable, PROGRAM, f"--password={password}", url,
+                        "--install", h.dir, "--strings"]
+        for secret in (password, db_password):
+            assert secret.encode() in entry_raw
+            assert found(b, secret.encode())
+        return
+    assert argv == [sys.executable, PROGRAM, f"--password=<arg len {len(password)}>",
+                    f"<arg len {len(url)}>", "--install", f"<arg len {len(h.dir)}>"]
+    for secret in (password, db_password):
+        for frag in fragments(secret.encode()):
+            assert frag not in entry_raw, "the registry entry holds an argument"
+        for path in (a, b):
+            assert found(path, secret.encode()) == [], f"an argument is in {path}"
+    code, out, err = run_cli_full(["top", b], 60)
+    assert code == 0, err
+    assert f"--password=<arg len {len(password)}>" in out and password not in out
+    html = tmp_path / "report.html"
+    code, err = run_cli(["report", a, b, "-o", str(html)], 120)
+    assert code == 0, err
+    page = html.read_text()
+    assert f"--password=&lt;arg len {len(password)}&gt;" in page
+    assert password not in page and db_password not in page
 
 
 # ------------------------------------------------------- file permissions
