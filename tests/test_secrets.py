@@ -384,3 +384,50 @@ def test_session_token_that_looks_like_a_name_is_not_written(tmp_path, walker):
     path = p.stdout.strip()
     assert found(path, token.encode()) == [], "the session token is in the snapshot"
     assert "reg_ary_from_source" in Snapshot.load(path).labels, "a key from the source is not written"
+
+
+JSON_HOLDER = """
+import json, sys
+sys.path.insert(0, {root!r})
+import memdiag
+
+
+def handle(request_id, payload):
+    return payload.get("request_id")
+
+
+DOCS = [json.loads(sys.stdin.readline())]          # keys parsed from JSON
+BY_AUTH = {{sys.stdin.readline().strip(): ["session"]}}   # a header value as a key
+print(memdiag.dump({path!r}, mode="fork"))
+"""
+
+
+@pytest.mark.parametrize("walker", ["compiled", "python"])
+def test_json_keys_and_header_values_that_look_like_names_are_not_written(tmp_path, walker):
+    """Keys read from input stay <str len N> even when they look like names
+    (W5.2): a JSON document's keys, a header value used as a key. A JSON key
+    that equals a name the program's code spells out (a parameter name) is
+    program text and is written: the rule is about names, not about where
+    the str came from."""
+    from memdiag.walker import name_like
+    import secrets as _secrets
+    tokens = []
+    for _ in range(100_000):
+        token = _secrets.token_urlsafe(12)
+        if name_like(token) and not token.startswith("_"):
+            tokens.append(token)
+            if len(tokens) == 3:
+                break
+    else:
+        pytest.fail("not 3 name-like tokens in 100,000 tries")
+    doc = json.dumps({tokens[0]: 1, tokens[1]: {"nested": 2}, "request_id": 3})
+    code = JSON_HOLDER.format(root=ROOT, path=str(tmp_path / "j.snap"))
+    p = subprocess.run([sys.executable, "-c", code], input=f"{doc}\n{tokens[2]}\n",
+                       capture_output=True, text=True, timeout=120, cwd=ROOT,
+                       env=walker_env(walker))
+    assert p.returncode == 0, p.stderr
+    path = p.stdout.strip()
+    for token in tokens:
+        assert found(path, token.encode()) == [], f"{token} is in the snapshot"
+    snap = Snapshot.load(path)
+    assert "request_id" in snap.labels and "BY_AUTH" in snap.labels
