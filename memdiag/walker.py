@@ -149,7 +149,9 @@ def code_names(module_roots) -> set:
                 stack.extend(c for c in gc.get_referents(cell) if type(c) is function)
         elif issubclass(tp, type):
             if _TYPE_ATTR["__flags__"](v) & TPFLAGS_HEAPTYPE:
-                stack.extend(dict.values(gc.get_referents(_TYPE_ATTR["__dict__"](v))[0]))
+                d = gc.get_referents(_TYPE_ATTR["__dict__"](v))
+                if d and type(d[0]) is dict:
+                    stack.extend(dict.values(d[0]))
         elif tp in wrappers:
             stack.extend(r for r in gc.get_referents(v) if type(r) is function)
     names = set()

@@ -338,7 +338,7 @@ static int push_values(PtrVec *stack, PyObject *d)
 {
     Py_ssize_t pos = 0;
     PyObject *k, *v;
-    if (d == NULL || !PyDict_Check(d)) {
+    if (d == NULL || !PyDict_CheckExact(d)) {
         return 0;
     }
     while (PyDict_Next(d, &pos, &k, &v)) {
