@@ -142,10 +142,14 @@ def write_snapshot(capture, request, mode, may_materialize, pause_fd=None):
 
 
 def metadata(request, mode, walker, python_heap, walk_seconds, pause_seconds):
-    """The snapshot's "meta" (docs/FORMAT.md). No string contents: argv and
-    the executable are the process's own description."""
+    """The snapshot's "meta" (docs/FORMAT.md). No string contents by default:
+    the command line keeps the interpreter, its options, the program and the
+    names of the program's options, and writes every other argument as
+    <arg len N> (protocol.redacted_command); in full with strings. The
+    executable is the interpreter's path."""
     return {
-        "pid": request.pid, "argv": list(sys.argv), "executable": sys.executable,
+        "pid": request.pid, "argv": protocol.command_line(request.strings),
+        "executable": sys.executable,
         "python": sys.version.split()[0], "implementation": sys.implementation.name,
         "platform": sys.platform, "time": request.time, "seq": request.seq,
         "mode": mode, "walker": walker, "rss": request.rss, "python_heap": python_heap,

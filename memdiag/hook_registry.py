@@ -30,7 +30,8 @@ def register():
         "pid": pid, "start_time": protocol.proc_start_time(pid), "signal": settings.signum,
         "signal_name": protocol.signal_name(settings.signum), "dir": settings.directory,
         "python": sys.version.split()[0], "executable": sys.executable,
-        "argv": list(sys.argv), "hook_version": HOOK_VERSION, "mode": settings.mode,
+        "argv": protocol.command_line(settings.strings), "hook_version": HOOK_VERSION,
+        "mode": settings.mode,
         "compiled_walker": cwalker is not None,
     }
     state.registry_path = protocol.write_entry(entry)

@@ -12,7 +12,8 @@ The files, per user (`<tmp>` is tempfile.gettempdir())::
 A registry entry is a JSON object: pid, start_time (field 22 of
 /proc/<pid>/stat, which tells the process apart from a later one with the
 same pid), signal (its number), signal_name, dir (where its snapshots go),
-python, executable, argv, hook_version, mode, compiled_walker.
+python, executable, argv (command_line(): redacted unless the hook writes
+strings), hook_version, mode, compiled_walker.
 
 A status file is a JSON object {seq, state, time, ...}, state one of
 WRITING (a forked writer runs: "writer" is its pid), WRITTEN ("path",
@@ -32,6 +33,7 @@ import json
 import os
 import signal as _signal
 import stat
+import sys
 import time
 
 WRITING, WRITTEN, FAILED, COALESCED = "writing", "written", "failed", "coalesced"
@@ -233,6 +235,156 @@ def read_status(path):
     except (OSError, ValueError):
         return None
     return status if isinstance(status, dict) else None
+
+
+# ------------------------------------------------------- the command line
+
+# CPython's options (Python/getopt.c, Modules/main.c): flags, and those that
+# take a value (in the same argument or the next one).
+_PY_FLAGS = set("bBdEhiIOPqRsStuvVx?")
+_PY_VALUED = set("cmWX")
+_PY_LONG_FLAGS = {"--help", "--help-env", "--help-xoptions", "--help-all", "--version"}
+_PY_HASH_PYCS = ("always", "never", "default")
+
+
+def arg_placeholder(text):
+    """What a snapshot writes for an argument whose contents it keeps out.
+
+    >>> arg_placeholder("sk_live_51H")
+    '<arg len 11>'
+    """
+    return f"<arg len {len(text)}>"
+
+
+def option_name_like(name):
+    """Whether an option's name (after its dashes) is written: ASCII letters,
+    digits, '-' and '_', a letter first, at most 40 characters and 3 digits
+    (a token passed where an option name goes is not one).
+
+    >>> [option_name_like(n) for n in ("password", "max-requests", "http2", "Xk9f2Lq8Zt4")]
+    [True, True, True, False]
+    """
+    if not 0 < len(name) <= 40 or not name.isascii() or not name[0].isalpha():
+        return False
+    if sum(c.isdigit() for c in name) > 3:
+        return False
+    return all(c.isalnum() or c in "-_" for c in name)
+
+
+def _program_arg(arg, positional):
+    """One argument after the program: an option's dashes and name are kept,
+    its value and every other argument become <arg len N>."""
+    if positional:
+        return arg_placeholder(arg)
+    if arg in ("-", "--"):
+        return arg
+    if arg.startswith("--"):
+        name, eq, value = arg[2:].partition("=")
+        if option_name_like(name):
+            return f"--{name}={arg_placeholder(value)}" if eq else arg
+        return arg_placeholder(arg)
+    if len(arg) >= 2 and arg[0] == "-" and arg[1].isascii() and arg[1].isalpha():
+        return arg if len(arg) == 2 else arg[:2] + arg_placeholder(arg[2:])
+    return arg_placeholder(arg)
+
+
+def _interpreter_value(option, value):
+    """The value of -m (the program: written), -X (its name written), -c, -W."""
+    if option == "m":
+        return value
+    if option == "X":
+        name, eq, rest = value.partition("=")
+        if option_name_like(name):
+            return f"{name}={arg_placeholder(rest)}" if eq else name
+    return arg_placeholder(value)
+
+
+def _interpreter_part(argv):
+    """(argv[0], the interpreter's options and the program as written, the
+    index of the program's first argument), read as CPython reads them."""
+    out, i = [argv[0]], 1
+    while i < len(argv):
+        arg = argv[i]
+        i += 1
+        if arg in ("-", "--") or not arg.startswith("-"):
+            out.append(arg)                         # the script, or - for stdin
+            if arg == "--" and i < len(argv):       # -- then the script
+                out.append(argv[i])
+                i += 1
+            return out, i
+        if arg.startswith("--"):
+            name, eq, value = arg.partition("=")
+            if arg in _PY_LONG_FLAGS:
+                out.append(arg)
+                continue
+            if name != "--check-hash-based-pycs":   # not CPython's: no more options
+                out.append(arg_placeholder(arg))
+                return out, i
+            if not eq and i < len(argv):
+                value = argv[i]
+                i += 1
+            shown = value if value in _PY_HASH_PYCS else arg_placeholder(value)
+            out += [f"{name}={shown}"] if eq else [name, shown]
+            continue
+        for k in range(1, len(arg)):
+            c = arg[k]
+            if c in _PY_FLAGS:
+                continue
+            if c not in _PY_VALUED:                 # not CPython's: no more options
+                out.append(arg[:k] + arg_placeholder(arg[k:]))
+                return out, i
+            if k + 1 < len(arg):                    # -Xdev, -mmodule
+                out.append(arg[:k + 1] + _interpreter_value(c, arg[k + 1:]))
+            else:                                   # -X dev
+                out.append(arg)
+                if i < len(argv):
+                    out.append(_interpreter_value(c, argv[i]))
+                    i += 1
+            if c in "cm":                           # the program's arguments follow
+                return out, i
+            break
+        else:
+            out.append(arg)                         # flags only: -OO, -u
+    return out, i
+
+
+def command_line(strings=False):
+    """This process's command line as snapshots write it: redacted_command of
+    sys.orig_argv (sys.argv where that is empty: an embedded interpreter)."""
+    return redacted_command(list(getattr(sys, "orig_argv", None) or sys.argv), strings)
+
+
+def redacted_command(argv, strings=False):
+    """The command line as snapshots and the registry write it (docs/FORMAT.md,
+    "meta"): the interpreter, its options and the program in full; of the
+    program's arguments, only the names of options (`--name`, `-n`); every
+    value and every other argument is <arg len N> (its length in
+    characters). With strings=True (`--strings`), argv as it is.
+
+    argv is sys.orig_argv, the interpreter's command line. When argv[0] is
+    not a python (a program embedding Python), argv[0] is the program and
+    everything after it the program's arguments.
+
+    >>> redacted_command(["python3", "-X", "dev", "-W", "ignore", "app.py",
+    ...                   "--password=hunter2", "--verbose", "-pS3cret", "-v", "db.internal"])
+    ['python3', '-X', 'dev', '-W', '<arg len 6>', 'app.py', '--password=<arg len 7>', '--verbose', '-p<arg len 6>', '-v', '<arg len 11>']
+    >>> redacted_command(["python", "-um", "gunicorn", "app:wsgi", "--", "--token"])
+    ['python', '-um', 'gunicorn', '<arg len 8>', '--', '<arg len 7>']
+    >>> redacted_command(["python", "-c", "import app; app.run('s3cret')", "x"])
+    ['python', '-c', '<arg len 29>', '<arg len 1>']
+    """
+    argv = [a for a in argv if type(a) is str]
+    if strings or not argv:
+        return argv
+    if os.path.basename(argv[0]).startswith("python"):
+        out, i = _interpreter_part(argv)
+    else:
+        out, i = [argv[0]], 1
+    positional = False
+    for arg in argv[i:]:
+        out.append(_program_arg(arg, positional))
+        positional = positional or arg == "--"
+    return out
 
 
 # -------------------------------------------------------------- file names

@@ -41,6 +41,7 @@ TPFLAGS_MANAGED_DICT = 1 << 4      # 3.11+
 CO_OPTIMIZED = 0x0001
 
 _LRU_TYPE = type(functools.lru_cache(maxsize=None)(lambda: None))
+_DEQUE_MAXLEN = collections.deque.__dict__["maxlen"].__get__
 
 # An identifier constant, so interned: the interpreter's table of interned
 # strs maps it to itself (_interned_table_id).
@@ -91,19 +92,35 @@ def name_like(s: str) -> bool:
     return True
 
 
-def key_written(s: str) -> bool:
-    """Whether a dict key is written in full as a path label: it is name_like
-    and interned. Keys that come from source code (literals, attribute and
-    keyword names, module globals) are interned; keys made at run time from
-    input (session tokens, ids, parsed JSON) are not, whatever they look like,
-    so they are written only as their type and length.
+def is_dunder(s: str) -> bool:
+    """A dunder name: __x__ with something between the underscores.
+
+    >>> [is_dunder(k) for k in ("__warningregistry__", "__spec__", "_x_", "_____")]
+    [True, True, False, False]
+    """
+    return len(s) >= 5 and s[:2] == "__" and s[-2:] == "__" and s.strip("_") != ""
+
+
+def key_written(s: str, code_names=frozenset()) -> bool:
+    """Whether a str dict key is written in full as a path label (WALK.md
+    W5.2): it is name_like and a name of the program's: interned (keys from
+    source code: literals, attribute and keyword names, module globals), a
+    dunder (names the interpreter makes: a module's __warningregistry__), or
+    equal to a name in the program's code objects (code_names: names the
+    program builds at run time that its code spells out). Keys made at run
+    time from input (session tokens, ids, parsed JSON) are none of these,
+    whatever they look like, so they are written only as their type and length.
 
     >>> enable_pointer_reads()
     True
     >>> import sys; key_written(sys.intern("reg_ary"))
     True
-    >>> key_written("".join(["Xk9fQ", "wLpZ"]))   # made at run time: not interned
+    >>> key_written("".join(["__warning", "registry__"]))   # made at run time
+    True
+    >>> key_written("".join(["Xk9fQ", "wLpZ"]))             # made at run time
     False
+    >>> key_written("".join(["on_", "start"]), {"on_start"})  # a code name
+    True
 
     Interning is read from the str's state field (pointer reads, enabled by the
     hook with ctypes); without them only name_like decides.
@@ -112,7 +129,62 @@ def key_written(s: str) -> bool:
         return False
     if not _OK["intern"]:
         return True
-    return _is_interned(s)
+    return _is_interned(s) or is_dunder(s) or s in code_names
+
+
+def code_names(module_roots) -> set:
+    """The names of the code objects the program's namespaces hold (WALK.md
+    W5.2): from each module's dict, every function (and the functions in its
+    closure cells: what a decorator wraps), every heap class (its dict's
+    values, recursively), the functions a staticmethod, classmethod, property
+    or lru_cache wrapper holds; for each function, the co_names, the local,
+    cell and free variable names and co_name of its code and of the code
+    objects among that code's constants. Nothing of the program is called.
+
+    >>> import types
+    >>> m = types.ModuleType("m")
+    >>> m.handler = lambda request: request.session_store
+    >>> sorted(code_names([("m", m)]))
+    ['<lambda>', 'request', 'session_store']
+    """
+    function = types.FunctionType
+    wrappers = (staticmethod, classmethod, property, _LRU_TYPE)
+    stack = []
+    for _, m in module_roots:
+        if types.ModuleType in _TYPE_ATTR["__mro__"](type(m)):
+            d = _module_dict(m)
+            if type(d) is dict:
+                stack.extend(dict.values(d))
+    seen = set()
+    codes = []
+    while stack:
+        v = stack.pop()
+        if id(v) in seen:
+            continue
+        seen.add(id(v))
+        tp = type(v)
+        if tp is function:
+            codes.append(_FUNC_FIELDS["__code__"](v))
+            for cell in _FUNC_FIELDS["__closure__"](v) or ():
+                stack.extend(c for c in gc.get_referents(cell) if type(c) is function)
+        elif issubclass(tp, type):
+            if _TYPE_ATTR["__flags__"](v) & TPFLAGS_HEAPTYPE:
+                d = gc.get_referents(_TYPE_ATTR["__dict__"](v))
+                if d and type(d[0]) is dict:
+                    stack.extend(dict.values(d[0]))
+        elif tp in wrappers:
+            stack.extend(r for r in gc.get_referents(v) if type(r) is function)
+    names = set()
+    done = set()
+    for co in codes:        # grows with the nested code objects
+        if id(co) in done:
+            continue
+        done.add(id(co))
+        names.update(n for n in co.co_names if type(n) is str)
+        names.update(n for n in _localsplusnames(co) if type(n) is str)
+        names.add(co.co_name)
+        codes.extend(c for c in co.co_consts if type(c) is types.CodeType)
+    return names
 
 
 def type_kind(tp) -> str:
@@ -225,13 +297,15 @@ class PyWalker:
         self.roots = 0
         self.strings_count = 0
         self.string_bytes = 0
+        self.bounds = []            # W10.3: [object index, bound]
+        self.src = -1               # the object whose edges are being read
         if trace:
             import tracemalloc
             self._traceback = tracemalloc._get_object_traceback
         for own in (self, self.__dict__, self.index, self.objs, self.parent,
                     self.plabel, self.ignored, self.type_info, self.type_names,
                     self.type_kinds, self.labels, self.label_list, self.sites,
-                    self.site_list, writer, getattr(writer, "__dict__", None),
+                    self.site_list, self.bounds, writer, getattr(writer, "__dict__", None),
                     getattr(writer, "pending", None), getattr(writer, "counts", None)):
             if own is not None:
                 self.ignored.add(id(own))
@@ -332,6 +406,10 @@ class PyWalker:
         self.executing = {id(f) for f in executing_frames}
         self.ignored.update(self.executing)
         self.ignored.add(id(self.executing))
+        # W5.2: the code naming a dict key may come after it in the walk. The
+        # set holds the program's strs: ignored, never expanded (W2.4).
+        self.code_names = code_names(module_roots) if _OK["intern"] else set()
+        self.ignored.add(id(self.code_names))
         done = 0
         for name, mod in module_roots:
             self.add_root(mod, sf.ROOT_MODULE, name)
@@ -369,6 +447,7 @@ class PyWalker:
         index = self.index
         ignored = self.ignored
         expanded = set(self.executing)
+        expanded.add(id(self.code_names))   # the program's strs, not memdiag's
         stack = list(seeds) + [self, self.__dict__, self.type_info, self.labels,
                                self.label_list, self.type_names, self.type_kinds,
                                self.sites, self.site_list]
@@ -450,6 +529,7 @@ class PyWalker:
     def edges(self, o, src, tp, ti, targets, labels):
         kind = ti.kind
         labeled = None
+        self.src = src
 
         def emit(obj, label):
             idx = self.discover(obj, src, label)
@@ -464,7 +544,7 @@ class PyWalker:
                 labeled.add(id(k))
                 labeled.add(id(v))
                 kidx = emit(k, sf.L_KEY)
-                if type(k) is str and key_written(k):
+                if type(k) is str and key_written(k, self.code_names):
                     emit(v, sf.L_ITEM | self.label(k) << 3)
                 else:
                     emit(v, sf.L_ITEM_OPAQUE | (kidx or 0) << 3)
@@ -479,6 +559,17 @@ class PyWalker:
                 emit(v, sf.L_INDEX | n << 3)
             if tp is list or tp is tuple:
                 return self.type_edge(tp, emit)
+        elif kind == "deque":
+            # W4.5: deque_traverse visits the items last, left to right (3.13+:
+            # after the type): the last len() referents are the items.
+            refs = gc.get_referents(o)
+            n = _LEN["deque"](o)
+            if n <= len(refs):
+                labeled = set()
+                for k, v in enumerate(refs[len(refs) - n:]):
+                    labeled.add(id(v))
+                    emit(v, sf.L_INDEX | k << 3)
+            self.bound(_DEQUE_MAXLEN(o))     # W10.3: the base type's getter
         elif kind == "module":
             md = _module_dict(o)
             for r in gc.get_referents(o):
@@ -561,6 +652,8 @@ class PyWalker:
                 if type(refs[k]) is dict and type(refs[k + 2]) is object:
                     labeled = {id(refs[k])}
                     emit(refs[k], sf.L_ATTR | self.label("__cache__") << 3)
+                    if _OK["lru"]:      # W10.3 (-1: maxsize=None, unbounded)
+                        self.bound(_lru_maxsize(o, refs[k], refs[k + 1]))
                     break
         elif kind == "instance":
             labeled = set()
@@ -571,6 +664,7 @@ class PyWalker:
                     continue
                 labeled.add(id(v))
                 emit(v, sf.L_ATTR | self.label(name) << 3)
+                self.attr_bound(name, v)
             self.instance_dict(o, tp, ti, labeled, emit)
         # Every other reference, unlabeled, skipping what was labeled above.
         for r in gc.get_referents(o):
@@ -607,11 +701,13 @@ class PyWalker:
             if d is not None and type(d) is dict and any(d is r for r in refs):
                 labeled.add(id(d))
                 emit(d, sf.L_ATTR | 1 << 3)
+                self.dict_bound(d)
             return
         d, values_valid = _managed_dict(o, tp)
         if d is not None and type(d) is dict and any(d is r for r in refs):
             labeled.add(id(d))
             emit(d, sf.L_ATTR | 1 << 3)
+            self.dict_bound(d)
             return
         if values_valid:
             if d is not None:
@@ -627,6 +723,7 @@ class PyWalker:
             # 3.13: a __dict__ made while the inline values stay valid.
             labeled.add(id(d))
             emit(d, sf.L_ATTR | 1 << 3)
+            self.dict_bound(d)
 
     def _emit_attrs(self, items, labeled, emit):
         for name, v in items:
@@ -635,6 +732,7 @@ class PyWalker:
                 emit(v, sf.L_ATTR | self.label(name) << 3)
             else:
                 emit(v, sf.L_NONE)
+            self.attr_bound(name, v)
 
     def _instance_dict_guess(self, o, tp, ti, labeled, emit, refs):
         """Without pointer reads: only what can be told without creating a dict."""
@@ -647,6 +745,7 @@ class PyWalker:
             if any(d is r for r in dicts):
                 labeled.add(id(d))
                 emit(d, sf.L_ATTR | 1 << 3)
+                self.dict_bound(d)
             return
         if not self.may_materialize:
             return
@@ -654,9 +753,29 @@ class PyWalker:
         if any(d is r for r in dicts):
             labeled.add(id(d))
             emit(d, sf.L_ATTR | 1 << 3)
+            self.dict_bound(d)
             return
         self.ignored.add(id(d))
         self._emit_attrs(list(dict.items(d)), labeled, emit)
+
+    # -------------------------------------------------------------- bounds
+
+    def bound(self, value):
+        """W10.3: record the current object's bound, the first one found: an
+        exact int, 0 <= value < 2**63 (None, negative: unbounded)."""
+        if type(value) is int and 0 <= value < 1 << 63 and (
+                not self.bounds or self.bounds[-1][0] != self.src):
+            self.bounds.append([self.src, value])
+
+    def attr_bound(self, name, value):
+        if type(name) is str and _bound_name(name):
+            self.bound(value)
+
+    def dict_bound(self, d):
+        if type(d) is not dict or (self.bounds and self.bounds[-1][0] == self.src):
+            return
+        for name, value in dict.items(d):
+            self.attr_bound(name, value)
 
     def trailer(self):
         return {
@@ -665,7 +784,7 @@ class PyWalker:
             "types": self.type_names, "type_kinds": self.type_kinds,
             "labels": self.label_list, "sites": self.site_list,
             "python_heap": self.heap_bytes,
-        }
+        } | ({"bounds": self.bounds} if self.bounds else {})
 
 
 _TYPE_ATTR = {name: type.__dict__[name].__get__
@@ -715,6 +834,24 @@ def _module_dict(m):
     return types.ModuleType.__dict__["__dict__"].__get__(m)
 
 
+def _bound_name(name):
+    """An attribute that holds a bound (WALK.md W10.3): maxsize or maxlen,
+    alone, after one underscore, or private to a class (cachetools keeps
+    _Cache__maxsize).
+
+    >>> [_bound_name(n) for n in ("maxsize", "_maxlen", "_Cache__maxsize", "max_size", "__maxsize")]
+    [True, True, True, False, False]
+    """
+    if not name.isascii():
+        return False
+    for suffix in ("maxsize", "maxlen"):
+        if name.endswith(suffix):
+            p = name[:-len(suffix)]
+            return p in ("", "_") or (len(p) >= 4 and p[0] == "_" and p[1] != "_"
+                                      and p.endswith("__"))
+    return False
+
+
 # ---------------------------------------------------------------- pointer reads
 # Some fields can be read without creating objects only by reading the
 # object's memory (WALK.md W8): whether an instance __dict__ exists (the dict
@@ -736,7 +873,8 @@ STATIC_BUILTIN = 1 << 1     # 3.12+ _Py_TPFLAGS_STATIC_BUILTIN
 _WORD = 8 if sys.maxsize > 2 ** 32 else 4
 
 # Which groups of reads passed their probe (see pointer_reads()).
-_OK = {"intern": False, "dict": False, "code": False, "type": False, "frame": False}
+_OK = {"intern": False, "dict": False, "code": False, "type": False, "frame": False,
+       "lru": False}
 # The versions whose headers the layouts below were read from. The probes
 # dereference a pointer only after the fields around it held the objects
 # they should; on another version those groups stay off.
@@ -761,6 +899,10 @@ _TYPE_WORDS = {"tp_basicsize": 4, "tp_flags": 21, "tp_base": 32, "tp_bases": 42,
 # PyFrameObject.f_frame (after ob_refcnt, ob_type, f_back), and in the
 # _PyInterpreterFrame it points to: f_code, f_locals, frame_obj (3.11, 3.12;
 # internal/pycore_frame.h).
+# functools._lru_cache_wrapper (Modules/_functoolsmodule.c, lru_cache_object),
+# word indexes: the root link (PyObject_HEAD, prev, next, hash, key, result),
+# wrapper, typed, then these; the same in 3.11-3.15.
+_LRU_WORDS = {"cache": 9, "func": 11, "maxsize": 12}
 _FRAME_F_FRAME = 3
 _IFRAME_WORDS = {(3, 11): (4, 3, 5), (3, 12): (0, 5, 6)}.get(PY)
 
@@ -790,7 +932,7 @@ def enable_pointer_reads():
     _object_at = lambda addr: cast(addr, pyobj).value       # noqa: E731
     for name, probe in (("intern", _probe_intern), ("dict", _probe_dict),
                         ("code", _probe_code), ("type", _probe_type),
-                        ("frame", _probe_frame)):
+                        ("frame", _probe_frame), ("lru", _probe_lru)):
         try:
             _OK[name] = bool(probe(ctypes))
         except Exception:
@@ -801,7 +943,7 @@ def enable_pointer_reads():
 
 def pointer_reads():
     """Which groups of reads by address are on: {"intern", "dict", "code",
-    "type", "frame"} -> bool (all False until enable_pointer_reads())."""
+    "type", "frame", "lru"} -> bool (all False until enable_pointer_reads())."""
     return dict(_OK)
 
 
@@ -917,6 +1059,40 @@ def _probe_frame(ctypes):
     return ok
 
 
+def _probe_lru_function(x):
+    return x
+
+
+def _probe_lru(ctypes):
+    """An lru_cache wrapper's cache, function and maxsize are where
+    _LRU_WORDS says (maxsize None is -1)."""
+    if not _LAYOUT_KNOWN:
+        return False
+    for maxsize, want in ((77, 77), (None, -1), (0, 0)):
+        wrapper = functools.lru_cache(maxsize=maxsize)(_probe_lru_function)
+        refs = gc.get_referents(wrapper)
+        for k in range(len(refs) - 3, -1, -1):
+            if type(refs[k]) is dict and type(refs[k + 2]) is object:
+                break
+        else:
+            return False
+        if refs[k + 1] is not _probe_lru_function or _lru_maxsize(
+                wrapper, refs[k], refs[k + 1]) != want:
+            return False
+    return True
+
+
+def _lru_maxsize(o, cache, func):
+    """An lru_cache wrapper's maxsize (-1: None), None if its fields are not
+    the cache and function given."""
+    base = id(o)
+    if (_read_word(base + _LRU_WORDS["cache"] * _WORD) != id(cache)
+            or _read_word(base + _LRU_WORDS["func"] * _WORD) != id(func)):
+        return None
+    v = _read_word(base + _LRU_WORDS["maxsize"] * _WORD)
+    return v - (1 << (8 * _WORD)) if v >> (8 * _WORD - 1) else v
+
+
 def _enable_site_lookup(ctypes):
     """3.11: tracemalloc._get_object_traceback misses objects with a managed
     dict (it forgets the two pointers before their GC header); look their
@@ -963,6 +1139,21 @@ def _code_by_address(co):
         if p:
             out.append((_OWN_LABELS[name], _object_at(p)))
     return out + _code_cached(co)
+
+
+def _localsplusnames(co):
+    """The names of a code object's local, cell and free variables
+    (co_localsplusnames), without the getters, which cache new tuples on the
+    code object (3.12+)."""
+    if _OK["code"]:
+        p = _read_word(id(co) + _CODE_WORDS["co_localsplusnames"] * _WORD)
+        return _object_at(p) if p else ()
+    out = []
+    while True:
+        try:
+            out.append(co._varname_from_oparg(len(out)))
+        except IndexError:
+            return out
 
 
 def _type_subclasses(t):

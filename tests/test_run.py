@@ -67,7 +67,7 @@ def test_run_script_execs_so_the_program_has_run_s_pid(start, tmp_path):
     assert banner == [f"memdiag: pid {p.pid} writes a heap snapshot to {p.dir} on SIGUSR2 "
                       f"(memdiag snapshot {p.pid})"]
     a, b = grow_and_diff(p)
-    assert load(b).meta["argv"] == [TARGET]
+    assert load(b).meta["argv"] == [sys.executable, TARGET]     # sys.orig_argv
 
 
 def test_run_python_dash_m_module(start, tmp_path):

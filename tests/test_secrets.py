@@ -24,6 +24,7 @@ from conftest import ROOT, kill_pid
 from hookutil import walker_env
 from safety_helpers import one_line, real_seed, run_cli, run_cli_full, snap_files, temp_files
 
+from memdiag import protocol
 from memdiag import snapfile as sf
 from memdiag.cli.run import hook_env
 from memdiag.model import Snapshot
@@ -58,9 +59,9 @@ class Holder:
 def holders(tmp_path):
     started = []
 
-    def start(how="install", strings=False, mode="auto", umask=None):
+    def start(how="install", strings=False, mode="auto", umask=None, args=()):
         snapdir = str(tmp_path / f"snaps-{len(started)}")
-        argv = [sys.executable, PROGRAM]
+        argv = [sys.executable, PROGRAM, *args]
         env = dict(os.environ)
         if how == "install":
             argv += ["--install", snapdir] + (["--strings"] if strings else [])
@@ -195,6 +196,53 @@ def test_with_strings_the_secrets_do_show(holders, tmp_path, how):
         assert "raw file" not in where          # zlib hides it from a raw search
     # bytes contents are never written, not even with strings
     assert found(path, h.secrets["db_bytes"]) == []
+
+
+# ---------------------------------------------------------- the command line
+
+@pytest.mark.parametrize("strings", [False, True])
+def test_command_line_arguments_only_with_strings(holders, tmp_path, strings):
+    """`python app.py --password=X URL`: by default no snapshot and no registry
+    entry holds X or the URL, anywhere (the walked sys.argv strs are written
+    as lengths, the metadata writes `--password=<arg len N>`), and `memdiag
+    top` and `memdiag report` show the redacted command; with strings, the
+    metadata and the entry have the command line in full."""
+    import secrets as _secrets
+    password = "pw" + _secrets.token_hex(12)
+    db_password = _secrets.token_hex(12)
+    url = f"postgres://app:{db_password}@db.internal/prod"
+    h = holders("install", strings=strings, args=[f"--password={password}", url])
+    a = h.dump(str(tmp_path / "a.snap"), strings=strings)
+    b = signal_snapshot(h)
+    with open(protocol.entry_path(h.pid), "rb") as f:
+        entry_raw = f.read()
+    argv = json.loads(entry_raw)["argv"]
+    for path in (a, b):
+        meta = Snapshot.load(path).meta
+        assert meta["argv"] == argv
+    if strings:
+        assert argv == [sys.executable, PROGRAM, f"--password={password}", url,
+                        "--install", h.dir, "--strings"]
+        for secret in (password, db_password):
+            assert secret.encode() in entry_raw
+            assert found(b, secret.encode())
+        return
+    assert argv == [sys.executable, PROGRAM, f"--password=<arg len {len(password)}>",
+                    f"<arg len {len(url)}>", "--install", f"<arg len {len(h.dir)}>"]
+    for secret in (password, db_password):
+        for frag in fragments(secret.encode()):
+            assert frag not in entry_raw, "the registry entry holds an argument"
+        for path in (a, b):
+            assert found(path, secret.encode()) == [], f"an argument is in {path}"
+    code, out, err = run_cli_full(["top", b], 60)
+    assert code == 0, err
+    assert f"--password=<arg len {len(password)}>" in out and password not in out
+    html = tmp_path / "report.html"
+    code, err = run_cli(["report", a, b, "-o", str(html)], 120)
+    assert code == 0, err
+    page = html.read_text()
+    assert f"--password=&lt;arg len {len(password)}&gt;" in page
+    assert password not in page and db_password not in page
 
 
 # ------------------------------------------------------- file permissions
@@ -336,3 +384,50 @@ def test_session_token_that_looks_like_a_name_is_not_written(tmp_path, walker):
     path = p.stdout.strip()
     assert found(path, token.encode()) == [], "the session token is in the snapshot"
     assert "reg_ary_from_source" in Snapshot.load(path).labels, "a key from the source is not written"
+
+
+JSON_HOLDER = """
+import json, sys
+sys.path.insert(0, {root!r})
+import memdiag
+
+
+def handle(request_id, payload):
+    return payload.get("request_id")
+
+
+DOCS = [json.loads(sys.stdin.readline())]          # keys parsed from JSON
+BY_AUTH = {{sys.stdin.readline().strip(): ["session"]}}   # a header value as a key
+print(memdiag.dump({path!r}, mode="fork"))
+"""
+
+
+@pytest.mark.parametrize("walker", ["compiled", "python"])
+def test_json_keys_and_header_values_that_look_like_names_are_not_written(tmp_path, walker):
+    """Keys read from input stay <str len N> even when they look like names
+    (W5.2): a JSON document's keys, a header value used as a key. A JSON key
+    that equals a name the program's code spells out (a parameter name) is
+    program text and is written: the rule is about names, not about where
+    the str came from."""
+    from memdiag.walker import name_like
+    import secrets as _secrets
+    tokens = []
+    for _ in range(100_000):
+        token = _secrets.token_urlsafe(12)
+        if name_like(token) and not token.startswith("_"):
+            tokens.append(token)
+            if len(tokens) == 3:
+                break
+    else:
+        pytest.fail("not 3 name-like tokens in 100,000 tries")
+    doc = json.dumps({tokens[0]: 1, tokens[1]: {"nested": 2}, "request_id": 3})
+    code = JSON_HOLDER.format(root=ROOT, path=str(tmp_path / "j.snap"))
+    p = subprocess.run([sys.executable, "-c", code], input=f"{doc}\n{tokens[2]}\n",
+                       capture_output=True, text=True, timeout=120, cwd=ROOT,
+                       env=walker_env(walker))
+    assert p.returncode == 0, p.stderr
+    path = p.stdout.strip()
+    for token in tokens:
+        assert found(path, token.encode()) == [], f"{token} is in the snapshot"
+    snap = Snapshot.load(path)
+    assert "request_id" in snap.labels and "BY_AUTH" in snap.labels

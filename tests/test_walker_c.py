@@ -262,8 +262,8 @@ def compare(py, c):
         problems.append(f"roots differ: py-only {sorted(set(py.roots) - set(c.roots))[:5]} "
                         f"c-only {sorted(set(c.roots) - set(py.roots))[:5]}")
     for key in ("types", "type_kinds", "strings", "string_bytes", "objects", "edges",
-                "roots", "python_heap"):
-        if py.t[key] != c.t[key]:
+                "roots", "python_heap", "bounds"):
+        if py.t.get(key) != c.t.get(key):
             problems.append(f"trailer {key} differs")
     return problems
 
@@ -324,10 +324,16 @@ def test_same_snapshot_as_pywalker(python, tmp_path):
                  "__cache__", "cell_contents", "f_back", "local_list", "thread_list",
                  "visible", "ok_name", "MAX2"):
         assert name in names, name
-    # W5.2: keys that are not interned names are never written.
+    # W5.2: keys that are not names are never written; run-time keys that are
+    # (a dunder, a name the program's code spells) are.
     for token in ("a8f5f167f44f4964e6c998dee827110c", "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
-                  "AuthorizationHeaderValue", "x-y"):
+                  "AuthorizationHeaderValue", "x-y", "on_stop_xyz", "___"):
         assert token not in names, token
+    for name in ("__warningregistry__", "__custom_registry__", "on_start", "on_connect"):
+        assert name in names, name
+    # W10.3: bounds (a deque's, lru_cache wrappers', cache attributes) were
+    # compared above; the heap has each kind.
+    assert len(c.t["bounds"]) >= 5
     kinds = dict(zip(c.t["types"], c.t["type_kinds"]))
     assert kinds["__main__.DictSub"] == "dict" and kinds["__main__.Slotted"] == "instance"
     assert kinds["collections.deque"] == "deque" and kinds["functools._lru_cache_wrapper"] == "lru_cache"

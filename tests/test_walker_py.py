@@ -63,7 +63,7 @@ def test_pointer_reads_pass_their_probes(pure):
     the layout its version's headers give."""
     info, _, _ = pure
     assert info["pointer_reads"] == dict.fromkeys(
-        ("intern", "dict", "code", "type", "frame"), True)
+        ("intern", "dict", "code", "type", "frame", "lru"), True)
 
 
 def test_unreached_and_frozen_objects(pure):
@@ -200,6 +200,61 @@ def test_dict_keys_written_or_opaque(pure):
         for token in ("a8f5f167f44f4964e6c998dee827110c", "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
                       "AuthorizationHeaderValue", "x-y"):
             assert token not in s.t["labels"]
+
+
+def test_names_the_program_makes_at_run_time_are_written(pure):
+    """W5.2: a key made at run time is written when it is a name: a dunder
+    the interpreter makes (a module's __warningregistry__, interned on
+    3.12+ but not on 3.11), a dunder made by the program, a name the
+    program's code spells out (a method's name, an attribute name). A
+    name-like key that is none of these stays opaque."""
+    info, fork, inline = pure
+    smp = info["samples"]
+    for s in (fork, inline):
+        assert label_to(s, smp["warned_dict"], smp["warning_registry"]) == [
+            ("item", "__warningregistry__")]
+        events = {lab for lab in labels_of(s, smp["events"]) if lab[0] in ("item", "opaque")}
+        assert {("item", "on_start"), ("item", "on_connect")} <= events
+        assert ("item", "on_stop_xyz") not in events and "on_stop_xyz" not in s.t["labels"]
+        assert sum(1 for lab in events if lab[0] == "opaque") == 1
+        dunders = {lab for lab in labels_of(s, smp["dunders"]) if lab[0] in ("item", "opaque")}
+        assert ("item", "__custom_registry__") in dunders
+        assert "___" not in s.t["labels"]
+
+
+def test_deque_items_are_labeled_by_index(pure):
+    """W4.5: a deque's items, a subclass's too, are labeled by index; the
+    subclass's __dict__ follows from tp_traverse."""
+    info, fork, inline = pure
+    smp = info["samples"]
+    for s in (fork, inline):
+        items = [lab for _, lab in edges_of(s, smp["deque"]) if lab[0] == "index"]
+        assert items == [("index", 0), ("index", 1), ("index", 2)]
+        sub = edges_of(s, smp["deque_sub"])
+        # "sub" twice: the same interned str, two index edges
+        assert [lab for _, lab in sub if lab[0] == "index"] == [
+            ("index", 0), ("index", 1), ("index", 2)]
+        assert [t for t, lab in sub if lab[0] == "index"] == info["deque_sub_items"]
+
+
+def test_bounds(pure):
+    """W10.3: the trailer's bounds: a deque's maxlen, an lru_cache wrapper's
+    maxsize, an int maxsize or maxlen attribute (a cachetools-style private
+    one, a slot); nothing for maxsize=None, a bool, a float, a negative or
+    too big int. In the live process an attribute in inline values has no
+    name for this walker (W11.2), so its bound is not read either."""
+    info, fork, inline = pure
+    smp = info["samples"]
+    for s in (fork, inline):
+        by_addr = {s.addrs[i]: b for i, b in s.t["bounds"]}
+        assert by_addr[smp["deque"]] == 10 and by_addr[smp["deque0"]] == 0
+        assert by_addr[smp["lru64"]] == 64 and by_addr[smp["slotted5"]] == 5
+        assert by_addr.get(smp["cache4096"]) == (4096 if s is fork else None)
+        for name in ("cached", "cache_bool", "cache_big", "cache_float", "cache_negative",
+                     "deque_sub"):
+            assert smp[name] not in by_addr, name
+        indexes = [i for i, _ in s.t["bounds"]]
+        assert indexes == sorted(set(indexes))          # in index order, once each
 
 
 def test_code_type_function_cell_lru_fields(pure):

@@ -40,6 +40,9 @@
  *   md_code_cached          what code object getters cached: 3.11 _co_code;
  *                           3.12+ _co_cached (co_code, varnames, cellvars,
  *                           freevars)
+ *   md_lru_maxsize          functools._lru_cache_wrapper's maxsize
+ *                           (_functoolsmodule.c lru_cache_object: after the
+ *                           root link, wrapper, typed, cache, hits, func)
  * Instance attributes (3.11+ managed dicts and inline values; PyDictValues
  * is MdValues, PyDictKeysObject MdKeys)
  *   md_managed_dict         the managed dict and the inline values: 3.11

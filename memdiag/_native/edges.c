@@ -162,6 +162,93 @@ static inline int emit_labeled(W *w, uint32_t src, PyObject *obj, int kind, int6
     return emit(w, src, obj, MD_LABEL(kind, lbl));
 }
 
+/* ---------------------------------------------------------- bounds */
+
+/* W10.3: record src's bound (the first one found for an object). */
+static int bound_add(W *w, uint32_t src, long long bound)
+{
+    BoundList *b = &w->bounds;
+    if (b->last == (int64_t)src) {
+        return 0;
+    }
+    if (b->n + 2 > b->cap) {
+        size_t ncap = b->cap ? b->cap * 2 : 64;
+        uint64_t *nv = xrealloc(b->v, b->cap * sizeof(uint64_t), ncap * sizeof(uint64_t));
+        if (nv == NULL) {
+            set_nomem(w);
+            return -1;
+        }
+        b->v = nv;
+        b->cap = ncap;
+    }
+    b->v[b->n++] = src;
+    b->v[b->n++] = (uint64_t)bound;
+    b->last = src;
+    return 0;
+}
+
+/* An exact int's value when it is a bound (0 <= v < 2^63), else -1.  Reading
+ * an int runs no code of the program. */
+static long long bound_value(PyObject *v)
+{
+    if (v == NULL || !PyLong_CheckExact(v)) {
+        return -1;
+    }
+    int overflow = 0;
+    long long n = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (n == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return -1;
+    }
+    return overflow || n < 0 ? -1 : n;
+}
+
+/* An attribute that holds a bound (W10.3): maxsize or maxlen, alone, after
+ * one underscore, or private to a class (_Cache__maxsize, as cachetools
+ * stores it). */
+static int bound_name(PyObject *name)
+{
+    if (!PyUnicode_CheckExact(name) || !md_str_ready(name) || !PyUnicode_IS_ASCII(name)) {
+        return 0;
+    }
+    static const char *const suffixes[] = {"maxsize", "maxlen"};
+    Py_ssize_t n = PyUnicode_GET_LENGTH(name);
+    const char *c = (const char *)PyUnicode_1BYTE_DATA(name);
+    for (int k = 0; k < 2; k++) {
+        Py_ssize_t sl = (Py_ssize_t)strlen(suffixes[k]);
+        if (n < sl || memcmp(c + n - sl, suffixes[k], (size_t)sl) != 0) {
+            continue;
+        }
+        Py_ssize_t p = n - sl;
+        return p == 0 || (p == 1 && c[0] == '_')
+               || (p >= 4 && c[0] == '_' && c[1] != '_' && c[p - 1] == '_' && c[p - 2] == '_');
+    }
+    return 0;
+}
+
+/* An attribute's bound, if it is one. */
+static inline int attr_bound(W *w, uint32_t src, PyObject *name, PyObject *v)
+{
+    if (w->bounds.last == (int64_t)src || !bound_name(name)) {
+        return 0;
+    }
+    long long b = bound_value(v);
+    return b < 0 ? 0 : bound_add(w, src, b);
+}
+
+/* The bound among an instance dict's items. */
+static int dict_bound(W *w, uint32_t src, PyObject *d)
+{
+    Py_ssize_t pos = 0;
+    PyObject *k, *v;
+    while (w->bounds.last != (int64_t)src && PyDict_Next(d, &pos, &k, &v)) {
+        if (attr_bound(w, src, k, v) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* A frame local's edge (md_frame_locals' callback). */
 typedef struct {
     W *w;
@@ -215,7 +302,8 @@ static int instance_edges(W *w, PyObject *o, uint32_t src, TypeInfo *ti, PtrVec 
 {
     for (size_t k = 0; k < ti->nslots; k++) {
         PyObject *v = *(PyObject **)((char *)o + ti->slots[k].offset);
-        if (v != NULL && emit_labeled(w, src, v, L_ATTR, label_of(w, ti->slots[k].name)) < 0) {
+        if (v != NULL && (emit_labeled(w, src, v, L_ATTR, label_of(w, ti->slots[k].name)) < 0
+                          || attr_bound(w, src, ti->slots[k].name, v) < 0)) {
             return -1;
         }
     }
@@ -226,7 +314,10 @@ static int instance_edges(W *w, PyObject *o, uint32_t src, TypeInfo *ti, PtrVec 
         MdValues *values;
         PyObject *d = md_managed_dict(o, ti->tp, &values);
         if (d != NULL && Py_IS_TYPE(d, &PyDict_Type) && (refs == NULL || in_vec(refs, d))) {
-            return emit_labeled(w, src, d, L_ATTR, LBL_DICT);
+            if (emit_labeled(w, src, d, L_ATTR, LBL_DICT) < 0) {
+                return -1;
+            }
+            return dict_bound(w, src, d);
         }
         MdKeys *keys = md_shared_keys(ti->tp);
         if (values != NULL && keys != NULL) {
@@ -247,7 +338,7 @@ static int instance_edges(W *w, PyObject *o, uint32_t src, TypeInfo *ti, PtrVec 
                 int r = PyUnicode_CheckExact(name)
                         ? emit_labeled(w, src, v, L_ATTR, label_of(w, name))
                         : emit_labeled(w, src, v, L_NONE, 0);
-                if (r < 0) {
+                if (r < 0 || attr_bound(w, src, name, v) < 0) {
                     return -1;
                 }
             }
@@ -255,7 +346,10 @@ static int instance_edges(W *w, PyObject *o, uint32_t src, TypeInfo *ti, PtrVec 
         if (d != NULL) {
             /* 3.13: a __dict__ made while the inline values stay valid; the
              * object holds it although tp_traverse shows the values instead. */
-            return emit_labeled(w, src, d, L_ATTR, LBL_DICT);
+            if (emit_labeled(w, src, d, L_ATTR, LBL_DICT) < 0) {
+                return -1;
+            }
+            return Py_IS_TYPE(d, &PyDict_Type) ? dict_bound(w, src, d) : 0;
         }
         return 0;
     }
@@ -263,7 +357,10 @@ static int instance_edges(W *w, PyObject *o, uint32_t src, TypeInfo *ti, PtrVec 
      * one, var-sized layouts, is left to tp_traverse: unlabeled). */
     PyObject *d = ti->dictoffset > 0 ? *(PyObject **)((char *)o + ti->dictoffset) : NULL;
     if (d != NULL && Py_IS_TYPE(d, &PyDict_Type) && (refs == NULL || in_vec(refs, d))) {
-        return emit_labeled(w, src, d, L_ATTR, LBL_DICT);
+        if (emit_labeled(w, src, d, L_ATTR, LBL_DICT) < 0) {
+            return -1;
+        }
+        return dict_bound(w, src, d);
     }
     return 0;
 }
@@ -340,7 +437,7 @@ int do_edges(W *w, PyObject *o, uint32_t src, TypeInfo *ti)
             if (map_get(&w->labels.keys, k, &cached)) {
                 lbl = MD_LABEL(L_ITEM, cached);
             }
-            else if (PyUnicode_CheckExact(k) && key_written(k)) {
+            else if (PyUnicode_CheckExact(k) && key_written(w, k)) {
                 int64_t l = label_of(w, k);
                 if (l < 0 || map_put(&w->labels.keys, k, (uint32_t)l) < 0) {
                     set_nomem(w);
@@ -384,6 +481,36 @@ int do_edges(W *w, PyObject *o, uint32_t src, TypeInfo *ti)
             return 0;
         }
         use_labeled = 1;
+        break;
+    }
+    case K_DEQUE: {
+        /* W4.5: deque_traverse visits the items last, left to right (3.13+:
+         * after the type): the last len() referents are the items. */
+        if (referents(w, o, &w->edges.refs) < 0) {
+            return -1;
+        }
+        have_refs = 1;
+        size_t nr = w->edges.refs.n, n = (size_t)Py_SIZE(o);
+        if (n <= nr) {
+            use_labeled = 1;
+            for (size_t i = 0; i < n; i++) {
+                if (emit_labeled(w, src, w->edges.refs.v[nr - n + i], L_INDEX, (int64_t)i) < 0) {
+                    return -1;
+                }
+            }
+        }
+        /* W10.3: maxlen, from the base type's getter (C: no code of the
+         * program, also for a subclass). */
+        PyObject *descr = w->deque_maxlen;
+        if (descr != NULL) {
+            PyObject *m = Py_TYPE(descr)->tp_descr_get(descr, o, (PyObject *)w->types.deque_type);
+            long long b = bound_value(m);
+            Py_XDECREF(m);
+            PyErr_Clear();
+            if (b >= 0 && bound_add(w, src, b) < 0) {
+                return -1;
+            }
+        }
         break;
     }
     case K_MODULE: {
@@ -509,6 +636,14 @@ int do_edges(W *w, PyObject *o, uint32_t src, TypeInfo *ti)
             if (Py_IS_TYPE(r, &PyDict_Type) && Py_IS_TYPE(w->edges.refs.v[k + 2], &PyBaseObject_Type)) {
                 use_labeled = 1;
                 if (emit_labeled(w, src, r, L_ATTR, LBL_CACHE) < 0) {
+                    return -1;
+                }
+                /* W10.3: maxsize, read where the wrapper keeps it once its
+                 * cache and function are found where they should be (-1:
+                 * maxsize=None, unbounded). */
+                Py_ssize_t maxsize;
+                if (md_lru_maxsize(o, r, w->edges.refs.v[k + 1], &maxsize) && maxsize >= 0
+                        && bound_add(w, src, maxsize) < 0) {
                     return -1;
                 }
                 break;

@@ -106,15 +106,12 @@ int64_t label_named(W *w, int i)
     return v;
 }
 
-/* memdiag.walker.key_written for an exact str: name_like, and interned.
- * Keys that come from source code (literals, attribute and keyword names) are
- * interned; keys read from input (tokens, ids, JSON) are not, whatever they
- * look like. */
-int key_written(PyObject *s)
+/* ------------------------------------------------------- names (W5.2) */
+
+/* memdiag.walker.name_like: a short ASCII identifier that does not look like
+ * a token or a random id. */
+static int name_like(PyObject *s)
 {
-    if (!md_str_ready(s) || !md_str_interned(s)) {
-        return 0;
-    }
     Py_ssize_t n = PyUnicode_GET_LENGTH(s);
     if (n == 0 || n > 64 || !PyUnicode_IS_ASCII(s)) {
         return 0;
@@ -151,6 +148,311 @@ int key_written(PyObject *s)
         return 0;
     }
     return 1;
+}
+
+/* A dunder name (of a name-like str): __x__, something between the
+ * underscores that is not one. */
+static int is_dunder(PyObject *s)
+{
+    Py_ssize_t n = PyUnicode_GET_LENGTH(s);
+    const unsigned char *c = PyUnicode_1BYTE_DATA(s);
+    if (n < 5 || c[0] != '_' || c[1] != '_' || c[n - 1] != '_' || c[n - 2] != '_') {
+        return 0;
+    }
+    for (Py_ssize_t i = 2; i < n - 2; i++) {
+        if (c[i] != '_') {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* A hash of a name's bytes (FNV-1a, then spread over the high bits). */
+static inline uint64_t name_hash(const unsigned char *c, Py_ssize_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        h = (h ^ c[i]) * 0x100000001b3ULL;
+    }
+    return (h ^ (h >> 29)) * 0x9E3779B97F4A7C15ULL;
+}
+
+/* The slot of name (c, n) with hash h: where it is, or the empty slot it
+ * would go to.  A str in the set is read only when its hash is h. */
+static inline size_t names_slot(NameSet *ns, const unsigned char *c, Py_ssize_t n, uint64_t h)
+{
+    size_t mask = ns->cap - 1, i = md_slot_bits(h, ns->bits);
+    for (;;) {
+        PyObject *e = ns->e[i].s;
+        if (e == NULL || (ns->e[i].h == h && PyUnicode_GET_LENGTH(e) == n
+                          && memcmp(PyUnicode_1BYTE_DATA(e), c, (size_t)n) == 0)) {
+            return i;
+        }
+        i = (i + 1) & mask;
+    }
+}
+
+static int names_grow(NameSet *ns)
+{
+    int bits = ns->bits ? ns->bits + 1 : 12;
+    size_t cap = (size_t)1 << bits;
+    NameEntry *old = ns->e;
+    size_t ocap = ns->cap;
+    ns->e = xcalloc(cap * sizeof(NameEntry));
+    if (ns->e == NULL) {
+        ns->e = old;
+        return -1;
+    }
+    ns->cap = cap;
+    ns->bits = bits;
+    for (size_t i = 0; i < ocap; i++) {
+        if (old[i].s != NULL) {
+            size_t mask = cap - 1, j = md_slot_bits(old[i].h, bits);
+            while (ns->e[j].s != NULL) {
+                j = (j + 1) & mask;
+            }
+            ns->e[j] = old[i];
+        }
+    }
+    xfree(old, ocap * sizeof(NameEntry));
+    return 0;
+}
+
+/* Add a code object's name: the ASCII strs that a name-like key can equal.
+ * seen: the strs looked at already (most names are shared interned strs:
+ * each is read once). */
+static int names_add(NameSet *ns, PtrMap *seen, PyObject *s)
+{
+    uint32_t dummy;
+    if (map_get(seen, s, &dummy)) {
+        return 0;
+    }
+    if (map_put(seen, s, 1) < 0) {
+        return -1;
+    }
+    if (!PyUnicode_CheckExact(s) || !md_str_ready(s) || !PyUnicode_IS_ASCII(s)) {
+        return 0;
+    }
+    Py_ssize_t n = PyUnicode_GET_LENGTH(s);
+    if (n == 0 || n > 64) {
+        return 0;
+    }
+    if ((ns->n + 1) * 2 > ns->cap && names_grow(ns) < 0) {
+        return -1;
+    }
+    const unsigned char *c = PyUnicode_1BYTE_DATA(s);
+    uint64_t h = name_hash(c, n);
+    size_t i = names_slot(ns, c, n, h);
+    if (ns->e[i].s == NULL) {
+        ns->e[i].s = s;
+        ns->e[i].h = h;
+        ns->n++;
+    }
+    return 0;
+}
+
+static int names_has(NameSet *ns, PyObject *s)
+{
+    if (ns->n == 0) {
+        return 0;
+    }
+    const unsigned char *c = PyUnicode_1BYTE_DATA(s);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(s);
+    return ns->e[names_slot(ns, c, n, name_hash(c, n))].s != NULL;
+}
+
+static int names_add_tuple(NameSet *ns, PtrMap *seen, PyObject *t)
+{
+    if (t == NULL || !PyTuple_Check(t)) {
+        return 0;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(t);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (i + 8 < n) {
+            __builtin_prefetch(PyTuple_GET_ITEM(t, i + 8));
+        }
+        if (names_add(ns, seen, PyTuple_GET_ITEM(t, i)) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static inline void prefetch_tuple(PyObject *t)
+{
+    if (t != NULL) {
+        __builtin_prefetch(t);
+        __builtin_prefetch((char *)t + 64);
+    }
+}
+
+/* The names of the code objects in codes (a queue: the code objects among
+ * their constants are appended), each code object and name read once (seen).
+ * Reading them is a cache miss after another: the queue is prefetched ahead,
+ * the objects first, then the tuples they point to. */
+static int names_of_codes(W *w, PtrVec *codes, PtrMap *seen)
+{
+    NameSet *ns = &w->labels.code_names;
+    uint32_t dummy;
+    for (size_t j = 0; j < codes->n; j++) {
+        if (j + 8 < codes->n) {
+            __builtin_prefetch(codes->v[j + 8]);
+            __builtin_prefetch((char *)codes->v[j + 8] + 64);
+            __builtin_prefetch((char *)codes->v[j + 8] + 128);
+        }
+        if (j + 4 < codes->n) {
+            PyCodeObject *a = (PyCodeObject *)codes->v[j + 4];
+            prefetch_tuple(a->co_names);
+            prefetch_tuple(a->co_localsplusnames);
+            prefetch_tuple(a->co_consts);
+        }
+        PyCodeObject *c = (PyCodeObject *)codes->v[j];
+        if (map_get(seen, c, &dummy)) {
+            continue;
+        }
+        if (map_put(seen, c, 1) < 0 || names_add_tuple(ns, seen, c->co_names) < 0
+                || names_add_tuple(ns, seen, c->co_localsplusnames) < 0
+                || (c->co_name != NULL && names_add(ns, seen, c->co_name) < 0)) {
+            return -1;
+        }
+        PyObject *consts = c->co_consts;
+        if (consts == NULL || !PyTuple_Check(consts)) {
+            continue;
+        }
+        Py_ssize_t nk = PyTuple_GET_SIZE(consts);
+        for (Py_ssize_t i = 0; i < nk; i++) {
+            if (i + 8 < nk) {
+                __builtin_prefetch(PyTuple_GET_ITEM(consts, i + 8));
+            }
+            PyObject *k = PyTuple_GET_ITEM(consts, i);
+            if (PyCode_Check(k) && vec_push(codes, k) < 0) {
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Push the values of dict d (a namespace) on the stack. */
+static int push_values(PtrVec *stack, PyObject *d)
+{
+    Py_ssize_t pos = 0;
+    PyObject *k, *v;
+    if (d == NULL || !PyDict_CheckExact(d)) {
+        return 0;
+    }
+    while (PyDict_Next(d, &pos, &k, &v)) {
+        if (vec_push(stack, v) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* W5.2: the names of the code objects the program's namespaces hold.  From
+ * the modules' dicts: every function (and the functions in its closure
+ * cells: a decorator's wrapped function), every heap class (the values of
+ * its dict, recursively), the functions a staticmethod, classmethod,
+ * property or lru_cache wrapper holds; for each function, its code and the
+ * code objects among that code's constants (inner functions, lambdas,
+ * comprehensions).  No object is made, no reference taken. */
+int code_names_collect(W *w, PyObject *module_roots)
+{
+    PtrMap seen, read;    /* seen: namespace values; read: code objects and names */
+    PtrVec stack = {0}, codes = {0};
+    int rc = 0;
+    if (map_init(&seen, 15) < 0 || map_init(&read, 16) < 0) {
+        map_free(&seen);
+        set_nomem(w);
+        return -1;
+    }
+    PyObject **roots = PyList_Check(module_roots) ? ((PyListObject *)module_roots)->ob_item
+                       : PyTuple_Check(module_roots) ? ((PyTupleObject *)module_roots)->ob_item : NULL;
+    Py_ssize_t nroots = roots == NULL ? 0 : Py_SIZE(module_roots);
+    for (Py_ssize_t i = 0; i < nroots && rc == 0; i++) {
+        PyObject *pair = roots[i];
+        PyObject *m = PyTuple_Check(pair) && PyTuple_GET_SIZE(pair) == 2 ? PyTuple_GET_ITEM(pair, 1)
+                      : PyList_Check(pair) && PyList_GET_SIZE(pair) == 2 ? PyList_GET_ITEM(pair, 1) : NULL;
+        if (m != NULL && PyModule_Check(m) && push_values(&stack, md_module_dict(m)) < 0) {
+            rc = -1;
+        }
+    }
+    PyTypeObject *lru = w->types.lru_type;
+    uint32_t dummy;
+    while (stack.n && rc == 0) {
+        if (stack.n > 8) {
+            __builtin_prefetch(stack.v[stack.n - 8]);
+        }
+        PyObject *v = stack.v[--stack.n];
+        if (map_get(&seen, v, &dummy)) {
+            continue;
+        }
+        if (map_put(&seen, v, 1) < 0) {
+            rc = -1;
+            break;
+        }
+        PyTypeObject *tp = Py_TYPE(v);
+        if (tp == &PyFunction_Type) {
+            PyFunctionObject *f = (PyFunctionObject *)v;
+            if (f->func_code != NULL && PyCode_Check(f->func_code)
+                    && vec_push(&codes, f->func_code) < 0) {
+                rc = -1;
+                break;
+            }
+            PyObject *cl = f->func_closure;
+            for (Py_ssize_t i = 0; cl != NULL && PyTuple_Check(cl) && i < PyTuple_GET_SIZE(cl); i++) {
+                PyObject *cell = PyTuple_GET_ITEM(cl, i);
+                PyObject *c = PyCell_Check(cell) ? PyCell_GET(cell) : NULL;
+                if (c != NULL && Py_IS_TYPE(c, &PyFunction_Type) && vec_push(&stack, c) < 0) {
+                    rc = -1;
+                }
+            }
+        }
+        else if (PyType_Check(v)) {
+            PyTypeObject *t = (PyTypeObject *)v;
+            if ((t->tp_flags & TPF_HEAPTYPE) && push_values(&stack, md_type_dict(t)) < 0) {
+                rc = -1;
+            }
+        }
+        else if (tp == &PyStaticMethod_Type || tp == &PyClassMethod_Type
+                 || tp == &PyProperty_Type || (lru != NULL && tp == lru)) {
+            if (referents(w, v, &w->edges.refs) < 0) {
+                rc = -1;
+                break;
+            }
+            for (size_t i = 0; i < w->edges.refs.n; i++) {
+                PyObject *r = w->edges.refs.v[i];
+                if (Py_IS_TYPE(r, &PyFunction_Type) && vec_push(&stack, r) < 0) {
+                    rc = -1;
+                    break;
+                }
+            }
+        }
+    }
+    if (rc == 0 && names_of_codes(w, &codes, &read) < 0) {
+        rc = -1;
+    }
+    map_free(&seen);
+    map_free(&read);
+    vec_free(&stack);
+    vec_free(&codes);
+    if (rc < 0 && !w->err) {
+        set_nomem(w);
+    }
+    return rc;
+}
+
+/* memdiag.walker.key_written for an exact str: name-like, and a name of the
+ * program's: interned (keys from source code: literals, attribute and
+ * keyword names), a dunder (names the interpreter makes, __warningregistry__),
+ * or equal to a name in a loaded code object.  Keys read from input (tokens,
+ * ids, JSON) are none of these, whatever they look like. */
+int key_written(W *w, PyObject *s)
+{
+    if (!md_str_ready(s) || !name_like(s)) {
+        return 0;
+    }
+    return md_str_interned(s) || is_dunder(s) || names_has(&w->labels.code_names, s);
 }
 
 /* The table, with the well-known labels, from snapfile when it is loaded
@@ -216,6 +518,8 @@ void labels_free(W *w)
     map_free(&w->labels.cache);
     map_free(&w->labels.keys);
     vec_free(&w->labels.origs);
+    xfree(w->labels.code_names.e, w->labels.code_names.cap * sizeof(NameEntry));
+    w->labels.code_names = (NameSet){0};
     Py_CLEAR(w->labels.dict);
     Py_CLEAR(w->labels.list);
 }

@@ -253,6 +253,8 @@ static void walker_free(W *w)
     Py_CLEAR(w->sites);
     Py_CLEAR(w->site_list);
     Py_CLEAR(w->str_module);
+    xfree(w->bounds.v, w->bounds.cap * sizeof(uint64_t));
+    w->bounds = (BoundList){0};
 }
 
 /* Items of a list/tuple argument as a borrowed array. */
@@ -345,6 +347,17 @@ static int init_walker(W *w, PyObject *writer, int stream, int strings, int trac
     if (labels_init(w) < 0 || types_init(w) < 0) {
         return -1;
     }
+    /* W10.3: deque's maxlen getter (borrowed from the type's dict, which
+     * keeps it). */
+    w->bounds.last = -1;
+    if (w->types.deque_type != NULL) {
+        PyObject *d = md_type_dict(w->types.deque_type);
+        PyObject *descr = d != NULL && PyDict_Check(d) ? PyDict_GetItemString(d, "maxlen") : NULL;
+        if (descr != NULL && Py_TYPE(descr)->tp_descr_get != NULL) {
+            w->deque_maxlen = descr;
+        }
+        PyErr_Clear();
+    }
     if (trace) {
         PyObject *mod = PyImport_ImportModule("_tracemalloc");
         if (mod == NULL) {
@@ -371,8 +384,27 @@ static PyObject *build_result(W *w)
     if (trailer == NULL) {
         return NULL;
     }
+    if (w->bounds.n > 0) {
+        /* W10.3: [object index, bound] pairs, only when there is one */
+        PyObject *bounds = PyList_New((Py_ssize_t)(w->bounds.n / 2));
+        for (size_t i = 0; bounds != NULL && i < w->bounds.n / 2; i++) {
+            PyObject *pair = Py_BuildValue("[KK]", (unsigned long long)w->bounds.v[2 * i],
+                                           (unsigned long long)w->bounds.v[2 * i + 1]);
+            if (pair == NULL) {
+                Py_CLEAR(bounds);
+                break;
+            }
+            PyList_SET_ITEM(bounds, (Py_ssize_t)i, pair);
+        }
+        if (bounds == NULL || PyDict_SetItemString(trailer, "bounds", bounds) < 0) {
+            Py_XDECREF(bounds);
+            Py_DECREF(trailer);
+            return NULL;
+        }
+        Py_DECREF(bounds);
+    }
     PyObject *stats = Py_BuildValue(
-        "{s:n,s:n,s:n,s:n,s:n,s:n,s:d,s:d,s:d,s:i,s:s,s:d,s:d}",
+        "{s:n,s:n,s:n,s:n,s:n,s:n,s:d,s:d,s:d,s:i,s:s,s:d,s:d,s:n,s:d}",
         "peak_bytes", (Py_ssize_t)(md_mem_peak + w->index.n * sizeof(PyObject *)),
         "pending_bytes", (Py_ssize_t)w->sink.pending_peak,
         "ignored", (Py_ssize_t)w->index.ignored.n, "table_slots", (Py_ssize_t)w->index.tcap,
@@ -383,7 +415,9 @@ static PyObject *build_result(W *w)
         "compress_threads", w->sink.pool.nworkers_started,
         "compressor", sink_compressor(),
         "worker_cpu_seconds", w->sink.pool.worker_cpu_seconds,
-        "walk_cpu_seconds", w->stats.walk_cpu_seconds);
+        "walk_cpu_seconds", w->stats.walk_cpu_seconds,
+        "code_names", (Py_ssize_t)w->labels.code_names.n,
+        "code_names_seconds", w->stats.code_names_seconds);
     if (stats == NULL) {
         Py_DECREF(trailer);
         return NULL;
@@ -464,6 +498,16 @@ static PyObject *walk_impl(PyObject *args, PyObject *writer, PyObject *module_ro
             set_nomem(&w);
             goto done;
         }
+    }
+
+    /* The names of the program's code objects, before the first dict key is
+     * looked at (W5.2): the code naming a key may come after it in the walk. */
+    {
+        double t0 = thread_cpu_seconds();
+        if (code_names_collect(&w, module_roots) < 0) {
+            goto done;
+        }
+        w.stats.code_names_seconds = thread_cpu_seconds() - t0;
     }
 
     /* 1. modules */

@@ -97,6 +97,21 @@ typedef struct {
 #define QMAX 8192
 #define BATCH 256
 
+/* The names of the program's code objects (WALK.md W5.2): the ASCII strs of
+ * their co_names, co_localsplusnames and co_name, borrowed from the code
+ * objects, each text once (open addressing on a hash of the bytes: the
+ * program's strs are read, never hashed by Python nor increfed). */
+typedef struct {
+    PyObject *s;
+    uint64_t h;             /* the hash of its bytes */
+} NameEntry;
+
+typedef struct {
+    NameEntry *e;
+    size_t cap, n;
+    int bits;
+} NameSet;
+
 /* The label table (the trailer's "labels"): Python objects, ignored by the
  * walk. */
 typedef struct {
@@ -106,7 +121,16 @@ typedef struct {
     PtrMap keys;            /* name-like dict key pointer -> label index */
     PtrVec origs;           /* the str each label was first made from */
     int64_t named[NNAMED];  /* NAMED_LABELS' label indexes, -1 until used */
+    NameSet code_names;     /* names in the program's code objects */
 } LabelTable;
+
+/* The trailer's "bounds" (WALK.md W10.3): [object index, bound] pairs, in
+ * index order, interleaved. */
+typedef struct {
+    uint64_t *v;
+    size_t n, cap;          /* in values: 2 per pair */
+    int64_t last;           /* the index of the last pair's object, -1 */
+} BoundList;
 
 /* The type table (the trailer's "types" and "type_kinds"). */
 typedef struct {
@@ -138,6 +162,7 @@ typedef struct {
 typedef struct {
     uint64_t nedges, roots, nstrings, string_bytes, heap;
     double walk_cpu_seconds;
+    double code_names_seconds;  /* collecting the code objects' names */
 } WalkStats;
 
 /* The walker's state, one for each walk() call. */
@@ -148,6 +173,8 @@ typedef struct {
     TypeTable types;
     EdgeQueue edges;
     WalkStats stats;
+    BoundList bounds;
+    PyObject *deque_maxlen; /* deque's maxlen getset descriptor (borrowed) */
 
     size_t done;            /* objects processed: the queue's head */
     int strings, trace;
@@ -255,8 +282,12 @@ int64_t label_new(W *w, PyObject *s);
 int64_t label_cstr(W *w, const char *s);
 /* The label of NAMED_LABELS[i], made on first use. */
 int64_t label_named(W *w, int i);
-/* memdiag.walker.key_written: a dict key written in source code. */
-int key_written(PyObject *s);
+/* memdiag.walker.key_written: whether an exact str dict key is written as
+ * a name (W5.2): name-like, and interned, a dunder or a code name. */
+int key_written(W *w, PyObject *s);
+/* Collect the names of the code objects the modules' namespaces hold
+ * (W5.2); -1 with w->err set. */
+int code_names_collect(W *w, PyObject *module_roots);
 
 /* The label of a str: its index in the label table, made if new. */
 static inline int64_t label_of(W *w, PyObject *s)

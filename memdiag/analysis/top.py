@@ -36,5 +36,6 @@ def top(snap, n=10):
         "python_heap": int(snap.python_heap), "rss": meta.get("rss"),
         "pid": meta.get("pid"), "time": meta.get("time"), "python": meta.get("python"),
         "mode": meta.get("mode"), "walker": meta.get("walker"),
+        "argv": meta.get("argv"),
     }
     return TopResult(snap.path, totals, tuple(stats[:n]), tuple(by_count[:n]), tuple(boxes))

@@ -10,9 +10,11 @@ from .blocks import Para, Table, human_bytes
 def top_blocks(result):
     t = result.totals
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t["time"])) if t.get("time") else "?"
-    blocks = [Para(f"{result.path}: pid {t.get('pid')}, Python {t.get('python')}, {when}, "
-                   f"{t.get('mode')} snapshot ({t.get('walker')} walker)", "dim"),
-              Para(f"{t['objects']:,} objects, Python heap {human_bytes(t['python_heap'])}, "
+    head = (f"{result.path}: pid {t.get('pid')}, Python {t.get('python')}, {when}, "
+            f"{t.get('mode')} snapshot ({t.get('walker')} walker)")
+    if t.get("argv"):
+        head += f"\ncommand: {command_text(t['argv'])}"
+    blocks = [Para(head, "dim"), Para(f"{t['objects']:,} objects, Python heap {human_bytes(t['python_heap'])}, "
                    f"RSS {human_bytes(t.get('rss'))}", "bold")]
     blocks.append(Table("Types by bytes", [("type", "l"), ("count", "r"), ("bytes", "r")],
                         [[s.type, f"{s.count:,}", human_bytes(s.size)] for s in result.by_size]))
@@ -23,6 +25,17 @@ def top_blocks(result):
                         [[c.path, c.type, f"{c.length:,}", human_bytes(c.size)]
                          for c in result.containers]))
     return blocks
+
+
+def command_text(argv):
+    """A snapshot's command line on one line, as written (redacted by default:
+    docs/FORMAT.md "meta"); an argument that is not printable is shown as
+    its repr.
+
+    >>> command_text(["python", "app.py", "--password=<arg len 7>"])
+    'python app.py --password=<arg len 7>'
+    """
+    return " ".join(a if a.isprintable() else repr(a) for a in argv)
 
 
 def top_json(result):

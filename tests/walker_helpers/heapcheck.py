@@ -131,6 +131,27 @@ def cached(x, y=1):
     return (x, y, "cached")
 
 
+@functools.lru_cache(maxsize=64)
+def bounded_cached(x):
+    return [x]
+
+
+class BoundedCache:
+    """cachetools' Cache keeps its bound as a private attribute (W10.3)."""
+
+    def __init__(self, maxsize):
+        self.__data = {}
+        self.__maxsize = maxsize
+
+
+class SlottedBound:
+    __slots__ = ("maxlen", "items")
+
+
+class DequeSub(collections.deque):
+    pass
+
+
 def make_closure(n):
     counter = [n]
     label = f"closure-{n}"
@@ -154,6 +175,38 @@ def generator(n):
 
 def never_started(a, b):
     yield a + b
+
+
+class Handlers:
+    """Its method names are program text (W5.2)."""
+
+    def on_start(self):
+        return self
+
+
+def dispatch(handlers):
+    return handlers.on_connect      # "on_connect": in this code's co_names
+
+
+# A module whose function warned: the interpreter gives its globals a
+# __warningregistry__ key (3.11: not interned; a dunder, so written, W5.2).
+WARNING_SOURCE = """
+import warnings
+
+def warn_once():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        warnings.warn("a warning", UserWarning)
+"""
+
+
+def warned_module():
+    import types
+    mod = types.ModuleType("heapcheck_warned")
+    exec(WARNING_SOURCE, mod.__dict__)
+    mod.warn_once()
+    sys.modules[mod.__name__] = mod
+    return mod
 
 
 LOCAL = threading.local()
@@ -211,9 +264,26 @@ def build_heap(freeze=False):
          "MAX2": 7, "é": 8, "__dict__": 9, "": 10},
         ds, {i: str(i) for i in range(20)},
     ]
+    # W5.2: keys built at run time. Names of the program's code (a method's
+    # name, an attribute name) and dunders are written; the rest is opaque.
+    h["events"] = {name: [name] for name in "on_start on_connect on_stop_xyz".split()}
+    h["dunders"] = {"".join(["__custom", "_registry__"]): ["dunder value"],
+                    "".join(["__", "_"]): ["not a dunder"]}
+    h["warned"] = warned_module()
     h["lists"] = [ListSub([1, "two", None]), TupleSub((1, 2, "three")), (1,), ()]
     h["sets"] = [{1, 2, "three"}, frozenset({"a", "b"}), set()]
     h["deque"] = collections.deque([1, "deque", [2]], maxlen=10)
+    # W10.3: bounds, and what is not one (maxsize=None, a bool, an int too
+    # big, a float); W4.5: a deque subclass's items are labeled too.
+    for i in range(3):
+        bounded_cached(i)
+    sb = SlottedBound()
+    sb.maxlen, sb.items = 5, []
+    ds2 = DequeSub(["sub", "deque", "sub"])
+    ds2.attr = "deque attribute"
+    h["bounded"] = [bounded_cached, BoundedCache(4096), sb, BoundedCache(True),
+                    BoundedCache(2 ** 70), BoundedCache(10.0), BoundedCache(-1), ds2,
+                    collections.deque(maxlen=0)]
     h["strs"] = ["ascii", "latin1 \xe9", "ucs2 \u20ac", "ucs4 \U0001f600", "lone \ud800",
                  StrSub("sub"), "x" * 1000]
     h["bytes"] = [b"bytes", bytearray(b"bytearray"), b""]
@@ -518,8 +588,13 @@ def mode_pure(outdir):
         "closure": heap["closures"][0], "code": make_closure.__code__, "plain_type": Plain,
         "gen_frame": heap["frames"][0], "deque": heap["deque"], "str_sub": heap["strs"][5],
         "ints": heap["ints"], "dict_sub": heap["dicts"][1],
-        "float_info": sys.float_info,
+        "float_info": sys.float_info, "events": heap["events"], "dunders": heap["dunders"],
+        "warned_dict": heap["warned"].__dict__,
+        "warning_registry": heap["warned"].__warningregistry__,
     }
+    for name, o in zip(("lru64", "cache4096", "slotted5", "cache_bool", "cache_big",
+                        "cache_float", "cache_negative", "deque_sub", "deque0"), heap["bounded"]):
+        objs[name] = o
     # __slots__ that only an iteration of the program's own can list (W1.2;
     # the pure-Python walker leaves these slots unlabeled, W11.8).
     odd = type("OddSlots", (), {"__slots__": SlotsIterable()})()
@@ -547,6 +622,7 @@ def mode_pure(outdir):
         "cycle_addr": heap["cycle_addr"], "frozen_addr": heap["frozen_addr"],
         "samples": samples, "sizes": sizes, "referents": referents,
     }
+    info["deque_sub_items"] = [id(x) for x in heap["bounded"][7]]
     info["own_consts"] = memdiag_code_consts()
     info["fork"] = hook.dump(os.path.join(outdir, "fork.snap"), strings=True, mode="fork")
     # In this process: no instance __dict__ made, no object left behind.
