@@ -46,6 +46,7 @@ LAYER_OF = {
     "memdiag.hook_walk": "hook",
     "memdiag.protocol": "hook",
     "memdiag.walker": "hook",
+    "memdiag.walker_cache": "hook",         # compiled walkers for other Pythons: cache, checks
     "memdiag._walker": "hook",              # C: the compiled walker
     "memdiag.attach": "attach",             # attach: injectors (CLI side) and the payload (target side), stdlib only
     "memdiag._boot": "boot",                # sitecustomize: loads the hook by file path
