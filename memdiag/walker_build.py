@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, List, Optional, Tuple
 
 from . import walker_cache
@@ -101,7 +101,6 @@ class Plan:
     path: Optional[str] = None
     origin: Optional[str] = None
     reason: Optional[str] = None
-    notes: List[str] = field(default_factory=list)
 
 
 def probe(python) -> Interpreter:
@@ -114,11 +113,11 @@ def probe(python) -> Interpreter:
         raise BuildError(f"cannot run {python}: {why}", "python") from None
     try:
         d = json.loads(p.stdout.strip().splitlines()[-1])
+        include = [i for i in dict.fromkeys(d["include"]) if i and os.path.isdir(i)]
         return Interpreter(path=python, version=tuple(d["version"]),
                            implementation=d["implementation"], executable=d["executable"],
                            suffix=d["suffix"], gil_disabled=d["gil_disabled"],
-                           include=[i for i in dict.fromkeys(d["include"]) if i and os.path.isdir(i)]
-                           or [i for i in d["include"][:1] if i],
+                           include=include or [i for i in d["include"][:1] if i],
                            config=d["config"])
     except (ValueError, IndexError, KeyError, TypeError):
         last = (p.stderr.strip().splitlines() or [f"exit status {p.returncode}"])[-1]
@@ -166,7 +165,8 @@ def toolchain(py: Interpreter, environ=None, pkg_dir=PKG_DIR):
                                     cfg["CCSHARED"]]))
     native = os.path.join(pkg_dir, walker_cache.NATIVE)
     includes = [f"-I{d}" for d in [native, *py.include]]
-    compile_cmd = shlex.split(cc) + shlex.split(cflags) + includes + list(walker_cache.WALKER_CFLAGS)
+    compile_cmd = (shlex.split(cc) + shlex.split(cflags) + includes
+                   + list(walker_cache.WALKER_CFLAGS))
     link_cmd = shlex.split(ldshared) + shlex.split(env.get("LDFLAGS", ""))
     return compile_cmd, link_cmd
 
@@ -323,15 +323,15 @@ def _wait(job, py, tmp, compile_cmd, log_path, root):
     error = _first_error(log_path) or (f"no answer within {COMPILE_TIMEOUT:g}s"
                                        if code == "timeout" else f"exit status {code}")
     kept = _keep_log(log_path, root, py)
-    where = f" (the compiler's output: {kept})" if kept else ""
+    where = f"; its output: {kept}" if kept else ""
     if _compiler_works(compile_cmd, tmp):
         raise BuildError(f"memdiag's compiled walker does not build for Python {py.short} "
-                         f"({unit}: {error}){where}; a newer memdiag may support it",
+                         f"({unit}: {error}{where}); a newer memdiag may support it",
                          "unsupported")
-    raise BuildError(f"the C compiler ({compile_cmd[0]}) cannot build even an empty "
-                     f"extension for Python {py.short} ({error}){where}; check CC, and that "
-                     f"the compiler and Python {py.short}'s headers are installed (Debian: "
-                     f"apt-get install gcc python{py.short}-dev), {advice(py)}", "compiler")
+    raise BuildError(f"the C compiler ({compile_cmd[0]}) fails even on an empty file that "
+                     f"includes Python.h ({error}{where}); check CC, and that a compiler and "
+                     f"Python {py.short}'s headers are installed (Debian: apt-get install gcc "
+                     f"python{py.short}-dev), {advice(py)}", "compiler")
 
 
 def _first_error(log_path):

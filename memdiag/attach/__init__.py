@@ -220,8 +220,7 @@ def walker_reason(version, result: AttachResult):
         have = ", ".join(_tag_version(b) for b in built) or "no Python"
         v = f"{version[0]}.{version[1]}"
         return (f"memdiag's compiled walker is built for Python {have} only, and the target "
-                f"runs {v}; for the compiled one, attach with a memdiag installed on Python "
-                f"{v} (pipx install --suffix=@{v} --python python{v} memdiag)")
+                f"runs {v}; build one for it: memdiag build-walker --python python{v}")
     return "the compiled walker did not load in the target"
 
 
