@@ -96,11 +96,24 @@ class RequiredBuildExt(build_ext):
 # top of module.c), not in memdiag/ itself, where a _walker/ directory would
 # shadow the extension module memdiag._walker.
 NATIVE = "memdiag/_native"
-WALKER_SOURCES = ["module.c", "walk.c", "unreached.c", "edges.c", "labels.c", "types.c",
-                  "capture.c", "index.c", "sink.c", "encode.c", "tables.c"]
+
+
+def _walker_cache():
+    """memdiag/walker_cache.py (stdlib only), loaded by path: it holds the
+    walker's source list and flags, which `memdiag build-walker` uses too."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "memdiag_walker_cache", os.path.join(HERE, "memdiag", "walker_cache.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_CACHE = _walker_cache()
+WALKER_SOURCES = list(_CACHE.WALKER_SOURCES)
 # every header (a change rebuilds; the sdist carries them)
 HEADERS = sorted(os.path.basename(h) for h in glob.glob(f"{NATIVE}/*.h"))
-CFLAGS = ["-O2", "-std=c11", "-Wall", "-Wextra", "-fvisibility=hidden"]
+CFLAGS = list(_CACHE.WALKER_CFLAGS)
 
 setup(
     ext_modules=[Extension("memdiag._walker", [f"{NATIVE}/{s}" for s in WALKER_SOURCES],

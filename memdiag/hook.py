@@ -75,7 +75,8 @@ def describe():
             "dir": s.directory if s else None, "registry": state.registry_path,
             "walker": "c" if hook_walk.compiled() else "python",
             "compiled_walker": hook_walk.cwalker is not None,
-            "walker_error": hook_walk.cwalker_error}
+            "walker_error": hook_walk.cwalker_error,
+            "walker_reason": hook_walk.pure_reason(), "walker_path": hook_walk.cwalker_path}
 
 
 def install(dir=None, signal="USR2", trace_frames=0, strings=False, mode="auto",

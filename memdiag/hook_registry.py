@@ -17,9 +17,8 @@ from __future__ import annotations
 import os
 import sys
 
-from . import protocol
+from . import hook_walk, protocol
 from .hook_state import HOOK_VERSION, state
-from .hook_walk import cwalker
 
 
 def register():
@@ -30,9 +29,10 @@ def register():
         "pid": pid, "start_time": protocol.proc_start_time(pid), "signal": settings.signum,
         "signal_name": protocol.signal_name(settings.signum), "dir": settings.directory,
         "python": sys.version.split()[0], "executable": sys.executable,
-        "argv": protocol.command_line(settings.strings), "hook_version": HOOK_VERSION,
-        "mode": settings.mode,
-        "compiled_walker": cwalker is not None,
+        "argv": protocol.command_line(settings.strings), "hook_version": HOOK_VERSION, "mode": settings.mode,
+        "compiled_walker": hook_walk.cwalker is not None,
+        "walker": "c" if hook_walk.compiled() else "python",
+        "walker_reason": hook_walk.pure_reason(),
     }
     state.registry_path = protocol.write_entry(entry)
     state.pid = pid

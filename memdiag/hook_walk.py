@@ -6,9 +6,13 @@ own modules with their namespaces, functions and classes, and what the
 caller adds (the capture, the writer, the file); the walker ignores
 everything only they reach, so the hook never shows in its own snapshot.
 
-The compiled walker (memdiag._walker) walks when it was built for this
-interpreter and MEMDIAG_PURE_PYTHON=1 does not refuse it; memdiag.walker,
-pure Python, otherwise.
+The compiled walker (memdiag._walker) walks when one built for this
+interpreter loads, and MEMDIAG_PURE_PYTHON=1 does not refuse it; memdiag.walker,
+pure Python, otherwise. It is looked for next to this module (built with the
+install), then in the walker cache (walker_cache: built by `memdiag
+build-walker` for a Python other than the CLI's; `memdiag run` names the
+cache in $MEMDIAG_WALKER_CACHE, `memdiag attach` calls use_cache()).
+pure_reason() says in one line why the pure-Python walker walks, and what to do.
 
 Nothing here runs code of the target's objects: a sys.modules key counts
 only when it is an exact str, and namespaces and owners are read through
@@ -26,18 +30,57 @@ import sys
 import types
 
 from . import walker as pywalker
+from . import walker_cache
 from .hook_state import state
 
-cwalker_error = None     # why a compiled walker built for this Python did not load
-try:  # the compiled walker, when it was built for this interpreter
-    from . import _walker as cwalker
-except Exception as e:  # pragma: no cover - exercised by the fallback tests
-    cwalker = None
-    import importlib.machinery
-    here = os.path.dirname(os.path.abspath(__file__))
-    if any(os.path.exists(os.path.join(here, "_walker" + suffix))
-           for suffix in importlib.machinery.EXTENSION_SUFFIXES):
-        cwalker_error = (str(e).strip().splitlines() or [type(e).__name__])[0]
+cwalker = None           # the compiled walker's module, when one loaded
+cwalker_path = None      # the file it was loaded from
+cwalker_error = None     # why a compiled walker that was found did not load
+cwalker_missing = None   # why none was found (it was not built for this Python)
+
+
+def _import_compiled():
+    """The compiled walker next to this module, else the cached one."""
+    global cwalker, cwalker_path, cwalker_error, cwalker_missing
+    try:
+        from . import _walker
+    except Exception as e:  # pragma: no cover - exercised by the fallback tests
+        import importlib.machinery
+        here = os.path.dirname(os.path.abspath(__file__))
+        if any(os.path.exists(os.path.join(here, "_walker" + suffix))
+               for suffix in importlib.machinery.EXTENSION_SUFFIXES):
+            cwalker_error = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            return
+        use_cache(None)
+        return
+    cwalker, cwalker_path = _walker, getattr(_walker, "__file__", None)
+
+
+def use_cache(root):
+    """Load the compiled walker from the walker cache at root (None: the
+    default, walker_cache.cache_root()) unless one is loaded already."""
+    global cwalker, cwalker_path, cwalker_error, cwalker_missing
+    if cwalker is not None:
+        return
+    root = root or walker_cache.cache_root()
+    try:
+        cwalker = walker_cache.load(__package__, root)
+    except walker_cache.Missing:
+        cwalker_missing = (f"no compiled walker for Python {sys.version_info[0]}."
+                           f"{sys.version_info[1]} next to the hook or in {root}; build it: "
+                           f"memdiag build-walker --python {sys.executable or 'PYTHON'}")
+        return
+    except walker_cache.Unavailable as e:
+        cwalker_error = f"{e}; remove it and run `memdiag build-walker --force --python " \
+                        f"{sys.executable or 'PYTHON'}`"
+        return
+    except Exception as e:  # never keep the program from starting
+        cwalker_error = f"the walker cache {root} failed: {type(e).__name__}: {e}"
+        return
+    cwalker_path, cwalker_error, cwalker_missing = cwalker.__file__, None, None
+
+
+_import_compiled()
 
 _MODULE_DICT = types.ModuleType.__dict__["__dict__"]
 _TYPE_DICT = type.__dict__["__dict__"]
@@ -50,6 +93,16 @@ def compiled():
     refused with MEMDIAG_PURE_PYTHON=1, which forces the pure-Python capture
     and walk both, the path a target takes where it is not built."""
     return cwalker is not None and not os.environ.get("MEMDIAG_PURE_PYTHON")
+
+
+def pure_reason():
+    """Why the pure-Python walker walks in this process, in one line with the
+    fix; None when the compiled one does."""
+    if compiled():
+        return None
+    if cwalker is not None:
+        return "MEMDIAG_PURE_PYTHON is set in the program's environment"
+    return cwalker_error or cwalker_missing or "the compiled walker did not load"
 
 
 def prepare():

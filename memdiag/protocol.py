@@ -13,7 +13,9 @@ A registry entry is a JSON object: pid, start_time (field 22 of
 /proc/<pid>/stat, which tells the process apart from a later one with the
 same pid), signal (its number), signal_name, dir (where its snapshots go),
 python, executable, argv (command_line(): redacted unless the hook writes
-strings), hook_version, mode, compiled_walker.
+strings), hook_version, mode, compiled_walker (one was loaded), walker ("c"
+or "python": the one that walks) and walker_reason (why the pure-Python one
+walks, with the fix; null for "c").
 
 A status file is a JSON object {seq, state, time, ...}, state one of
 WRITING (a forked writer runs: "writer" is its pid), WRITTEN ("path",

@@ -28,6 +28,23 @@ from load import run_load  # noqa: E402
 from memdiag.cli.run import hook_env  # noqa: E402
 
 
+def pytest_configure(config):
+    """`memdiag run` and `attach` build a compiled walker for a target whose
+    Python is not this one (memdiag/walker_build.py) into the user's cache:
+    in the tests, a cache of the session's own, which every test shares, so
+    each Python's walker is built once per session, and never in ~/.cache."""
+    import tempfile
+    config._memdiag_walker_cache = tempfile.mkdtemp(prefix="memdiag-test-walkers-")
+    os.environ["MEMDIAG_WALKER_CACHE"] = os.path.join(config._memdiag_walker_cache, "walkers")
+
+
+def pytest_unconfigure(config):
+    import shutil
+    cache = getattr(config, "_memdiag_walker_cache", None)
+    if cache:
+        shutil.rmtree(cache, ignore_errors=True)
+
+
 def memdiag(*args, env=None, timeout=120, check=None):
     """Run the memdiag CLI in a subprocess: (returncode, stdout, stderr)."""
     e = dict(os.environ if env is None else env)

@@ -82,7 +82,8 @@ def test_snapshot_json_reports_the_walk_and_pause_of_the_snapshot(start, tmp_pat
     r = memdiag_json("snapshot", p.pid, "--timeout", 60)
     meta = load(r["path"]).meta
     assert sorted(r) == ["bytes", "path", "pause_seconds", "pid", "wait_seconds",
-                         "walk_seconds"], r
+                         "walk_seconds", "walker", "walker_reason"], r
+    assert (r["walker"], r["walker_reason"]) == (meta["walker"], meta["walker_reason"])
     assert (r["pid"], r["bytes"]) == (p.pid, os.path.getsize(r["path"]))
     assert r["walk_seconds"] == meta["walk_seconds"] > 0
     assert r["pause_seconds"] == meta["pause_seconds"]
@@ -232,7 +233,7 @@ IMPORTS = """
 # file format and the two walkers.
 HOOK_SIDE = {"hook", "hook_capture", "hook_fork", "hook_inline", "hook_publish",
              "hook_registry", "hook_rss", "hook_signal", "hook_state", "hook_walk",
-             "protocol", "snapfile", "walker", "_walker"}
+             "protocol", "snapfile", "walker", "_walker", "walker_cache"}
 
 
 @pytest.mark.parametrize("how", ["install", "run"])

@@ -46,7 +46,9 @@ LAYER_OF = {
     "memdiag.hook_walk": "hook",
     "memdiag.protocol": "hook",
     "memdiag.walker": "hook",
+    "memdiag.walker_cache": "hook",         # compiled walkers for other Pythons: cache, checks
     "memdiag._walker": "hook",              # C: the compiled walker
+    "memdiag.walker_build": "build",        # compiling the walker for another Python (CLI side)
     "memdiag.attach": "attach",             # attach: injectors (CLI side) and the payload (target side), stdlib only
     "memdiag._boot": "boot",                # sitecustomize: loads the hook by file path
     "memdiag": "package",                   # memdiag/__init__.py only: the public facade
@@ -56,7 +58,7 @@ HOOK_SIDE = {"hook", "snapfile"}
 
 # What each layer may import: memdiag layers, and packages outside the stdlib.
 MAY_IMPORT = {
-    "cli": ({"cli", "render", "analysis", "model", "snapfile", "hook", "attach"},
+    "cli": ({"cli", "render", "analysis", "model", "snapfile", "hook", "attach", "build"},
             {"typer", "click", "rich", "numpy"}),
     "render": ({"render", "analysis", "model", "snapfile"}, {"rich"}),
     "analysis": ({"analysis", "model", "snapfile"}, {"numpy"}),
@@ -64,6 +66,7 @@ MAY_IMPORT = {
     "snapfile": ({"snapfile"}, set()),
     "hook": (HOOK_SIDE, set()),
     "attach": (HOOK_SIDE | {"attach"}, set()),
+    "build": (HOOK_SIDE | {"build"}, set()),
     "boot": (set(), {"sitecustomize"}),   # chains to the program's own sitecustomize
     # install()/dump() load the hook, load() the model: lazily, inside functions
     "package": ({"hook", "model"}, set()),

@@ -4,7 +4,6 @@ PYTHONPATH. Real programs, started through the real CLI, signaled through
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import re
@@ -19,6 +18,7 @@ import pytest
 from conftest import ROOT, memdiag, memdiag_json
 from hookutil import (PROGRAMS, expected_walker, hook_lines, load, start,  # noqa: F401
                       walker_env)
+from needs import compiled_walker_missing
 
 from memdiag import snapfile as sf
 from memdiag.analysis.paths import retainer_path
@@ -126,9 +126,11 @@ def test_run_with_a_bare_interpreter_of_another_version(start, tmp_path):
     a, b = grow_and_diff(p)
     meta = load(b).meta
     assert meta["python"].startswith(version + ".")
-    tag = version.replace(".", "")
-    built = glob.glob(os.path.join(ROOT, "memdiag", f"_walker.cpython-{tag}-*.so"))
-    assert meta["walker"] == ("c" if built else "python")
+    # memdiag run found a compiled walker for that version, or built one
+    # (tests/test_walkers.py has the cases where it cannot).
+    if meta["walker"] != "c":
+        compiled_walker_missing(f"the compiled walker for Python {version} "
+                                f"({meta.get('walker_reason')})")
 
 
 # ------------------------------------------------------- the program's own site

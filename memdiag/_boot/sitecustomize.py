@@ -39,6 +39,13 @@ def _memdiag_boot():
             sig = os.environ.get("MEMDIAG_SIGNAL") or "USR2"
             os.write(2, (f"memdiag: pid {pid} writes a heap snapshot to {directory} on SIG"
                          f"{sig.upper().removeprefix('SIG')} (memdiag snapshot {pid})\n").encode())
+            reason = hook.describe().get("walker_reason")
+            # Never silently: the pure-Python walker, and why (unless `memdiag
+            # run` said so before it started the program).
+            if reason and not os.environ.get("MEMDIAG_WALKER_SAID"):
+                os.write(2, (f"memdiag: pid {pid} uses the pure-Python walker (tens of times "
+                             f"slower; its forked child copies more of the program's "
+                             f"memory): {reason}\n").encode())
         # Children started with exec (multiprocessing spawn, subprocesses) get
         # their own hook from the same environment; say nothing in each one.
         os.environ["MEMDIAG_QUIET"] = "1"

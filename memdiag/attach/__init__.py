@@ -56,6 +56,7 @@ class AttachResult:
     seconds: float
     compiled_walker: Optional[bool] = None
     walker_error: Optional[str] = None
+    walker_reason: Optional[str] = None     # the target's: why the pure-Python walker
     pure_python_forced: bool = False
     module: Optional[str] = None     # the hook module that is installed in the target
     target_seconds: Optional[float] = None  # how long the target's main thread ran the code
@@ -118,14 +119,18 @@ def _registered_in_target_tmp(target):
 
 
 def attach(pid, *, signum, snapshot_dir=None, strings=False, timeout=30.0,
-           inject_timeout=60.0) -> AttachResult:
+           inject_timeout=60.0, walker_cache=None) -> AttachResult:
     """Install the hook into pid; AttachError says why not. Never leaves a
-    debugger attached, and never installs a hook after its timeout ran out."""
+    debugger attached, and never installs a hook after its timeout ran out.
+    walker_cache(target), called once the target is checked, returns the
+    walker cache in which the hook looks for a compiled walker built for
+    the target's Python (or None: the hook's default)."""
     t0 = time.monotonic()
     target = check_target(pid, signum)
     start = start_time(pid)
     request = {"pkg": PKG_DIR, "signal": int(signum), "strings": bool(strings),
-               "snapshot_dir": os.path.abspath(snapshot_dir) if snapshot_dir else None}
+               "snapshot_dir": os.path.abspath(snapshot_dir) if snapshot_dir else None,
+               "walker_cache": walker_cache(target) if walker_cache else None}
     try:
         h = Handshake.create(target, request)
     except OSError as e:
@@ -196,6 +201,7 @@ def _outcome(target, signum, result, method, seconds, resent):
         registry=_str_or_none(result.get("registry")), seconds=round(seconds, 3),
         compiled_walker=result.get("compiled_walker") if state == "installed" else None,
         walker_error=_str_or_none(result.get("walker_error")),
+        walker_reason=_str_or_none(result.get("walker_reason")),
         pure_python_forced=bool(result.get("pure_python_forced")),
         module=_str_or_none(result.get("module")), resent_signals=resent,
         target_seconds=result.get("seconds") if isinstance(result.get("seconds"), float) else None)
@@ -214,8 +220,7 @@ def walker_reason(version, result: AttachResult):
         have = ", ".join(_tag_version(b) for b in built) or "no Python"
         v = f"{version[0]}.{version[1]}"
         return (f"memdiag's compiled walker is built for Python {have} only, and the target "
-                f"runs {v}; for the compiled one, attach with a memdiag installed on Python "
-                f"{v} (pipx install --suffix=@{v} --python python{v} memdiag)")
+                f"runs {v}; build one for it: memdiag build-walker --python python{v}")
     return "the compiled walker did not load in the target"
 
 

@@ -15,7 +15,9 @@ program's modules. What it does there, in order:
    attach's, or the program's own memdiag.install()), and "refused" if the
    program has a handler of its own for the signal. Neither changes a thing.
 3. Loads the hook from memdiag's own directory under the private name
-   `_memdiag_hook` (the loader `memdiag run` uses) and calls install().
+   `_memdiag_hook` (the loader `memdiag run` uses), points it at the CLI's
+   walker cache (where a compiled walker for this Python may be) and calls
+   install().
 4. Writes `result.json` for the CLI.
 
 The program's own Python signal handlers are held back while it runs (a
@@ -85,6 +87,9 @@ def _attach(request):
         spec.loader.exec_module(loader)
         sys.modules["_memdiag_boot_loader"] = loader
     hook = loader.load_hook(pkg)
+    use_cache = getattr(getattr(hook, "hook_walk", None), "use_cache", None)
+    if request.get("walker_cache") and use_cache:   # the CLI's: a walker for this Python
+        use_cache(request["walker_cache"])
     snapshot_dir = hook.install(dir=request["snapshot_dir"], signal=signum,
                                 strings=request["strings"])
     pid = os.getpid()
@@ -98,7 +103,7 @@ def _attach(request):
     return {"state": "installed", "module": hook.__name__, "signal": signum,
             "dir": snapshot_dir, "registry": d["registry"],
             "compiled_walker": d["compiled_walker"],
-            "walker_error": d["walker_error"],
+            "walker_error": d["walker_error"], "walker_reason": d.get("walker_reason"),
             "pure_python_forced": bool(os.environ.get("MEMDIAG_PURE_PYTHON"))}
 
 

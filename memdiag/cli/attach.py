@@ -12,6 +12,7 @@ import sys
 
 from ..attach import AttachError, AttachResult, attach, walker_reason
 from . import snapshot as snapshot_cmd
+from . import walkers
 from .common import hint, print_json
 from .errors import EXIT_TARGET, EXIT_USAGE, MemdiagError
 from .run import parse_signal_option as parse_signal
@@ -30,22 +31,36 @@ def command(pid, directory=None, signal="USR2", strings=False, take_snapshot=Fal
             timeout=30.0, as_json=False):
     signum = parse_signal(signal)
     entry = _registry_entry(pid) if pid > 0 else None
+    result = None
     if entry is not None:
         result = AttachResult(pid=pid, state="already", python=str(entry.get("python")),
                               method="", signal=entry.get("signal"), dir=entry.get("dir"),
                               registry=entry.get("registry"), seconds=0.0)
-    else:
+    plans = []
+
+    def walker_cache(target):
+        """The compiled walker for the target's Python: found or built first."""
+        root, plan = walkers.for_attach(target)
+        plans.append(plan)
+        return root
+
+    if entry is None:
         try:
             result = attach(pid, signum=signum, snapshot_dir=directory, strings=strings,
-                            timeout=timeout)
+                            timeout=timeout, walker_cache=walker_cache)
         except AttachError as e:
             raise MemdiagError(str(e), EXIT_TARGET) from None
         entry = _registry_entry(pid)
-    compiled = entry.get("compiled_walker") if entry else result.compiled_walker
+    compiled = _walks_compiled(entry, result)
     reason = None
     if compiled is False:
+        # Why a build failed says what to do; else the target's own reason.
+        plan = plans[0] if plans else None
+        reason = (plan.reason if plan and plan.reason else None) or \
+            (entry or {}).get("walker_reason") or result.walker_reason
         version = tuple(int(x) for x in result.python.split(".")[:2] if x.isdigit())
-        reason = walker_reason(version, result) if len(version) == 2 else None
+        if not reason and len(version) == 2:
+            reason = walker_reason(version, result)
     warning = None
     if entry is None and result.registry:
         # .../memdiag-<uid>/hooks/<pid>.json under the target's temp directory
@@ -55,7 +70,8 @@ def command(pid, directory=None, signal="USR2", strings=False, take_snapshot=Fal
                    f"or `kill -{_signal_name(result.signal)[3:]} {pid}`")
     snap_path = snap_seconds = None
     if take_snapshot:
-        snap_path, snap_seconds = snapshot_cmd.take(pid, None, max(timeout, 60.0))
+        snap_path, snap_seconds = snapshot_cmd.take(pid, None, max(timeout, 60.0),
+                                                    say_walker=False)
     if as_json:
         print_json({
             "pid": pid, "state": result.state, "python": result.python,
@@ -89,6 +105,17 @@ def command(pid, directory=None, signal="USR2", strings=False, take_snapshot=Fal
     else:
         hint(f"next: memdiag snapshot {pid}   (now, and again once memory has grown)")
     return 0
+
+
+def _walks_compiled(entry, result):
+    """Whether the target walks with the compiled walker (None: unknown)."""
+    if entry and entry.get("walker") in ("c", "python"):
+        return entry["walker"] == "c"
+    if entry and "compiled_walker" in entry:
+        return entry["compiled_walker"]
+    if result.compiled_walker is None:
+        return None
+    return bool(result.compiled_walker) and not result.pure_python_forced
 
 
 def _signal_name(signum):

@@ -7,7 +7,8 @@ exit codes", has the same table; a test keeps them equal).
     3  a snapshot file cannot be read (missing, not a snapshot, truncated,
        corrupted, written by a newer memdiag)
     4  the target process cannot be snapshotted (no such pid, not Python, no
-       hook, another user's process, signal not caught)
+       hook, another user's process, signal not caught); build-walker: no
+       compiled walker can be built for that Python
     5  the target took no snapshot (it reported a failure, or the timeout ran out)
    70  internal error: a bug in memdiag (EX_SOFTWARE in sysexits.h)
   130  interrupted

@@ -71,6 +71,17 @@ def attach(
     return mod.command(pid, dir, signal, strings, snapshot, timeout, as_json)
 
 
+@app.command("build-walker")
+def build_walker(
+    python: Annotated[str, typer.Option("--python", help="The interpreter the programs run (a path, or a name on PATH such as python3.13).")],
+    force: Annotated[bool, typer.Option("--force", help="Build again even if the cache has one (replaces it).")] = False,
+    as_json: JsonOpt = False,
+):
+    """Compile the walker for another Python than memdiag's own, into the user's cache (memdiag run and attach use it)."""
+    from . import walkers as mod
+    return mod.command(python, force, as_json)
+
+
 @app.command()
 def top(
     snapshot: Annotated[str, typer.Argument(help="A .snap file.")],

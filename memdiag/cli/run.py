@@ -13,7 +13,7 @@ import os
 import shutil
 import signal as _signal
 
-from .. import protocol
+from .. import protocol, walker_cache
 from .errors import EXIT_USAGE, MemdiagError
 
 _PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -52,6 +52,9 @@ def hook_env(base=None, directory=None, signal="USR2", trace_frames=0, strings=F
     env["MEMDIAG_TRACE_FRAMES"] = str(int(trace_frames or 0))
     env["MEMDIAG_STRINGS"] = "1" if strings else "0"
     env["MEMDIAG_MODE"] = mode
+    # Where the hook finds a compiled walker built for the program's Python
+    # when memdiag was installed with another (memdiag build-walker).
+    env["MEMDIAG_WALKER_CACHE"] = walker_cache.cache_root(env)
     if directory:
         env["MEMDIAG_DIR"] = os.path.abspath(directory)
     if rss_limit:
@@ -94,6 +97,8 @@ def command(argv, directory=None, signal="USR2", trace_frames=0, strings=False, 
         sys.stderr.write(f"memdiag: warning: python {flag} ignores PYTHONPATH or skips site, so "
                          f"the hook will not be installed; call memdiag.install() in the "
                          f"program instead\n")
+    from . import walkers
+    walkers.for_run(argv, env)     # the program's Python: its compiled walker, or why not
     try:
         os.execvpe(exe, argv, env)
     except OSError as e:

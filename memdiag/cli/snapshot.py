@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 from .. import protocol, snapfile
@@ -11,9 +12,12 @@ from .errors import EXIT_SNAPSHOT_FAILED, EXIT_TARGET, MemdiagError
 from .targets import find_hook
 
 
-def take(pid, directory=None, timeout=60.0):
-    """Signal pid and return (path, seconds waited) of the snapshot it wrote."""
+def take(pid, directory=None, timeout=60.0, say_walker=True):
+    """Signal pid and return (path, seconds waited) of the snapshot it wrote.
+    say_walker: say on stderr first if the target walks in pure Python, and why."""
     info = find_hook(pid)
+    if say_walker:
+        _say_walker(pid, info)
     directory = directory or info.get("dir")
     if not directory:
         raise MemdiagError(f"pid {pid}: the hook registry names no snapshot directory",
@@ -64,6 +68,21 @@ def take(pid, directory=None, timeout=60.0):
         delay = min(delay * 1.5, 0.2)
 
 
+def _say_walker(pid, info):
+    """One line on stderr when the target's hook walks in pure Python (its
+    registry entry says so, and why)."""
+    walker = info.get("walker")
+    if walker is None and info.get("compiled_walker") is False:
+        walker = "python"          # a hook from before entries said why
+    if walker != "python":
+        return
+    reason = info.get("walker_reason")
+    reason = reason if isinstance(reason, str) and reason else "its hook does not say why"
+    sys.stderr.write(f"memdiag: pid {pid} uses the pure-Python walker (tens of times "
+                     f"slower; its forked child copies more of the program's memory): "
+                     f"{reason}\n")
+
+
 def _number(value):
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
 
@@ -111,13 +130,15 @@ def _writer_death(target, writer):
 
 
 def _timings(path):
-    """walk_seconds and pause_seconds from the snapshot's metadata (None if absent)."""
+    """walk_seconds, pause_seconds, walker and walker_reason from the snapshot's
+    metadata (None if absent)."""
     try:
         with snapfile.Reader.open(path) as r:
             meta = r.meta
     except (OSError, snapfile.SnapshotFormatError):
         meta = {}
-    return {key: meta.get(key) for key in ("walk_seconds", "pause_seconds")}
+    return {key: meta.get(key) for key in ("walk_seconds", "pause_seconds", "walker",
+                                           "walker_reason")}
 
 
 def command(pid, directory=None, timeout=60.0, as_json=False):
