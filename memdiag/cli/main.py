@@ -46,14 +46,23 @@ def run(
 
 @app.command()
 def snapshot(
-    pid: Annotated[int, typer.Argument(help="Process id of a program started with the hook.")],
+    pid: Annotated[Optional[int], typer.Argument(help="Process id of a program started with the hook (with --children: their parent, e.g. a gunicorn master).")] = None,
     dir: Annotated[Optional[str], typer.Option("--dir", help="Where the target writes (default: what its hook registered).")] = None,
     timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds to wait for the file.")] = 60.0,
     as_json: JsonOpt = False,
+    children: Annotated[bool, typer.Option("--children", help="Snapshot every hooked descendant of PID at once (the workers of a pre-fork server); one path per line.")] = False,
+    every: Annotated[bool, typer.Option("--all", help="Snapshot every hooked process of this user at once.")] = False,
 ):
     """Make a hooked process write a snapshot; print the file's path."""
     from . import snapshot as mod
-    return mod.command(pid, dir, timeout, as_json)
+    return mod.command(pid, dir, timeout, as_json, children, every)
+
+
+@app.command()
+def ps(as_json: JsonOpt = False):
+    """List the processes of this user that have the hook: pid, parent, command, RSS, Python heap, snapshots."""
+    from . import ps as mod
+    return mod.command(as_json)
 
 
 @app.command()
