@@ -51,9 +51,18 @@ class HookedProcess:
 
 
 def short_command(argv, width=COMMAND_WIDTH):
-    """argv as one line: the program's base name, then its arguments, at most width chars."""
+    """argv as one line: the program's base name, then its arguments, at most
+    width chars. A script run by its #! line shows as the script (the kernel
+    puts the interpreter first):
+
+    >>> short_command(["/srv/venv/bin/python", "/srv/venv/bin/gunicorn", "-w", "3"])
+    'gunicorn -w 3'
+    """
     if not argv:
         return "?"
+    if (len(argv) > 1 and os.path.basename(argv[0]).startswith("python")
+            and argv[1].startswith("/")):
+        argv = argv[1:]
     text = " ".join([os.path.basename(argv[0]) or argv[0], *argv[1:]])
     return text if len(text) <= width else text[:width - 1] + "…"
 
