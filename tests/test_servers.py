@@ -11,7 +11,10 @@ route keeps one AuditEntry per request in `prefork_app.audit_log`:
 - the gunicorn master's SIGUSR2 still re-execs it (memdiag takes no snapshot
   there and does not stand in the way);
 - uvicorn --workers 2 (spawned, not forked: the hook comes with the
-  environment).
+  environment);
+- celery's prefork pool with kombu's filesystem transport (no broker
+  server), with --signal URG: billiard's pool processes take SIGUSR2 and
+  SIGUSR1 for themselves.
 
 Readiness comes from the servers' own log lines and the hook's registry;
 every server and each process it started is killed by pid at the end.
@@ -99,13 +102,13 @@ class Server:
 def server(tmp_path):
     started = []
 
-    def _start(argv, pass_fds=(), cwd=ROOT):
+    def _start(argv, pass_fds=(), cwd=ROOT, env=None, options=()):
         snapdir = str(tmp_path / "snaps")
         log_path = str(tmp_path / f"server-{len(started)}.log")
-        env = dict(os.environ, MEMDIAG_PLAIN="1")
+        env = dict(os.environ if env is None else env, MEMDIAG_PLAIN="1")
         env.pop("MEMDIAG_QUIET", None)
         with open(log_path, "w") as log:
-            proc = subprocess.Popen([*RUN, "--dir", snapdir, "--", *argv], stdout=log,
+            proc = subprocess.Popen([*RUN, "--dir", snapdir, *options, "--", *argv], stdout=log,
                                     stderr=subprocess.STDOUT, env=env, cwd=cwd,
                                     pass_fds=pass_fds)
         s = Server(proc, log_path, snapdir)
@@ -315,3 +318,37 @@ def test_uvicorn_two_workers(server, tmp_path):
     top = d["summary"][0]
     assert top["path"] == LEAK and top["workers"] == len(served), (d["summary"][:3], served)
     assert {g["pid"]: g["growth"] for g in top["growth_per_worker"]} == served
+
+
+def test_celery_prefork_pool_with_the_filesystem_broker(server, tmp_path):
+    """celery -P prefork -c 2, messages as files (kombu's filesystem
+    transport): the pool processes are forked, so they register under their
+    own pids; each Job kept by the task shows in the process that ran it."""
+    celery = tool("celery")
+    queue = tmp_path / "queue"
+    (queue / "processed").mkdir(parents=True)
+    env = dict(os.environ, CELERY_FS_DIR=str(queue))
+    s = server([celery, "-A", "celery_leak", "worker", "-P", "prefork", "-c", "2",
+                "--without-mingle", "--without-gossip", "--without-heartbeat", "-l", "info"],
+               cwd=SAMPLES, env=env, options=("--signal", "URG"))
+    s.wait_log(r"celery@\S+ ready")
+    pool = s.wait_hooked(2)
+    assert "taken over" not in s.log(), s.log()
+    first, _, err = children_snapshot(s.pid)
+    assert sorted(first) == pool and err == "", err
+    p = subprocess.run([sys.executable, os.path.join(SAMPLES, "celery_leak.py"), "send", "200"],
+                       env=env, cwd=SAMPLES, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    jobs = s.wait_log(r"JOB \d+ pid=(\d+)", count=200, timeout=300)
+    ran = {}
+    for pid in jobs:
+        ran[int(pid)] = ran.get(int(pid), 0) + 1
+    assert set(ran) <= set(pool)
+    second, _, err = children_snapshot(s.pid)
+    assert sorted(second) == pool, err
+    code, out, err = memdiag("diff", "--json", *first.values(), *second.values())
+    assert code == 0, err
+    top = json.loads(out)["summary"][0]
+    assert top["path"] == "celery_leak.finished_jobs" and top["workers"] == len(ran), top
+    assert {g["pid"]: g["growth"] for g in top["growth_per_worker"]} == ran
+    assert top["added_type"] == "celery_leak.Job"
