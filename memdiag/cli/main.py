@@ -110,7 +110,7 @@ def top(
 
 @app.command(epilog=EPILOGS["diff"])
 def diff(
-    snapshots: Annotated[List[str], typer.Argument(help="Two or more .snap files of one process.")],
+    snapshots: Annotated[List[str], typer.Argument(help="Two or more .snap files of one process, or the files of several workers of one service (each one's own are compared, then summarized).")],
     top: TopOpt = 10,
     as_json: JsonOpt = False,
     min_growth: Annotated[int, typer.Option("--min-growth", min=1, help="Ignore containers that grew by fewer elements.")] = 1,
