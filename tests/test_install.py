@@ -172,7 +172,9 @@ def enable_env(tmp_path, **extra):
 
 
 def test_enable_from_the_installed_wheel(wheel_venv, waiters, tmp_path):
-    env = enable_env(tmp_path)
+    # a registry of its own (it lives under TMPDIR): `ps` lists only the waiter
+    (tmp_path / "tmp").mkdir()
+    env = enable_env(tmp_path, TMPDIR=str(tmp_path / "tmp"))
     proc, fields, err = waiters(wheel_venv["python"], env)
     pid = int(fields["pid"])
     mods = set(fields["modules"].split(","))
