@@ -20,7 +20,6 @@ import textwrap
 import pytest
 
 from conftest import ROOT, kill_pid, memdiag
-from hookutil import wait_file  # noqa: F401
 
 PTH = "memdiag-enable.pth"
 VERSION = "%d.%d" % sys.version_info[:2]
