@@ -24,6 +24,7 @@ app.conf.update(
     broker_url="filesystem://",
     broker_transport_options={"data_folder_in": FOLDER, "data_folder_out": FOLDER,
                               "processed_folder": os.path.join(FOLDER, "processed"),
+                              "control_folder": os.path.join(FOLDER, "control"),
                               "store_processed": False, "polling_interval": 0.05},
     task_ignore_result=True,
     worker_hijack_root_logger=False,
