@@ -1,5 +1,7 @@
 """Builds the compiled walker (memdiag._walker), the address matcher (memdiag._fastmatch)
-and the dominator tree (memdiag._dominators).
+and the dominator tree (memdiag._dominators), and puts memdiag-enable.pth at
+the top of site-packages (MEMDIAG_ENABLE=1: memdiag/_boot/enable.py), in a
+wheel and in an editable install alike.
 
 They are required: without them memdiag falls back to the pure-Python walker,
 which is tens of times slower and whose fork child un-shares most of the
@@ -8,14 +10,19 @@ error and what to do, unless MEMDIAG_ALLOW_PURE=1 asks for that fallback
 (then the install goes on with a warning).
 """
 
+import base64
 import glob
+import hashlib
 import os
 import re
 import sys
 import tempfile
+import zipfile
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
+from setuptools.command.editable_wheel import editable_wheel
 
 ALLOW_PURE = os.environ.get("MEMDIAG_ALLOW_PURE") == "1"
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -92,6 +99,56 @@ class RequiredBuildExt(build_ext):
                 f"target's memory).")
 
 
+# MEMDIAG_ENABLE=1 (memdiag/_boot/enable.py): this .pth file goes to the top of
+# site-packages, where Python runs its one line in every process at startup.
+PTH = "memdiag-enable.pth"
+PTH_SOURCE = os.path.join("memdiag", "_boot", PTH)
+
+
+class BuildPyWithPth(build_py):
+    """build_py that also puts the .pth at the top of the build (the wheel's root,
+    which installs to site-packages itself)."""
+
+    def run(self):
+        super().run()
+        self.copy_file(PTH_SOURCE, os.path.join(self.build_lib, PTH), preserve_mode=False)
+
+    def get_outputs(self, include_bytecode=True):
+        return super().get_outputs(include_bytecode) + [os.path.join(self.build_lib, PTH)]
+
+
+class EditableWheelWithPth(editable_wheel):
+    """An editable install (pip install -e) builds no build_lib to copy from:
+    the .pth is added to the editable wheel, and RECORD with it."""
+
+    def run(self):
+        super().run()
+        for name in os.listdir(self.dist_dir):
+            if name.endswith(".whl") and ".editable" in name:
+                add_to_wheel(os.path.join(self.dist_dir, name), PTH, _read(PTH_SOURCE))
+
+
+def _read(path):
+    with open(os.path.join(HERE, path), "rb") as f:
+        return f.read()
+
+
+def add_to_wheel(wheel, arcname, data):
+    """Add a file at the root of a wheel and list it in its RECORD."""
+    with zipfile.ZipFile(wheel) as z:
+        entries = [(info, z.read(info)) for info in z.infolist()]
+    if any(info.filename == arcname for info, _ in entries):
+        return
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    line = f"{arcname},sha256={digest},{len(data)}\n".encode()
+    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as z:
+        for info, content in entries:
+            if info.filename.endswith(".dist-info/RECORD"):
+                content = line + content
+            z.writestr(info, content)
+        z.writestr(arcname, data)
+
+
 # The C sources live in memdiag/_native/ (their layout: the comment at the
 # top of module.c), not in memdiag/ itself, where a _walker/ directory would
 # shadow the extension module memdiag._walker.
@@ -123,5 +180,6 @@ setup(
                            depends=[f"{NATIVE}/hash.h"], extra_compile_args=CFLAGS),
                  Extension("memdiag._dominators", [f"{NATIVE}/dominators.c"],
                            extra_compile_args=CFLAGS)],
-    cmdclass={"build_ext": RequiredBuildExt},
+    cmdclass={"build_ext": RequiredBuildExt, "build_py": BuildPyWithPth,
+              "editable_wheel": EditableWheelWithPth},
 )

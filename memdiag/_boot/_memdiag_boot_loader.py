@@ -1,6 +1,7 @@
 """Loads memdiag's stdlib-only hook into a target under a private name.
 
-Shared by `memdiag run` (sitecustomize.py, at interpreter startup) and
+Shared by `memdiag run` (sitecustomize.py, at interpreter startup),
+MEMDIAG_ENABLE=1 (enable.py, from the .pth file installed with memdiag) and
 `memdiag attach` (the code it injects into a running process). The package
 directory is loaded as `_memdiag_hook`, so only the hook's own modules
 (stdlib only) are imported, never memdiag's dependencies, and never a copy
@@ -45,3 +46,41 @@ def load_hook(pkg_dir):
             del sys.modules[PRIVATE_NAME]
             raise
     return importlib.import_module(PRIVATE_NAME + ".hook")
+
+
+def install_from_env(pkg_dir, environ=None):
+    """Install the hook with the options the environment carries, for `memdiag
+    run` and MEMDIAG_ENABLE=1 alike: MEMDIAG_DIR, MEMDIAG_SIGNAL (USR2),
+    MEMDIAG_TRACE_FRAMES, MEMDIAG_STRINGS=1, MEMDIAG_MODE, MEMDIAG_RSS_LIMIT.
+    Says so in one line on stderr unless MEMDIAG_QUIET is set, then sets it,
+    so that the Python processes this one starts (which get their own hook
+    from the same environment) say nothing. Never raises: the program must
+    start even if the hook cannot be installed (that is one line on stderr)."""
+    env = os.environ if environ is None else environ
+    try:
+        hook = load_hook(pkg_dir)
+        directory = hook.install(
+            dir=env.get("MEMDIAG_DIR") or None,
+            signal=env.get("MEMDIAG_SIGNAL") or "USR2",
+            trace_frames=int(env.get("MEMDIAG_TRACE_FRAMES") or 0),
+            strings=env.get("MEMDIAG_STRINGS") == "1",
+            mode=env.get("MEMDIAG_MODE") or "auto",
+            rss_limit=env.get("MEMDIAG_RSS_LIMIT") or None)
+        if not env.get("MEMDIAG_QUIET"):
+            pid = os.getpid()
+            sig = env.get("MEMDIAG_SIGNAL") or "USR2"
+            os.write(2, (f"memdiag: pid {pid} writes a heap snapshot to {directory} on SIG"
+                         f"{sig.upper().removeprefix('SIG')} (memdiag snapshot {pid})\n").encode())
+            reason = hook.describe().get("walker_reason")
+            # Never silently: the pure-Python walker, and why (unless `memdiag
+            # run` said so before it started the program).
+            if reason and not env.get("MEMDIAG_WALKER_SAID"):
+                os.write(2, (f"memdiag: pid {pid} uses the pure-Python walker (tens of times "
+                             f"slower; its forked child copies more of the program's "
+                             f"memory): {reason}\n").encode())
+        env["MEMDIAG_QUIET"] = "1"
+    except Exception as e:
+        try:
+            os.write(2, f"memdiag: hook not installed: {e}\n".encode())
+        except OSError:
+            pass

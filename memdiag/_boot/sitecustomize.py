@@ -26,34 +26,15 @@ def _memdiag_boot():
             loader = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(loader)
             sys.modules["_memdiag_boot_loader"] = loader
-        hook = loader.load_hook(pkg)
-        directory = hook.install(
-            dir=os.environ.get("MEMDIAG_DIR") or None,
-            signal=os.environ.get("MEMDIAG_SIGNAL") or "USR2",
-            trace_frames=int(os.environ.get("MEMDIAG_TRACE_FRAMES") or 0),
-            strings=os.environ.get("MEMDIAG_STRINGS") == "1",
-            mode=os.environ.get("MEMDIAG_MODE") or "auto",
-            rss_limit=os.environ.get("MEMDIAG_RSS_LIMIT") or None)
-        if not os.environ.get("MEMDIAG_QUIET"):
-            pid = os.getpid()
-            sig = os.environ.get("MEMDIAG_SIGNAL") or "USR2"
-            os.write(2, (f"memdiag: pid {pid} writes a heap snapshot to {directory} on SIG"
-                         f"{sig.upper().removeprefix('SIG')} (memdiag snapshot {pid})\n").encode())
-            reason = hook.describe().get("walker_reason")
-            # Never silently: the pure-Python walker, and why (unless `memdiag
-            # run` said so before it started the program).
-            if reason and not os.environ.get("MEMDIAG_WALKER_SAID"):
-                os.write(2, (f"memdiag: pid {pid} uses the pure-Python walker (tens of times "
-                             f"slower; its forked child copies more of the program's "
-                             f"memory): {reason}\n").encode())
-        # Children started with exec (multiprocessing spawn, subprocesses) get
-        # their own hook from the same environment; say nothing in each one.
-        os.environ["MEMDIAG_QUIET"] = "1"
     except Exception as e:  # the program must start even if the hook cannot
         try:
             os.write(2, f"memdiag: hook not installed: {e}\n".encode())
         except OSError:
             pass
+        return
+    # The options come in the environment; children started with exec
+    # (multiprocessing spawn, subprocesses) get their own hook from it too.
+    loader.install_from_env(pkg)
 
 
 _memdiag_boot()

@@ -11,6 +11,7 @@ from ..render.diff import diff_blocks, diff_json
 from .common import in_time_order, load, print_json, show
 from .errors import EXIT_FOUND, EXIT_USAGE, MemdiagError
 from .report import refuse_existing, write_report
+from .diff_workers import command_workers, worker_series
 
 
 def command(snapshots, top=10, as_json=False, min_growth=1, exit_code=False, retained=None,
@@ -20,6 +21,9 @@ def command(snapshots, top=10, as_json=False, min_growth=1, exit_code=False, ret
     if html is not None:
         refuse_existing(html, force)
     snaps = [load(p) for p in snapshots]
+    if worker_series(snaps):
+        # workers of one service: each one's own series, then a summary across them
+        return command_workers(snaps, top, as_json, min_growth, exit_code, html)
     if retained is None:
         retained = compiled_dominators()
     snaps = in_time_order(snaps)

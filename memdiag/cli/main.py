@@ -18,18 +18,34 @@ except ImportError:  # pragma: no cover - older typer depends on click
 
 from .errors import (EXIT_BAD_FILE, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE,
                      MemdiagError)
+from .examples import EPILOGS
 
 app = typer.Typer(
-    name="memdiag", add_completion=False, no_args_is_help=True,
+    name="memdiag", add_completion=True, no_args_is_help=True,
     pretty_exceptions_enable=False, rich_markup_mode=None,
     help="What is growing in a long-running Python process, and who is holding it.",
 )
+
+
+def _print_version(value: bool):
+    if value:
+        from .version import version_text
+        print(version_text())
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _options(
+    version: Annotated[Optional[bool], typer.Option("--version", is_eager=True, callback=_print_version, help="Show the version, and for which Pythons the compiled walker is built.")] = None,
+):
+    """What is growing in a long-running Python process, and who is holding it."""
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 TopOpt = Annotated[int, typer.Option("--top", min=1, help="How many rows per table.")]
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+             epilog=EPILOGS["run"])
 def run(
     command: Annotated[List[str], typer.Argument(help="The program and its arguments, after --.")],
     dir: Annotated[Optional[str], typer.Option("--dir", help="Snapshot directory (default $MEMDIAG_DIR, else /tmp/memdiag-<uid>).")] = None,
@@ -44,19 +60,28 @@ def run(
     return mod.command(list(command), dir, signal, trace_frames, strings, mode, snapshot_at_rss)
 
 
-@app.command()
+@app.command(epilog=EPILOGS["snapshot"])
 def snapshot(
-    pid: Annotated[int, typer.Argument(help="Process id of a program started with the hook.")],
+    pid: Annotated[Optional[int], typer.Argument(help="Process id of a program started with the hook (with --children: their parent, e.g. a gunicorn master).")] = None,
     dir: Annotated[Optional[str], typer.Option("--dir", help="Where the target writes (default: what its hook registered).")] = None,
     timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds to wait for the file.")] = 60.0,
     as_json: JsonOpt = False,
+    children: Annotated[bool, typer.Option("--children", help="Snapshot every hooked descendant of PID at once (the workers of a pre-fork server); one path per line.")] = False,
+    every: Annotated[bool, typer.Option("--all", help="Snapshot every hooked process of this user at once.")] = False,
 ):
     """Make a hooked process write a snapshot; print the file's path."""
     from . import snapshot as mod
-    return mod.command(pid, dir, timeout, as_json)
+    return mod.command(pid, dir, timeout, as_json, children, every)
 
 
-@app.command()
+@app.command(epilog=EPILOGS["ps"])
+def ps(as_json: JsonOpt = False):
+    """List the processes of this user that have the hook: pid, parent, command, RSS, Python heap, snapshots."""
+    from . import ps as mod
+    return mod.command(as_json)
+
+
+@app.command(epilog=EPILOGS["attach"])
 def attach(
     pid: Annotated[int, typer.Argument(help="Process id of a running Python program (3.11-3.15) started without memdiag.")],
     dir: Annotated[Optional[str], typer.Option("--dir", help="Snapshot directory (default: the target's /tmp/memdiag-<uid>).")] = None,
@@ -71,7 +96,7 @@ def attach(
     return mod.command(pid, dir, signal, strings, snapshot, timeout, as_json)
 
 
-@app.command("build-walker")
+@app.command("build-walker", epilog=EPILOGS["build-walker"])
 def build_walker(
     python: Annotated[str, typer.Option("--python", help="The interpreter the programs run (a path, or a name on PATH such as python3.13).")],
     force: Annotated[bool, typer.Option("--force", help="Build again even if the cache has one (replaces it).")] = False,
@@ -82,7 +107,7 @@ def build_walker(
     return mod.command(python, force, as_json)
 
 
-@app.command()
+@app.command(epilog=EPILOGS["top"])
 def top(
     snapshot: Annotated[str, typer.Argument(help="A .snap file.")],
     top: TopOpt = 10,
@@ -94,9 +119,9 @@ def top(
     return mod.command(snapshot, top, as_json, retained)
 
 
-@app.command()
+@app.command(epilog=EPILOGS["diff"])
 def diff(
-    snapshots: Annotated[List[str], typer.Argument(help="Two or more .snap files of one process.")],
+    snapshots: Annotated[List[str], typer.Argument(help="Two or more .snap files of one process, or the files of several workers of one service (each one's own are compared, then summarized).")],
     top: TopOpt = 10,
     as_json: JsonOpt = False,
     min_growth: Annotated[int, typer.Option("--min-growth", min=1, help="Ignore containers that grew by fewer elements.")] = 1,
@@ -110,7 +135,7 @@ def diff(
     return mod.command(snapshots, top, as_json, min_growth, exit_code, retained, html, force)
 
 
-@app.command()
+@app.command(epilog=EPILOGS["report"])
 def report(
     snapshots: Annotated[List[str], typer.Argument(help="Two or more .snap files of one process.")],
     output: Annotated[Optional[str], typer.Option("-o", "--output", help="The HTML file to write (default memdiag-<pid>-report.html). Mode 0644: a report is meant to be shared.")] = None,
@@ -123,7 +148,7 @@ def report(
     return mod.command(snapshots, output, top, force, min_growth)
 
 
-@app.command()
+@app.command(epilog=EPILOGS["retainers"])
 def retainers(
     snapshot: Annotated[str, typer.Argument(help="A .snap file.")],
     type_name: Annotated[str, typer.Option("--type", help="Type name, e.g. str or ccap.cap.CAP (a suffix like CAP works).")],
@@ -137,7 +162,7 @@ def retainers(
     return mod.command(snapshot, type_name, since, top, as_json, retained)
 
 
-@app.command()
+@app.command(epilog=EPILOGS["demo"])
 def demo(
     sample: Annotated[str, typer.Option("--sample", help="captcha, events, control, native, spread, buffer or weak.")] = "captcha",
     requests: Annotated[int, typer.Option("--requests", min=1, help="Requests between the two snapshots.")] = 500,

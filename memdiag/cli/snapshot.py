@@ -1,15 +1,22 @@
-"""memdiag snapshot PID: signal a hooked process and wait for its snapshot file."""
+"""memdiag snapshot PID: signal a hooked process and wait for its snapshot file.
+
+`--children PID` does it for every hooked descendant of PID (the workers of
+a gunicorn master), `--all` for every hooked process of this user: all at
+once, each with the checks a single snapshot makes.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from .. import protocol, snapfile
+from . import processes
 from .common import hint, print_json
-from .errors import EXIT_SNAPSHOT_FAILED, EXIT_TARGET, MemdiagError
-from .targets import find_hook
+from .errors import EXIT_SNAPSHOT_FAILED, EXIT_TARGET, EXIT_USAGE, MemdiagError
+from .targets import find_hook, proc_status
 
 
 def take(pid, directory=None, timeout=60.0, say_walker=True):
@@ -141,12 +148,113 @@ def _timings(path):
                                            "walker_reason")}
 
 
-def command(pid, directory=None, timeout=60.0, as_json=False):
+def _described(path, pid, waited):
+    return {"path": path, "pid": pid, "bytes": os.path.getsize(path), **_timings(path),
+            "wait_seconds": round(waited, 3)}
+
+
+def command(pid, directory=None, timeout=60.0, as_json=False, children=False, every=False):
+    if every or children:
+        return command_many(pid, directory, timeout, as_json, children, every)
+    if pid is None:
+        raise MemdiagError("snapshot needs a pid (or --all): memdiag snapshot PID", EXIT_USAGE)
     path, waited = take(pid, directory, timeout)
     if as_json:
-        print_json({"path": path, "pid": pid, "bytes": os.path.getsize(path), **_timings(path),
-                    "wait_seconds": round(waited, 3)})
+        print_json(_described(path, pid, waited))
     else:
         print(path)
         hint(f"next: memdiag top {path}   (take another later, then: memdiag diff A B)")
     return 0
+
+
+# ------------------------------------------------- --children PID and --all
+
+def targets_of(pid, children, every):
+    """The pids to snapshot, and [(pid, name)] of descendants without the hook."""
+    if every:
+        if pid is not None:
+            raise MemdiagError("--all takes no pid (it snapshots every hooked process of "
+                               "this user)", EXIT_USAGE)
+        pids = [p.pid for p in processes.hooked_processes()]
+        if not pids:
+            raise MemdiagError(f"no process of uid {os.getuid()} has the memdiag hook "
+                               f"(registry: {protocol.registry_dir()}); start one with "
+                               f"`memdiag run -- <command>` or MEMDIAG_ENABLE=1", EXIT_TARGET)
+        return pids, []
+    if pid is None:
+        raise MemdiagError("--children needs the parent's pid: memdiag snapshot --children PID",
+                           EXIT_USAGE)
+    proc_status(pid)                      # "no process with pid N", exit 4
+    pids, unhooked = processes.split_descendants(pid)
+    if not pids:
+        without = ", ".join(f"{p} ({name})" for p, name in unhooked[:5]) or "none"
+        raise MemdiagError(f"pid {pid} has no descendant with the memdiag hook (descendants "
+                           f"without it: {without}); start it with `memdiag run -- <command>` "
+                           f"or MEMDIAG_ENABLE=1", EXIT_TARGET)
+    return pids, unhooked
+
+
+def take_many(pids, directory=None, timeout=60.0):
+    """Snapshot every pid at once (each wait in its own thread, so N slow
+    targets cost one timeout, not N), with the checks of take() for each.
+    Returns {pid: (path, seconds waited) or MemdiagError}."""
+    starts = {pid: protocol.proc_start_time(pid) for pid in pids}
+    out = {}
+    with ThreadPoolExecutor(max_workers=min(16, len(pids)) or 1) as pool:
+        futures = {pid: pool.submit(take, pid, directory, timeout) for pid in pids}
+    for pid, future in futures.items():
+        try:
+            out[pid] = future.result()
+        except MemdiagError as e:
+            if protocol.proc_start_time(pid) != starts[pid] or _zombie(pid):
+                e = Exited(f"pid {pid} exited before its snapshot was written (a worker its "
+                           f"server replaced?); skipped", e.exit_code)
+            out[pid] = e
+    return out
+
+
+class Exited(MemdiagError):
+    """The target ended while memdiag waited: a pre-fork server replaces workers."""
+
+
+def _zombie(pid):
+    try:
+        return protocol.proc_stat(pid).state in ("Z", "X")
+    except (OSError, ValueError):
+        return True
+
+
+def command_many(pid, directory, timeout, as_json, children, every):
+    pids, unhooked = targets_of(pid, children, every)
+    for child, name in unhooked:
+        note(f"pid {child} ({name}) has no memdiag hook; skipped")
+    results = take_many(pids, directory, timeout)
+    code, listed, paths = 0, [], []
+    for target in pids:
+        got = results[target]
+        if isinstance(got, Exited):
+            note(str(got))
+            listed.append({"pid": target, "path": None, "error": str(got), "exited": True})
+            continue
+        if isinstance(got, MemdiagError):
+            sys.stderr.write(f"memdiag: error: {got}\n")
+            listed.append({"pid": target, "path": None, "error": str(got), "exited": False})
+            code = code or got.exit_code
+            continue
+        path, waited = got
+        paths.append(path)
+        listed.append(_described(path, target, waited))
+    if as_json:
+        print_json(listed)
+    else:
+        for path in paths:
+            print(path)
+        if paths:
+            hint("next: later, the same again; then memdiag diff on all the files (diff "
+                 "compares each process's own snapshots, then summarizes across them)")
+    return code
+
+
+def note(text):
+    """A line about a process that was left out (stderr: stdout holds paths)."""
+    sys.stderr.write(f"memdiag: {text}\n")

@@ -1,0 +1,247 @@
+"""Hooked processes of this user, and the descendants of a process: what
+`memdiag ps` lists and `memdiag snapshot --children/--all` signals.
+
+Everything comes from files that exist already: the hook's registry entry
+(<tmp>/memdiag-<uid>/hooks/<pid>.json, checked as `memdiag snapshot` checks
+it), /proc, and the metadata of the process's last snapshot file. Nothing
+here asks the hook for anything.
+
+    >>> procs = hooked_processes()                    # doctest: +SKIP
+    >>> [(p.pid, p.ppid, p.snapshots) for p in procs]  # doctest: +SKIP
+    [(4243, 4242, 2), (4244, 4242, 0)]
+
+The command column is what ps(1) shows (/proc/<pid>/cmdline), cut short:
+
+    >>> short_command(["/srv/venv/bin/gunicorn", "app:wsgi", "-w", "3"])
+    'gunicorn app:wsgi -w 3'
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from .. import protocol, snapfile
+
+COMMAND_WIDTH = 60
+
+
+@dataclass(frozen=True, slots=True)
+class HookedProcess:
+    """One process with the memdiag hook, as `memdiag ps` shows it.
+
+    python_heap and heap_time come from the metadata of the process's last
+    snapshot (None before its first); snapshots counts its snapshot files
+    in its directory written since it started.
+    """
+    pid: int
+    ppid: int | None
+    command: str
+    rss: int | None
+    python_heap: int | None
+    heap_time: float | None
+    snapshots: int
+    last_snapshot: str | None
+    dir: str | None
+    signal_name: str
+    python: str
+
+    def sort_key(self):
+        return (self.pid,)
+
+
+def short_command(argv, width=COMMAND_WIDTH):
+    """argv as one line: the program's base name, then its arguments, at most
+    width chars. A script run by its #! line shows as the script (the kernel
+    puts the interpreter first):
+
+    >>> short_command(["/srv/venv/bin/python", "/srv/venv/bin/gunicorn", "-w", "3"])
+    'gunicorn -w 3'
+    """
+    if not argv:
+        return "?"
+    if (len(argv) > 1 and os.path.basename(argv[0]).startswith("python")
+            and argv[1].startswith("/")):
+        argv = argv[1:]
+    text = " ".join([os.path.basename(argv[0]) or argv[0], *argv[1:]])
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def registered_pids(uid=None):
+    """Pids that have a registry entry file (not yet checked), ascending."""
+    try:
+        names = os.listdir(protocol.registry_dir(uid))
+    except OSError:
+        return []
+    pids = []
+    for name in names:
+        stem, _, ext = name.partition(".")
+        if ext == "json" and stem.isdigit():
+            pids.append(int(stem))
+    return sorted(pids)
+
+
+def hook_entry(pid, uid=None):
+    """pid's registry entry if it is a live, hooked process of uid that catches
+    its signal right now (the checks `memdiag snapshot` makes), else None."""
+    uid = os.getuid() if uid is None else uid
+    try:
+        status = protocol.proc_status(pid)
+        if protocol.status_uid(status) != uid:
+            return None
+        entry = protocol.read_entry(pid, uid)
+    except (OSError, protocol.RegistryError):
+        return None
+    if entry is None or not protocol.catches_signal(status, entry["signal"]):
+        return None
+    return entry
+
+
+def hooked_processes(uid=None):
+    """Every hooked process of uid (default: this user) but this one, by pid."""
+    me = os.getpid()
+    out = []
+    for pid in registered_pids(uid):
+        entry = hook_entry(pid, uid) if pid != me else None
+        if entry is not None:
+            out.append(describe(pid, entry))
+    return sorted(out, key=HookedProcess.sort_key)
+
+
+def describe(pid, entry):
+    """A HookedProcess from a checked registry entry and /proc."""
+    try:
+        ppid = protocol.proc_stat(pid).ppid
+    except (OSError, ValueError):
+        ppid = None
+    directory = entry.get("dir") if isinstance(entry.get("dir"), str) else None
+    files = snapshots_since_start(directory, pid) if directory else []
+    last = os.path.join(directory, files[-1]) if files else None
+    heap, at = last_heap(last) if last else (None, None)
+    return HookedProcess(pid=pid, ppid=ppid, command=short_command(protocol.proc_cmdline(pid)),
+                         rss=protocol.rss_bytes(pid), python_heap=heap, heap_time=at,
+                         snapshots=len(files), last_snapshot=last, dir=directory,
+                         signal_name=protocol.signal_name(entry["signal"]),
+                         python=str(entry.get("python") or "?"))
+
+
+def snapshots_since_start(directory, pid):
+    """pid's snapshot files in directory, oldest first, leaving out those of an
+    earlier process that had the same pid (written before this one started)."""
+    names = protocol.snapshot_files(directory, pid)
+    started = start_epoch(pid)
+    if started is None:
+        return names
+    out = []
+    for name in names:
+        try:
+            if os.stat(os.path.join(directory, name)).st_mtime >= started - 1:
+                out.append(name)
+        except OSError:
+            pass
+    return out
+
+
+def start_epoch(pid):
+    """When pid started, in seconds since the epoch (None if unknown)."""
+    ticks = protocol.proc_start_time(pid)
+    if ticks is None:
+        return None
+    try:
+        with open("/proc/stat", "rb") as f:
+            for line in f:
+                if line.startswith(b"btime "):
+                    return int(line.split()[1]) + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def last_heap(path):
+    """(python_heap, time) from a snapshot's metadata, or (None, None)."""
+    try:
+        with snapfile.Reader.open(path) as r:
+            meta = r.trailer.get("meta") or {}
+    except (OSError, snapfile.SnapshotFormatError):
+        return None, None
+    heap, at = meta.get("python_heap"), meta.get("time")
+    heap = heap if isinstance(heap, int) and not isinstance(heap, bool) else None
+    at = at if isinstance(at, (int, float)) and not isinstance(at, bool) else None
+    return heap, at
+
+
+# ------------------------------------------------------------ descendants
+
+def parent_map():
+    """{pid: ppid} of every process in /proc now, zombies left out (a snapshot
+    writer that ended stays one until its parent's next snapshot reaps it)."""
+    out = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return out
+    for name in names:
+        if name.isdigit():
+            try:
+                st = protocol.proc_stat(int(name))
+            except (OSError, ValueError):
+                continue
+            if st.state not in ("Z", "X"):
+                out[int(name)] = st.ppid
+    return out
+
+
+def descendants(pid, parents=None):
+    """Every descendant of pid now (children, their children, ...), by pid."""
+    parents = parent_map() if parents is None else parents
+    children = {}
+    for child, parent in parents.items():
+        children.setdefault(parent, []).append(child)
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            if child not in found and child != pid:
+                found.append(child)
+                todo.append(child)
+    return sorted(found)
+
+
+def snapshot_writer_of(pid, parent):
+    """Whether pid is a snapshot writer the hook in `parent` forked: a forked
+    child of a hooked process that did not register itself (the hook
+    registers every other child its process forks) and runs the same program."""
+    if parent is None or protocol.proc_cmdline(pid) != protocol.proc_cmdline(parent):
+        return False
+    status = protocol.read_status(protocol.status_path(parent))
+    if status and status.get("writer") == pid:
+        return True
+    try:
+        return os.readlink(f"/proc/{pid}/exe") == os.readlink(f"/proc/{parent}/exe")
+    except OSError:
+        return False
+
+
+def split_descendants(pid, uid=None):
+    """(hooked, unhooked): pids of pid's descendants that have the hook (and
+    catch its signal now), and [(pid, name)] of those that do not. The
+    hook's own snapshot writers are in neither."""
+    parents = parent_map()
+    found = [p for p in descendants(pid, parents) if p != os.getpid()]
+    hooked = [p for p in found if hook_entry(p, uid) is not None]
+    unhooked = []
+    for child in found:
+        parent = parents.get(child)
+        if child in hooked or (parent in hooked and snapshot_writer_of(child, parent)):
+            continue
+        unhooked.append((child, process_name(child)))
+    return hooked, unhooked
+
+
+def process_name(pid):
+    argv = protocol.proc_cmdline(pid)
+    if argv and argv[0]:
+        return os.path.basename(argv[0])
+    try:
+        return protocol.proc_status(pid).get("Name", "?")
+    except OSError:
+        return "?"

@@ -1,0 +1,246 @@
+"""Workers of one service: `memdiag snapshot --children PID` and `--all`,
+`memdiag ps`, and `memdiag diff` over the files of several processes.
+
+The first half runs on hand-built snapshots and on a small pre-fork program
+(tests/programs/prefork_parent.py: its parent takes SIGUSR2 as gunicorn's
+arbiter does, its workers reset it); tests/test_servers.py runs real
+gunicorn and uvicorn.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+
+import pytest
+
+from conftest import ROOT, memdiag
+from hookutil import PROGRAMS, start  # noqa: F401 (fixture)
+from snapbuild import leak_heap
+
+from memdiag import protocol
+from memdiag.cli import processes
+
+RUN = [sys.executable, "-m", "memdiag.cli.main", "run"]
+LEAK = "ccap.timer.timer['reg_ary']"
+
+
+# ------------------------------------------------ diff over several processes
+
+@pytest.fixture
+def worker_snaps(tmp_path):
+    """Three workers' files: 4243 grew by 500, 4244 by 50, 4245 not at all,
+    and 4246 has one snapshot (started between the two rounds)."""
+    mib = 1 << 20
+    files = []
+    for pid, before, after in ((4243, 200, 700), (4244, 100, 150), (4245, 80, 80)):
+        for seq, n in ((1, before), (2, after)):
+            path = str(tmp_path / f"memdiag-{pid}-{seq}.snap")
+            leak_heap(n, 10, 5).write(path, pid=pid, time=1000.0 + 60 * seq, seq=seq,
+                                      rss=40 * mib)
+            files.append(path)
+    single = str(tmp_path / "memdiag-4246-1.snap")
+    leak_heap(10, 10, 5).write(single, pid=4246, time=1100.0, seq=1, rss=40 * mib)
+    return files + [single]
+
+
+def test_diff_of_several_workers_compares_each_and_summarizes(worker_snaps):
+    # In any order: files are grouped by pid and put in time order.
+    code, out, err = memdiag("diff", "--json", *reversed(worker_snaps))
+    assert code == 0, err
+    d = json.loads(out)
+    by_pid = {w["pid"]: w for w in d["workers"]}
+    assert sorted(by_pid) == [4243, 4244, 4245, 4246]
+    assert by_pid[4246]["result"] is None and len(by_pid[4246]["files"]) == 1
+    for pid, growth in ((4243, 500), (4244, 50)):
+        w = by_pid[pid]
+        assert [os.path.basename(f) for f in w["files"]] == [f"memdiag-{pid}-1.snap",
+                                                             f"memdiag-{pid}-2.snap"]
+        first = w["result"]["suspects"][0]     # today's diff keys, per worker
+        assert (first["path"], first["growth"]) == (LEAK, growth)
+    assert [s["path"] for s in by_pid[4245]["result"]["suspects"]] == []
+    top = d["summary"][0]
+    assert top["path"] == LEAK and top["workers"] == 2 and top["of"] == 3
+    assert [(g["pid"], g["growth"]) for g in top["growth_per_worker"]] == [(4243, 500),
+                                                                           (4244, 50)]
+    assert top["growth"] == 550 and top["added_type"] == "ccap.cap.CAP"
+
+
+def test_diff_of_several_workers_as_text(worker_snaps):
+    code, out, err = memdiag("diff", *worker_snaps)
+    assert code == 0, err
+    assert "3 processes compared" in out
+    assert "Not compared, one snapshot each" in out and "4246" in out
+    row = next(line for line in out.splitlines() if line.startswith("1  " + LEAK))
+    assert "2 of 3" in row and "4243 +500, 4244 +50" in row, out
+    assert "next, one process in full: memdiag diff" in out
+
+
+def test_diff_of_several_workers_exit_code_and_html(worker_snaps, tmp_path):
+    assert memdiag("diff", "--exit-code", *worker_snaps)[0] == 1
+    quiet = [f for f in worker_snaps if "-4245-" in f] + [worker_snaps[-1]]
+    assert memdiag("diff", "--exit-code", *quiet)[0] == 0      # 4245 grew nothing
+    code, out, err = memdiag("diff", *worker_snaps, "--html", tmp_path / "r.html")
+    assert code == 2 and "one report per pid" in err, err
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_one_snapshot_each_of_two_processes_is_compared_as_before(worker_snaps):
+    """No process has a series: type totals only, today's single-diff keys."""
+    code, out, err = memdiag("diff", "--json", worker_snaps[0], worker_snaps[2])
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["matched"] is False and "workers" not in d and d["types"]
+
+
+# --------------------------------------------- --children, --all and ps
+
+def start_prefork(start, tmp_path, workers=3, env=None):
+    """prefork_parent.py under memdiag run: (program, {ready fields})."""
+    d = str(tmp_path / "snaps")
+    p = start(argv=[*RUN, "--dir", d, "--", sys.executable,
+                    os.path.join(PROGRAMS, "prefork_parent.py"), "--workers", str(workers),
+                    "--max-seconds", "300"], env=env)
+    ready = p.ready(timeout=60)
+    worker_pids = [int(w) for w in ready["workers"].split(",")]
+    start.pids.extend(worker_pids + [int(ready["other"])])
+    assert int(ready["parent"]) == p.pid
+    return p, worker_pids, int(ready["other"]), d
+
+
+def test_snapshot_children_takes_every_hooked_worker_and_notes_the_rest(start, tmp_path):
+    p, workers, other, d = start_prefork(start, tmp_path)
+    code, out, err = memdiag("snapshot", "--children", p.pid, "--timeout", 60)
+    assert code == 0, (out, err)
+    paths = out.split()
+    assert sorted(protocol.parse_snapshot_name(os.path.basename(x))[0] for x in paths) == workers
+    assert all(os.path.dirname(x) == d and os.path.isfile(x) for x in paths)
+    # the `sleep` child is noted, once, on stderr; the parent (it took SIGUSR2) is
+    # not a descendant of itself and was never signaled: it is alive
+    assert err.splitlines() == [f"memdiag: pid {other} (sleep) has no memdiag hook; skipped"]
+    assert p.alive()
+    for pid in workers:
+        os.kill(pid, signal.SIGUSR1)           # each worker adds 100 items
+    listed = json.loads(memdiag("snapshot", p.pid, "--children", "--json")[1])
+    assert sorted(x["pid"] for x in listed) == workers
+    assert all(x["path"].endswith("-2.snap") and x["bytes"] > 0 for x in listed)
+    code, out, err = memdiag("diff", "--json", *paths, *(x["path"] for x in listed))
+    assert code == 0, err
+    top = json.loads(out)["summary"][0]
+    assert top["path"] == "__main__.WORKER_ITEMS" and top["workers"] == 3
+    # every worker got its USR1 before its second snapshot (signals to one
+    # process arrive in order), so each grew by exactly 100
+    assert [g["growth"] for g in top["growth_per_worker"]] == [100, 100, 100]
+
+
+def test_ps_lists_hooked_workers_with_the_heap_of_their_last_snapshot(start, tmp_path):
+    p, workers, other, d = start_prefork(start, tmp_path, workers=2)
+    before = {x["pid"]: x for x in json.loads(memdiag("ps", "--json")[1])}
+    assert set(workers) <= set(before) and p.pid not in before and other not in before
+    for pid in workers:
+        row = before[pid]
+        assert row["ppid"] == p.pid and row["dir"] == d and row["snapshots"] == 0
+        assert row["python_heap"] is None and row["rss"] > 1 << 20
+        assert row["command"].startswith("prefork_parent.py --workers 2")
+        assert row["signal"] == "SIGUSR2"
+    path = json.loads(memdiag("snapshot", workers[0], "--json")[1])["path"]
+    after = {x["pid"]: x for x in json.loads(memdiag("ps", "--json")[1])}
+    row = after[workers[0]]
+    assert row["snapshots"] == 1 and row["last_snapshot"] == path
+    from memdiag.model import Snapshot
+    assert row["python_heap"] == Snapshot.load(path).python_heap > 0
+    assert after[workers[1]]["snapshots"] == 0
+    code, out, err = memdiag("ps")
+    assert code == 0 and "Processes with the memdiag hook" in out
+    line = next(x for x in out.splitlines() if x.lstrip().startswith(str(workers[0])))
+    assert str(p.pid) in line and d in line
+
+
+def test_ps_leaves_out_an_earlier_process_files_under_the_same_pid(start, tmp_path):
+    """A file memdiag-<pid>-N.snap older than the process is another process's."""
+    p, workers, other, d = start_prefork(start, tmp_path, workers=1)
+    stale = os.path.join(d, f"memdiag-{workers[0]}-7.snap")
+    leak_heap(5, 1, 1).write(stale, pid=workers[0], time=1.0, seq=7)
+    os.utime(stale, (1e9, 1e9))               # 2001: before any process now running
+    row = {x["pid"]: x for x in json.loads(memdiag("ps", "--json")[1])}[workers[0]]
+    assert row["snapshots"] == 0 and row["last_snapshot"] is None
+
+
+def test_snapshot_all_takes_every_hooked_process_of_this_user(start, tmp_path):
+    p, workers, other, d = start_prefork(start, tmp_path, workers=2)
+    hooked = [x.pid for x in processes.hooked_processes()]
+    assert set(workers) <= set(hooked)
+    code, out, err = memdiag("snapshot", "--all", "--json")
+    assert code == 0, err
+    taken = {x["pid"]: x["path"] for x in json.loads(out)}
+    assert set(workers) <= set(taken)
+    assert all(os.path.isfile(x) for x in taken.values())
+
+
+def test_children_and_all_refusals(start, tmp_path):
+    code, out, err = memdiag("snapshot", "--all", "4242")
+    assert code == 2 and "--all takes no pid" in err
+    code, out, err = memdiag("snapshot", "--children")
+    assert code == 2 and "--children needs the parent's pid" in err
+    code, out, err = memdiag("snapshot")
+    assert code == 2 and "snapshot needs a pid" in err
+    # a parent whose children have no hook: nothing is signaled (SIGUSR2 would kill them)
+    plain = start(argv=[sys.executable, os.path.join(PROGRAMS, "prefork_parent.py"),
+                        "--workers", "2", "--max-seconds", "300"])
+    ready = plain.ready(timeout=60)
+    kids = [int(w) for w in ready["workers"].split(",")]
+    start.pids.extend(kids + [int(ready["other"])])
+    code, out, err = memdiag("snapshot", "--children", plain.pid)
+    assert code == 4 and "has no descendant with the memdiag hook" in err, err
+    assert out == "" and all(protocol.pid_alive(k) for k in kids)
+    code, out, err = memdiag("snapshot", "--children", 999999999)
+    assert code == 4 and "no process with pid" in err
+
+
+def test_descendants_follow_the_whole_tree():
+    parents = {1: 0, 10: 1, 11: 10, 12: 10, 13: 11, 20: 1, 30: 99}
+    assert processes.descendants(10, parents) == [11, 12, 13]
+    assert processes.descendants(1, parents) == [10, 11, 12, 13, 20]
+    assert processes.descendants(30, parents) == []
+
+
+def test_snapshot_children_does_not_wait_for_each_timeout_in_turn(start, tmp_path):
+    """Concurrent: three workers whose main threads are each blocked for a while
+    are snapshotted in about one wait, not three in a row. The workers block
+    in time.sleep (interrupted by the signal: PEP 475 runs the handler), so
+    instead they are stopped (SIGSTOP) and continued after a readiness
+    check: all three signals must be out before any file can come."""
+    p, workers, other, d = start_prefork(start, tmp_path)
+    for pid in workers:
+        os.kill(pid, signal.SIGSTOP)
+    import subprocess
+    e = dict(os.environ, MEMDIAG_PLAIN="1")
+    proc = subprocess.Popen([sys.executable, "-m", "memdiag.cli.main", "snapshot", "--children",
+                             str(p.pid), "--json", "--timeout", "120"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e,
+                            cwd=ROOT)
+    try:
+        # Readiness: every stopped worker has its signal pending (SigPnd/ShdPnd).
+        import time
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            pending = [_pending(pid, signal.SIGUSR2) for pid in workers]
+            if all(pending):
+                break
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.02)
+        assert all(_pending(pid, signal.SIGUSR2) for pid in workers)
+    finally:
+        for pid in workers:
+            os.kill(pid, signal.SIGCONT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert sorted(x["pid"] for x in json.loads(out)) == workers
+
+
+def _pending(pid, signum):
+    status = protocol.proc_status(pid)
+    mask = int(status.get("ShdPnd", "0"), 16) | int(status.get("SigPnd", "0"), 16)
+    return bool(mask >> (signum - 1) & 1)
