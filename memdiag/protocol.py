@@ -422,6 +422,41 @@ def proc_is_python(pid, status):
         return False
 
 
+def descendants(pid):
+    """The pids of pid's children, their children and so on, parents before
+    their children (from the ppid in every /proc/<pid>/stat: one scan of
+    /proc, about 1 ms per 100 processes). [] for a pid without children.
+
+    >>> import subprocess, sys
+    >>> child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    >>> child.pid in descendants(os.getpid())
+    True
+    >>> child.kill(); child.wait()
+    -9
+    """
+    children = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return []
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            ppid = proc_stat(int(name)).ppid
+        except (OSError, ValueError):
+            continue            # gone since the listing
+        children.setdefault(ppid, []).append(int(name))
+    found, queue, seen = [], [pid], {pid}
+    while queue:
+        for child in sorted(children.get(queue.pop(0), ())):
+            if child not in seen:
+                seen.add(child)
+                found.append(child)
+                queue.append(child)
+    return found
+
+
 def rss_bytes(pid="self"):
     """Resident set size from /proc/<pid>/statm, or None."""
     try:
