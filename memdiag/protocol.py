@@ -6,6 +6,10 @@ The files, per user (`<tmp>` is tempfile.gettempdir())::
         hooks/                              0700; the registry
             <pid>.json                      a hooked process (read_entry)
             <pid>.status                    its last snapshot's progress (write_status)
+            <pid>.wake                      a FIFO the hook's thread waits on (`memdiag
+                                            watch` writes its interval there)
+            <pid>.live                      RSS and heap counters, refreshed while
+                                            watched (read_status reads it too)
         memdiag-<pid>-<seq>.snap            a complete snapshot, 0600
         .memdiag-<pid>-<seq>.<writer>.tmp   one being written by process <writer>
 
@@ -38,6 +42,7 @@ WRITING, WRITTEN, FAILED, COALESCED = "writing", "written", "failed", "coalesced
 MODES = ("auto", "fork", "inline")      # where the walk runs; auto: fork where possible
 
 MAX_ENTRY_BYTES = 1 << 20
+REGISTRY_FILES = ("json", "status", "wake", "live")   # <pid>.<ext> in the registry
 
 
 class HookError(Exception):
@@ -150,6 +155,14 @@ def status_path(pid, uid=None):
     return os.path.join(registry_dir(uid), f"{pid}.status")
 
 
+def wake_path(pid, uid=None):
+    return os.path.join(registry_dir(uid), f"{pid}.wake")
+
+
+def live_path(pid, uid=None):
+    return os.path.join(registry_dir(uid), f"{pid}.live")
+
+
 def write_entry(entry):
     """Register this process (entry["pid"]): creates the registry privately,
     removes the entries of processes that are gone, returns the entry's path."""
@@ -179,7 +192,7 @@ def sweep_registry(reg):
         return
     for name in names:
         stem, _, ext = name.partition(".")
-        if ext in ("json", "status") and stem.isdigit() and not pid_alive(int(stem)):
+        if ext in REGISTRY_FILES and stem.isdigit() and not pid_alive(int(stem)):
             remove_entry(os.path.join(reg, name))
 
 
