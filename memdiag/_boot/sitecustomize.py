@@ -33,7 +33,11 @@ def _memdiag_boot():
             trace_frames=int(os.environ.get("MEMDIAG_TRACE_FRAMES") or 0),
             strings=os.environ.get("MEMDIAG_STRINGS") == "1",
             mode=os.environ.get("MEMDIAG_MODE") or "auto",
-            rss_limit=os.environ.get("MEMDIAG_RSS_LIMIT") or None)
+            rss_limit=os.environ.get("MEMDIAG_RSS_LIMIT") or None,
+            rss_step=os.environ.get("MEMDIAG_RSS_STEP") or None,
+            max_snapshots=int(os.environ.get("MEMDIAG_MAX_SNAPSHOTS") or 5),
+            exit_after_snapshot=os.environ.get("MEMDIAG_EXIT_AFTER_SNAPSHOT") == "1",
+            watchable=os.environ.get("MEMDIAG_WATCHABLE") == "1")
         if not os.environ.get("MEMDIAG_QUIET"):
             pid = os.getpid()
             sig = os.environ.get("MEMDIAG_SIGNAL") or "USR2"
