@@ -37,11 +37,16 @@ def run(
     trace_frames: Annotated[int, typer.Option("--trace-frames", min=0, help="Record tracemalloc allocation sites with this many frames (slows the program).")] = 0,
     strings: Annotated[bool, typer.Option("--strings", help="Write str contents into snapshots (off: lengths only).")] = False,
     mode: Annotated[str, typer.Option("--mode", help="auto, fork or inline.")] = "auto",
-    snapshot_at_rss: Annotated[Optional[str], typer.Option("--snapshot-at-rss", help="Take a snapshot when RSS crosses this size (e.g. 1.5G), before a supervisor recycles the process.")] = None,
+    snapshot_at_rss: Annotated[Optional[str], typer.Option("--snapshot-at-rss", help="Take a snapshot when RSS crosses this size (1.5G) or share of the memory limit (80%: cgroup, else physical memory), before a supervisor or the OOM killer ends the process.")] = None,
+    snapshot_every: Annotated[Optional[str], typer.Option("--snapshot-every", help="With --snapshot-at-rss: one more snapshot at each further growth of this size (200M) or share of the limit (5%).")] = None,
+    max_snapshots: Annotated[int, typer.Option("--max-snapshots", min=1, help="Automatic snapshots kept per process: the first, and the latest others (older ones are deleted).")] = 5,
+    exit_after_snapshot: Annotated[bool, typer.Option("--exit-after-snapshot", help="With --snapshot-at-rss: once the snapshot is written, the process sends itself SIGTERM and retires the way it handles SIGTERM (a gunicorn worker finishes its request; the master starts another).")] = False,
+    watchable: Annotated[bool, typer.Option("--watchable", help="Let memdiag watch show the Python heap counters (one hook thread that sleeps until a watcher asks; --snapshot-at-rss implies it).")] = False,
 ):
     """Start a Python program with the snapshot hook installed."""
     from . import run as mod
-    return mod.command(list(command), dir, signal, trace_frames, strings, mode, snapshot_at_rss)
+    return mod.command(list(command), dir, signal, trace_frames, strings, mode, snapshot_at_rss,
+                       snapshot_every, max_snapshots, exit_after_snapshot, watchable)
 
 
 @app.command()
