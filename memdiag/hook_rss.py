@@ -297,8 +297,11 @@ def finished(path):
     _update_entry()
     if settings is not None and settings.exit_after_snapshot and not state.retiring:
         state.retiring = True
+        default = ("; SIGTERM is at its default action here: the process ends now, "
+                   "without its cleanup" if _signal.getsignal(_signal.SIGTERM)
+                   in (_signal.SIG_DFL, None) else "")
         say(f"memdiag: {path} written; pid {os.getpid()} sends itself SIGTERM "
-            f"(--exit-after-snapshot)")
+            f"(--exit-after-snapshot){default}")
         os.kill(os.getpid(), _signal.SIGTERM)
 
 

@@ -6,7 +6,8 @@ stdin, one command a line:
     grow MIB    add MIB MiB of Python objects (1 MiB bytes objects, touched)
     rss         print "RSS <bytes>"
 stdout: "READY pid=<pid>", "GREW <total MiB> rss=<bytes>" after each grow,
-"RETIRED" when SIGTERM ended the loop.
+"RETIRED" when SIGTERM ended the loop. With --default-sigterm it leaves
+SIGTERM at its default action, as a plain script does.
 """
 
 import os
@@ -27,7 +28,8 @@ def rss():
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-signal.signal(signal.SIGTERM, on_sigterm)
+if "--default-sigterm" not in sys.argv:
+    signal.signal(signal.SIGTERM, on_sigterm)
 hoard = []
 print(f"READY pid={os.getpid()}", flush=True)
 pending = b""
