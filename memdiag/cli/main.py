@@ -62,6 +62,23 @@ def snapshot(
 
 
 @app.command()
+def watch(
+    pids: Annotated[Optional[List[int]], typer.Argument(help="Processes to watch (any process; the hook adds Python heap counters and snapshots).")] = None,
+    children: Annotated[Optional[int], typer.Option("--children", help="Watch this process and all its descendants (e.g. a gunicorn master and its workers), as they come and go.")] = None,
+    interval: Annotated[float, typer.Option("--interval", min=0.1, help="Seconds between two readings.")] = 2.0,
+    count: Annotated[int, typer.Option("--count", min=0, help="Stop after this many readings (0: until q, Ctrl-C, or the processes exit).")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per reading on stdout (the default when stdout is not a terminal).")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds to wait for a snapshot (key s).")] = 60.0,
+):
+    """Watch RSS, its growth per minute and the Python heap live; s snapshots, d diffs the last two, q quits.
+
+    Example: memdiag watch --children 4242 --interval 5
+    """
+    from . import watch as mod
+    return mod.command(list(pids or []), children, interval, count, as_json, timeout)
+
+
+@app.command()
 def attach(
     pid: Annotated[int, typer.Argument(help="Process id of a running Python program (3.11-3.15) started without memdiag.")],
     dir: Annotated[Optional[str], typer.Option("--dir", help="Snapshot directory (default: the target's /tmp/memdiag-<uid>).")] = None,
