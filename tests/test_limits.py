@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import sys
 import time
+import urllib.request
 
 import pytest
 
 from conftest import memdiag
 from hookutil import PROGRAMS, hook_lines, load, start  # noqa: F401
 from needs import IS_ROOT
+from test_run import gunicorn  # noqa: F401  (the fixture)
 
 from memdiag import hook_limits, protocol
 
@@ -264,3 +267,65 @@ def test_snapshot_every_keeps_the_first_and_the_latest(start, tmp_path, mode):
     assert metas[0]["rss"] >= 100 * MIB and metas[2]["rss"] >= metas[1]["rss"] + 10 * MIB
     assert wait_for("the registry entry to list them", lambda: protocol.read_entry(
         p.pid, os.getuid())["rss_trigger"]["snapshots"] == [str(d / n) for n in kept], p=p)
+
+
+# ------------------------------------------------------- a gunicorn worker
+
+GROWING_APP = """
+import os
+
+LEAK = []
+
+
+def app(environ, start_response):
+    if len(LEAK) < 40:
+        LEAK.append(b"x" * (4 << 20))      # 4 MiB a request, touched, up to 160 MiB
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [str(os.getpid()).encode()]
+"""
+
+
+@pytest.mark.parametrize("worker", ["sync", "gthread"])
+def test_gunicorn_worker_retires_after_its_snapshot_and_is_replaced(start, tmp_path, gunicorn,
+                                                                    worker):
+    """The worker that crosses 60% of the limit writes its snapshot, sends itself
+    SIGTERM, finishes its request and exits 0; the arbiter starts another, and
+    no request fails."""
+    appdir = tmp_path / "app"
+    appdir.mkdir()
+    (appdir / "growapp.py").write_text(GROWING_APP)
+    root, _ = fake_limit(tmp_path, 200 * MIB, "v2")
+    d = str(tmp_path / "snaps")
+    extra = ["--threads", "2"] if worker == "gthread" else []
+    helptext = subprocess.run([gunicorn, "--help"], capture_output=True, text=True).stdout
+    if "--control-socket " in helptext:        # gunicorn 25+: keep it out of $HOME
+        extra += ["--control-socket", str(tmp_path / "gunicorn.ctl")]
+    env = {**os.environ, "MEMDIAG_CGROUP_ROOT": root, "MEMDIAG_RSS_INTERVAL": "0.1"}
+    master = start(argv=[*RUN, "--dir", d, "--snapshot-at-rss", "60%", "--exit-after-snapshot",
+                         "--", gunicorn, "-w", "1", "-k", worker, "-b", "127.0.0.1:0",
+                         "--chdir", str(appdir), *extra, "growapp:app"],
+                   env=env, cwd=str(appdir))
+    port = int(wait_for("gunicorn to listen", lambda: re.search(
+        r"Listening at: http://127\.0\.0\.1:(\d+)", master.stderr()), p=master).group(1))
+    pids = []
+    deadline = time.monotonic() + 120
+    # Requests one after the other (the worker crosses 120 MiB within ~25 of
+    # them, and keeps serving while its snapshot is written), until another
+    # worker answers.
+    while time.monotonic() < deadline and len(set(pids)) < 2:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=60) as r:
+            assert r.status == 200
+            pids.append(int(r.read()))
+        if pids[-1] not in start.pids:
+            start.pids.append(pids[-1])
+    old, new = pids[0], pids[-1]
+    assert new != old, master.stderr()
+    wait_for("the old worker to be gone", lambda: not os.path.exists(f"/proc/{old}"), p=master)
+    [name] = protocol.snapshot_files(d, old)
+    meta = load(os.path.join(d, name)).meta
+    assert meta["trigger"] == "rss" and meta["memory_limit"]["bytes"] == 200 * MIB
+    log = master.stderr()
+    assert f"sends itself SIGTERM" in log and f"Worker exiting (pid: {old})" in log, log
+    assert f"Booting worker with pid: {new}" in log
+    assert f"(pid:{old}) exited with code" not in log and f"(pid:{old}) was sent" not in log
+    assert master.alive()
