@@ -231,7 +231,7 @@ def _check(settings, loop, rss, now):
     if not _make_room(settings):
         return
     limit = state.limit
-    of = (f" ({loop.base * 100 // limit.bytes}% of the {limit.bytes >> 20} MiB "
+    of = (f" ({settings.rss_limit[1] * 100:g}% of the {limit.bytes >> 20} MiB "
           f"{limit.source} limit)" if settings.rss_limit[1] and limit else "")
     say(f"memdiag: RSS {rss >> 20} MiB crossed {loop.next_at >> 20} MiB{of} in pid "
         f"{os.getpid()}; taking a snapshot")
