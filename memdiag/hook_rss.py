@@ -227,13 +227,18 @@ def _check(settings, loop, rss, now):
         return
     if not state.installed or state.taken_over or state.retiring:
         return
+    limit = state.limit
+    if loop.last_rss is not None:
+        why = f" ({loop.step >> 20} MiB above the last automatic snapshot)"
+    elif settings.rss_limit[1] and limit:
+        why = (f" ({settings.rss_limit[1] * 100:g}% of the {limit.bytes >> 20} MiB "
+               f"{limit.source} limit)")
+    else:
+        why = ""
     loop.last_rss = rss
     if not _make_room(settings):
         return
-    limit = state.limit
-    of = (f" ({settings.rss_limit[1] * 100:g}% of the {limit.bytes >> 20} MiB "
-          f"{limit.source} limit)" if settings.rss_limit[1] and limit else "")
-    say(f"memdiag: RSS {rss >> 20} MiB crossed {loop.next_at >> 20} MiB{of} in pid "
+    say(f"memdiag: RSS {rss >> 20} MiB crossed {loop.next_at >> 20} MiB{why} in pid "
         f"{os.getpid()}; taking a snapshot")
     state.auto_requested = True
     loop.requested_at = now
