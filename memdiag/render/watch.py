@@ -118,8 +118,8 @@ COLUMNS = [("pid", "right"), ("command", "left"), ("RSS", "right"), ("RSS/min", 
            ("RSS, 10 min", "left"), ("py blocks", "right"), ("blocks/min", "right"),
            ("of limit", "left"), ("snapshots", "left")]
 
-NOTE = ("py blocks: pymalloc blocks in use, about the small Python objects alive "
-        "(processes run with --watchable or --snapshot-at-rss; — for others)")
+NOTE = ("py blocks: pymalloc blocks in use (small Python objects), from processes run "
+        "with --watchable or --snapshot-at-rss")
 
 
 def table(processes, title, messages, keys):
