@@ -66,7 +66,7 @@ class Loop:
     """The thread's own values, held by `state` so the walk ignores them."""
 
     __slots__ = ("history", "base", "step", "last_rss", "requested_at", "buffer",
-                 "watched_until", "live_interval", "live_next", "next_at")
+                 "watched_until", "live_interval", "live_next", "next_at", "limit_at")
 
     def __init__(self):
         self.history = []          # [(monotonic, rss)] of the last readings
@@ -79,6 +79,7 @@ class Loop:
         self.live_interval = 1.0
         self.live_next = 0.0
         self.next_at = None        # the next threshold, bytes; None: none
+        self.limit_at = None       # when the limit was read last (monotonic); None: now
 
 
 def next_interval(rss, target, growth, least, most):
@@ -97,8 +98,15 @@ def start_watcher():
     """Start the thread if the settings ask for it and it does not run."""
     settings = state.settings
     if settings is None or not (settings.rss_limit or settings.watchable):
+        if state.watcher is not None:      # install() again, without them
+            stop_watcher()
         return
     if state.watcher is not None and state.watcher.is_alive():
+        # install() again: new thresholds, resolved against the limit now.
+        if state.loop is not None:
+            state.loop.limit_at = None
+            state.loop.last_rss = None
+        _wake()
         return
     import threading
     if state.wake_lock is None:
@@ -146,8 +154,10 @@ def _wake():
 
 
 def _current(me):
-    w = state.watcher
-    return w is not None and w.ident == me and state.settings is not None
+    """Whether this thread is still the one the settings ask for."""
+    w, settings = state.watcher, state.settings
+    return (w is not None and w.ident == me and settings is not None
+            and bool(settings.rss_limit or settings.watchable))
 
 
 def _run():
@@ -162,16 +172,15 @@ def _run():
                         f"({e.strerror}); it shows RSS only")
         if not state.settings.rss_limit:
             return
-    limit_at = None
     try:
         while _current(me):
             state.wakeups += 1
             now = time.monotonic()
             settings = state.settings
             try:
-                if settings.rss_limit and (limit_at is None
-                                           or now - limit_at >= hook_limits.LIMIT_REREAD):
-                    limit_at = now
+                if settings.rss_limit and (loop.limit_at is None
+                                           or now - loop.limit_at >= hook_limits.LIMIT_REREAD):
+                    loop.limit_at = now
                     _read_limit(settings, loop)
                 rss = protocol.rss_bytes()
                 if rss is not None:
