@@ -135,8 +135,11 @@ def owned_privately(path, uid):
 
 
 def write_small(path, data):
-    """Replace path with data (bytes) atomically: 0600, never through a symlink."""
-    tmp = f"{path}.{os.getpid()}.tmp"
+    """Replace path with data (bytes) atomically: 0600, never through a symlink.
+    The temporary name holds the thread too: the hook's RSS thread and its
+    main thread may both rewrite the registry entry."""
+    import _thread
+    tmp = f"{path}.{os.getpid()}.{_thread.get_ident()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o600)
     try:
         os.write(fd, data)
