@@ -162,6 +162,12 @@ def evaluate(results):
             note += " (machine too noisy to tell)"
         checks.append(Check("idle cost: same speed with the hook", idle["objects_requested"],
                             idle["ratio"], IDLE_TOLERANCE, "ratio~1", True, note))
+        if "watch_ratio" in idle:
+            woke = (f"; it woke {idle['watch_wakeups']} times in "
+                    f"{idle['watch_seconds']:.1f} s of runs")
+            checks.append(Check("idle cost: same speed with the RSS watcher",
+                                idle["objects_requested"], idle["watch_ratio"], IDLE_TOLERANCE,
+                                "ratio~1", True, note + woke))
     return checks
 
 

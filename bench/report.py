@@ -146,10 +146,15 @@ def _analysis(s, name):
 
 
 def idle_sentence(idle):
+    watch = ""
+    if "watch_ratio" in idle:
+        watch = (f"; with the hook and an RSS limit set (its watcher thread asleep, memory "
+                 f"flat): {idle['watch_ratio']:.3f} ({idle['watch_ratio_of_minimums']:.3f}), "
+                 f"{idle['watch_wakeups']} wakeups in {idle['watch_seconds']:.1f} s")
     return (f"request loop time with the hook installed / without = {idle['ratio']:.3f} "
             f"(median of {len(idle['seconds_on'])} rounds of {idle['requests_per_run']:,} "
-            f"requests each way; ratio of minimums {idle['ratio_of_minimums']:.3f}); a second "
-            f"arm without the hook, as a control: {idle['control_ratio']:.3f} "
+            f"requests each way; ratio of minimums {idle['ratio_of_minimums']:.3f}){watch}; a "
+            f"second arm without the hook, as a control: {idle['control_ratio']:.3f} "
             f"({idle['control_ratio_of_minimums']:.3f})")
 
 

@@ -11,7 +11,8 @@ by hand (it waits for run.py to send SIGUSR2). Four kinds:
     target.py report N DIR       three snapshots, the leak growing between them,
                                  for `memdiag report A B C` (nothing else runs
                                  in the process, so RSS moves with the heap)
-    target.py idle N             the request loop with and without the hook
+    target.py idle N             the request loop with and without the hook, and
+                                 with its RSS watcher (a limit set)
 
 Protocol: one JSON object per line on stdout. {"event": "pause-ready"} asks
 run.py to send SIGUSR2 now; {"event": "result", ...} ends the run. Progress
@@ -347,32 +348,54 @@ def request_loop(count):
 
 def idle_target(n, rounds=31, count=10_000):
     """Runs of the request loop: without the hook, with it installed (tracing
-    off), and a second "without" arm as a control that shows the noise."""
+    off), with it installed and an RSS limit set (its watcher thread running,
+    memory flat and far from the threshold), and a second "without" arm as a
+    control that shows the noise."""
     import memdiag.hook as hook
+    from memdiag.hook_state import state
     shop.build(n)
     gc.collect()
     directory = os.environ.get("MEMDIAG_DIR") or None
     request_loop(count)  # warm up
-    arms = {"off": [], "on": [], "control": []}
-    order = ["off", "on", "control"]
+    arms = {"off": [], "on": [], "watch": [], "control": []}
+    order = ["off", "on", "watch", "control"]
+    wakeups = 0
     for r in range(rounds):
         # Rotate the order so drift (CPU frequency, other load) hits every arm alike.
-        for arm in order[r % 3:] + order[:r % 3]:
+        for arm in order[r % 4:] + order[:r % 4]:
             if arm == "on":
                 hook.install(dir=directory, mode="fork")
                 arms[arm].append(request_loop(count))
                 hook.uninstall()
+            elif arm == "watch":
+                # 90% of the memory limit: far above this process's RSS. The
+                # loop starts once the thread has read RSS and the limit and
+                # gone to sleep, so the arm measures it asleep, not starting.
+                hook.install(dir=directory, mode="fork", rss_limit="90%")
+                thread = state.watcher
+                deadline = time.monotonic() + 10
+                while state.wakeups < 1 and time.monotonic() < deadline:
+                    time.sleep(0.001)
+                time.sleep(0.005)
+                before = state.wakeups
+                arms[arm].append(request_loop(count))
+                wakeups += state.wakeups - before
+                hook.uninstall()
+                thread.join(10)
             else:
                 arms[arm].append(request_loop(count))
-    off, on, control = arms["off"], arms["on"], arms["control"]
+    off, on, watch, control = arms["off"], arms["on"], arms["watch"], arms["control"]
     med = statistics.median
     # Headline: the median of per-round ratios (runs of one round are
     # seconds apart, so slow drift in the machine's speed cancels out).
     emit(event="result", kind="idle", objects_requested=n, requests_per_run=count,
-         seconds_off=off, seconds_on=on, seconds_control=control,
+         seconds_off=off, seconds_on=on, seconds_watch=watch, seconds_control=control,
          ratio=med(b / a for a, b in zip(off, on)),
+         watch_ratio=med(b / a for a, b in zip(off, watch)),
+         watch_wakeups=wakeups, watch_seconds=sum(watch),
          control_ratio=med(c / a for a, c in zip(off, control)),
          ratio_of_medians=med(on) / med(off), ratio_of_minimums=min(on) / min(off),
+         watch_ratio_of_minimums=min(watch) / min(off),
          control_ratio_of_medians=med(control) / med(off),
          control_ratio_of_minimums=min(control) / min(off))
 

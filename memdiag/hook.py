@@ -16,11 +16,14 @@ Promises to the target:
   target's objects (no __getattr__, __eq__, __hash__ or __sizeof__); the
   fork runs the handlers the program registered with os.register_at_fork,
   as any fork does;
-- the hook starts threads in two cases only: with rss_limit, one daemon
-  thread that reads RSS every second (hook_rss); and for an in-process
-  (inline) walk, the compiled walker's native compression threads, which
-  block every signal, touch no Python object, and are joined before the
-  walk returns;
+- the hook starts threads in two cases only: with rss_limit or watchable,
+  one daemon thread (hook_rss) that reads RSS every 1-10 s (rss_limit)
+  and otherwise sleeps until `memdiag watch` asks for counters; and for an
+  in-process (inline) walk, the compiled walker's native compression
+  threads, which block every signal, touch no Python object, and are
+  joined before the walk returns;
+- a signal the hook sends the process is the hook's own signal (the RSS
+  watcher asking for a snapshot), or SIGTERM with exit_after_snapshot;
 - files are created 0600 under a temporary name and appear only complete.
 
 This module holds the API and the trigger policy: when a signal becomes a
@@ -39,7 +42,7 @@ import signal as _signal
 import sys
 import time
 
-from . import hook_fork, hook_inline, hook_rss, hook_signal, hook_walk, protocol
+from . import hook_fork, hook_inline, hook_limits, hook_rss, hook_signal, hook_walk, protocol
 from .hook_capture import capture
 from .hook_registry import register, unregister, write_status
 from .hook_state import Request, Settings, one_line, report, state
@@ -80,7 +83,8 @@ def describe():
 
 
 def install(dir=None, signal="USR2", trace_frames=0, strings=False, mode="auto",
-            guard_signal=True, rss_limit=None):
+            guard_signal=True, rss_limit=None, rss_step=None, max_snapshots=5,
+            exit_after_snapshot=False, watchable=False):
     """Install the snapshot handler in this process.
 
     dir: where snapshots go (default $MEMDIAG_DIR, else /tmp/memdiag-<uid>).
@@ -92,19 +96,31 @@ def install(dir=None, signal="USR2", trace_frames=0, strings=False, mode="auto",
     guard_signal: keep the handler when the program later resets the signal to
         its default (gunicorn workers do); a program that installs its own
         handler for it still wins, and the hook unregisters itself.
-    rss_limit: bytes, or a size like "1.5G": take one snapshot when the
-        process's RSS crosses it (the evidence, before a supervisor recycles
-        the process). A daemon thread checks RSS every second
-        ($MEMDIAG_RSS_INTERVAL); it only exists with this option. It re-arms
-        when RSS falls below 80% of the limit.
+    rss_limit: bytes, a size like "1.5G", or a percentage of the process's
+        memory limit like "80%" (hook_limits: cgroup v2, cgroup v1, physical
+        memory): take a snapshot when the process's RSS crosses it (the
+        evidence, before a supervisor or the OOM killer ends the process). A
+        daemon thread reads RSS every 1 to 10 s, more often as RSS nears
+        the threshold (hook_rss); it only exists with this option or
+        watchable. It re-arms when RSS falls below 80% of the threshold.
+    rss_step: a size or percentage: after the threshold, one more snapshot
+        each time RSS grows by this much.
+    max_snapshots: automatic snapshots kept (the first, as the baseline,
+        and the latest others; older ones are deleted).
+    exit_after_snapshot: once an automatic snapshot is written, send this
+        process SIGTERM, so it retires the way the program handles SIGTERM.
+    watchable: run the hook's thread without rss_limit too, so that
+        `memdiag watch` shows the Python heap counters (it sleeps until a
+        watcher asks).
 
     Must be called from the main thread. Calling it again reconfigures.
     Returns the snapshot directory.
 
-        >>> install(dir="/srv/snaps", rss_limit="1.5G")    # doctest: +SKIP
+        >>> install(dir="/srv/snaps", rss_limit="80%", rss_step="100M")    # doctest: +SKIP
         '/srv/snaps'
     """
-    settings = _settings(dir, signal, trace_frames, strings, mode, guard_signal, rss_limit)
+    settings = _settings(dir, signal, trace_frames, strings, mode, guard_signal, rss_limit,
+                         rss_step, max_snapshots, exit_after_snapshot, watchable)
     hook_walk.prepare()
     protocol.make_private_dir(settings.directory)
     if state.installed and state.settings.signum != settings.signum:
@@ -123,27 +139,41 @@ def install(dir=None, signal="USR2", trace_frames=0, strings=False, mode="auto",
     state.taken_over = False
     if guard_signal:
         hook_signal.guard()
-    hook_rss.start_watcher()
     if not state.fork_registered and hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=_after_fork_in_child)
         state.fork_registered = True
     register()
+    hook_rss.start_watcher()     # after register(): its FIFO goes in the registry
     return settings.directory
 
 
-def _settings(dir, signal, trace_frames, strings, mode, guard_signal, rss_limit):
+def _settings(dir, signal, trace_frames, strings, mode, guard_signal, rss_limit, rss_step,
+              max_snapshots, exit_after_snapshot, watchable):
     """install()'s arguments, checked (ValueError says which is wrong)."""
     if mode not in protocol.MODES:
         raise ValueError("mode must be 'auto', 'fork' or 'inline'")
-    try:
-        interval = max(0.05, float(os.environ.get("MEMDIAG_RSS_INTERVAL") or 1.0))
-    except ValueError:
-        interval = 1.0
+    if (rss_step or exit_after_snapshot) and not rss_limit:
+        raise ValueError("rss_step and exit_after_snapshot need rss_limit")
+    if int(max_snapshots) < 1:
+        raise ValueError("max_snapshots must be at least 1")
+    least = _seconds("MEMDIAG_RSS_INTERVAL", 1.0)
     return Settings(directory=snapshot_dir(dir), signum=protocol.parse_signal(signal),
                     mode=mode, strings=bool(strings), trace_frames=int(trace_frames or 0),
                     guard_signal=bool(guard_signal),
-                    rss_limit=protocol.parse_size(rss_limit) if rss_limit else None,
-                    rss_interval=interval)
+                    rss_limit=hook_limits.parse_threshold(rss_limit) if rss_limit else None,
+                    rss_step=hook_limits.parse_threshold(rss_step) if rss_step else None,
+                    max_snapshots=int(max_snapshots),
+                    exit_after_snapshot=bool(exit_after_snapshot), watchable=bool(watchable),
+                    rss_interval=least,
+                    rss_max_interval=max(least, _seconds("MEMDIAG_RSS_MAX_INTERVAL", 10.0)))
+
+
+def _seconds(name, default):
+    """A number of seconds from the environment (at least 0.05), else default."""
+    try:
+        return max(0.05, float(os.environ.get(name) or default))
+    except ValueError:
+        return default
 
 
 def uninstall():
@@ -153,6 +183,7 @@ def uninstall():
     signum = state.settings.signum
     setter = state.orig_signal or _signal.signal
     hook_signal.unguard()
+    hook_rss.stop_watcher()
     try:
         setter(signum, state.prev_handler if state.prev_handler is not None
                else _signal.SIG_DFL)
@@ -213,12 +244,18 @@ def _snapshot_from_signal():
     state.busy = True
     try:
         state.seq += 1
-        _take(state.seq, wait=False)
+        # The RSS watcher asked (or a signal came while its request was pending).
+        auto = state.auto_requested
+        path = _take(state.seq, wait=False, trigger="rss" if auto else "signal")
+        if auto and path is not None:       # written in-process: complete now
+            hook_rss.finished(path)
     finally:
         state.busy = False
+        if auto:
+            state.auto_requested = False    # taken, or failed and reported
 
 
-def _take(seq, wait, path=None, strings=None, mode=None):
+def _take(seq, wait, path=None, strings=None, mode=None, trigger="dump"):
     """Capture the stacks, then write snapshot seq in a forked child or here.
     wait=False (the signal handler): return once the child is forked."""
     started = time.perf_counter()
@@ -232,7 +269,8 @@ def _take(seq, wait, path=None, strings=None, mode=None):
     request = Request(pid=os.getpid(), seq=seq, path=path, strings=bool(strings),
                       directory=settings.directory if settings else snapshot_dir(),
                       trace=_tracing(), rss=rss, time=at, started=started,
-                      capture_seconds=time.perf_counter() - started)
+                      capture_seconds=time.perf_counter() - started, trigger=trigger,
+                      limit=state.limit)
     if _choose_mode(mode or (settings.mode if settings else "auto")) == "fork":
         try:
             return hook_fork.take_forked(captured, request, wait)
@@ -262,7 +300,7 @@ def _after_fork_in_child():
     state.children = {}
     state.busy = False
     state.seq = 0
-    state.watcher = None   # threads do not survive a fork
+    hook_rss.forget_after_fork()   # threads do not survive a fork
     if state.installed:
         try:
             register()

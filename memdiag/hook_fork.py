@@ -7,7 +7,9 @@ The protocol between the two:
   the fork (how long the target paused: capture and fork; recorded in the
   snapshot's metadata);
 - child -> parent, a pipe: the final path, or NUL and a one-line error
-  (read only by dump(), which waits; the signal handler does not);
+  (read by dump(), which waits, and for an automatic snapshot by the RSS
+  watcher's thread, which learns there that the file is complete; the
+  signal handler does not read it);
 - the child writes the WRITING status with its pid first, so `memdiag
   snapshot` sees it if it is killed, then WRITTEN or FAILED;
 - the child closes the target's files and sockets, ignores or defaults its
@@ -35,7 +37,7 @@ import re
 import sys
 import time
 
-from . import hook_publish, protocol
+from . import hook_publish, hook_rss, protocol
 from .hook_capture import release
 from .hook_registry import write_status
 from .hook_signal import quiet_snapshot_child
@@ -98,8 +100,14 @@ def take_forked(capture, request, wait):
     os.close(pause_w)
     release(capture)
     if not wait:
-        os.close(back_r)
         state.children[pid] = request.seq
+        if request.trigger == "rss":
+            # The RSS watcher waits for this writer's path (exit_after_snapshot,
+            # max_snapshots): the pipe is its now.
+            os.set_blocking(back_r, False)
+            hook_rss.writer_started(pid, back_r)
+        else:
+            os.close(back_r)
         return None
     chunks = []
     try:

@@ -29,7 +29,7 @@ import os
 import sys
 import time
 
-from . import hook_walk, protocol, snapfile
+from . import hook_limits, hook_walk, protocol, snapfile
 from .hook_registry import write_status
 from .hook_state import HOOK_VERSION
 from .protocol import HookError
@@ -160,6 +160,9 @@ def metadata(request, mode, walker, python_heap, walk_seconds, pause_seconds):
         "pause_seconds": None if pause_seconds is None else round(pause_seconds, 6),
         "tracemalloc": request.trace, "strings": request.strings,
         "hook_version": HOOK_VERSION,
+        # what asked for it ("signal", "rss", "dump"), and the memory limit
+        "trigger": request.trigger,
+        "memory_limit": hook_limits.as_dict(request.limit or hook_limits.memory_limit()),
     }
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import sys
 
-from . import hook_walk, protocol
+from . import hook_limits, hook_walk, protocol
 from .hook_state import HOOK_VERSION, state
 
 
@@ -33,10 +33,33 @@ def register():
         "compiled_walker": hook_walk.cwalker is not None,
         "walker": "c" if hook_walk.compiled() else "python",
         "walker_reason": hook_walk.pure_reason(),
+        **_limits_fields(settings),
     }
     state.registry_path = protocol.write_entry(entry)
     state.pid = pid
     return state.registry_path
+
+
+def _limits_fields(settings):
+    """The memory limit (value, source, file), what the RSS watcher does, and
+    whether `memdiag watch` can read heap counters (the hook's thread runs)."""
+    limit = state.limit or hook_limits.memory_limit()
+    rss = None
+    if settings.rss_limit:
+        rss = {"at": _threshold(settings.rss_limit), "every": _threshold(settings.rss_step),
+               "max_snapshots": settings.max_snapshots,
+               "exit_after_snapshot": settings.exit_after_snapshot,
+               "snapshots": list(state.auto_paths)}
+    return {"memory_limit": hook_limits.as_dict(limit), "rss_trigger": rss,
+            "live": bool(settings.rss_limit or settings.watchable)}
+
+
+def _threshold(threshold):
+    """A parse_threshold() value as the entry holds it: {"bytes": N} or {"percent": P}."""
+    if threshold is None:
+        return None
+    size, fraction = threshold
+    return {"bytes": size} if fraction is None else {"percent": round(fraction * 100, 3)}
 
 
 def unregister():

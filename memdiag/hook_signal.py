@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import signal as _signal
 
+from . import hook_rss
 from .hook_registry import register, unregister
 from .hook_state import say, state
 
@@ -59,6 +60,9 @@ def guarded_signal(signalnum, handler):
         state.app_handler = state.prev_handler = handler
         try:
             register()
+            # A forked worker: its fork happened while the arbiter held the
+            # signal, so no RSS watcher was started for it then.
+            hook_rss.start_watcher()
         except Exception:
             pass
         return result

@@ -5,9 +5,9 @@ snapshot, fixed before any fork. Both are frozen. State is the one object
 of the hook's that changes: the walk ignores it and everything it holds,
 so none of it shows in a snapshot.
 
-    >>> s = Settings(directory="/tmp/snaps", signum=12, rss_limit=1 << 30)
-    >>> s.mode, s.strings, s.rss_limit
-    ('auto', False, 1073741824)
+    >>> s = Settings(directory="/tmp/snaps", signum=12, rss_limit=(None, 0.8))
+    >>> s.mode, s.strings, s.rss_limit, s.max_snapshots
+    ('auto', False, (None, 0.8), 5)
 """
 
 from __future__ import annotations
@@ -61,14 +61,24 @@ class Settings(Frozen):
     strings       write the contents of str objects
     trace_frames  tracemalloc frames per allocation site (0: off)
     guard_signal  keep the handler when the program resets the signal
-    rss_limit     bytes: one snapshot when RSS crosses it
-    rss_interval  seconds between two RSS readings
+    rss_limit     a snapshot when RSS crosses it: hook_limits.parse_threshold's
+                  (bytes, None) or (None, fraction of the memory limit); None: off
+    rss_step      the same form: one more snapshot at each further growth of it
+    max_snapshots automatic snapshots kept: the first, and the latest others
+    exit_after_snapshot  SIGTERM to this process once an automatic snapshot is written
+    watchable     run the hook's thread (hook_rss) even without rss_limit, so
+                  `memdiag watch` can read the Python heap counters
+    rss_interval  the shortest time between two RSS readings (seconds)
+    rss_max_interval  the longest (memory far from the next threshold)
     """
 
     __slots__ = ("directory", "signum", "mode", "strings", "trace_frames", "guard_signal",
-                 "rss_limit", "rss_interval")
+                 "rss_limit", "rss_step", "max_snapshots", "exit_after_snapshot", "watchable",
+                 "rss_interval", "rss_max_interval")
     DEFAULTS = {"signum": None, "mode": "auto", "strings": False, "trace_frames": 0,
-                "guard_signal": True, "rss_limit": None, "rss_interval": 1.0}
+                "guard_signal": True, "rss_limit": None, "rss_step": None, "max_snapshots": 5,
+                "exit_after_snapshot": False, "watchable": False, "rss_interval": 1.0,
+                "rss_max_interval": 10.0}
 
 
 class Request(Frozen):
@@ -84,10 +94,14 @@ class Request(Frozen):
     time             time.time() then
     started          time.perf_counter() then
     capture_seconds  how long capturing the threads' stacks took
+    trigger          "signal", "rss" (the RSS watcher's) or "dump"
+    limit            the memory limit the RSS watcher read last (a hook_limits.Limit),
+                     None when it did not read one
     """
 
     __slots__ = ("pid", "seq", "directory", "path", "strings", "trace", "rss", "time",
-                 "started", "capture_seconds")
+                 "started", "capture_seconds", "trigger", "limit")
+    DEFAULTS = {"trigger": "signal", "limit": None}
 
 
 class State:
@@ -96,7 +110,8 @@ class State:
     __slots__ = ("settings", "installed", "handler", "seq", "pid", "registry_path",
                  "children", "busy", "reported", "prev_handler", "app_handler",
                  "orig_signal", "taken_over", "fork_registered", "in_snapshot_fork",
-                 "watcher")
+                 "watcher", "wake_fd", "wake_lock", "wakeups", "limit", "auto_requested",
+                 "auto_writer", "auto_paths", "retiring", "loop")
 
     def __init__(self):
         self.settings = None        # Settings of the last install(); None before
@@ -114,7 +129,17 @@ class State:
         self.taken_over = False     # the program set a handler of its own: it won
         self.fork_registered = False
         self.in_snapshot_fork = False   # set around the fork of a snapshot writer
-        self.watcher = None         # the RSS watcher thread (only with rss_limit)
+        self.watcher = None         # the hook's thread (hook_rss: rss_limit or watchable)
+        self.wake_fd = None         # its FIFO (protocol.wake_path), open read-write
+        self.wake_lock = None       # held to write to or close wake_fd
+        self.wakeups = 0            # how often the thread woke up (bench, tests)
+        self.limit = None           # the memory limit it read last (hook_limits.Limit)
+        self.auto_requested = False # it sent the signal for an automatic snapshot
+        self.auto_writer = None     # (pid, fd) of that snapshot's forked writer: its path
+        self.auto_paths = []        # the automatic snapshots written and kept, oldest first
+        self.retiring = False       # --exit-after-snapshot sent SIGTERM
+        self.loop = None            # the thread's own values (hook_rss.Loop): here, so
+                                    # that the walk ignores them as the hook's
 
 
 state = State()

@@ -6,6 +6,10 @@ The files, per user (`<tmp>` is tempfile.gettempdir())::
         hooks/                              0700; the registry
             <pid>.json                      a hooked process (read_entry)
             <pid>.status                    its last snapshot's progress (write_status)
+            <pid>.wake                      a FIFO the hook's thread waits on (`memdiag
+                                            watch` writes its interval there)
+            <pid>.live                      RSS and heap counters, refreshed while
+                                            watched (read_status reads it too)
         memdiag-<pid>-<seq>.snap            a complete snapshot, 0600
         .memdiag-<pid>-<seq>.<writer>.tmp   one being written by process <writer>
 
@@ -42,6 +46,7 @@ WRITING, WRITTEN, FAILED, COALESCED = "writing", "written", "failed", "coalesced
 MODES = ("auto", "fork", "inline")      # where the walk runs; auto: fork where possible
 
 MAX_ENTRY_BYTES = 1 << 20
+REGISTRY_FILES = ("json", "status", "wake", "live")   # <pid>.<ext> in the registry
 
 
 class HookError(Exception):
@@ -134,8 +139,11 @@ def owned_privately(path, uid):
 
 
 def write_small(path, data):
-    """Replace path with data (bytes) atomically: 0600, never through a symlink."""
-    tmp = f"{path}.{os.getpid()}.tmp"
+    """Replace path with data (bytes) atomically: 0600, never through a symlink.
+    The temporary name holds the thread too: the hook's RSS thread and its
+    main thread may both rewrite the registry entry."""
+    import _thread
+    tmp = f"{path}.{os.getpid()}.{_thread.get_ident()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o600)
     try:
         os.write(fd, data)
@@ -152,6 +160,14 @@ def entry_path(pid, uid=None, tmp=None):
 
 def status_path(pid, uid=None):
     return os.path.join(registry_dir(uid), f"{pid}.status")
+
+
+def wake_path(pid, uid=None):
+    return os.path.join(registry_dir(uid), f"{pid}.wake")
+
+
+def live_path(pid, uid=None):
+    return os.path.join(registry_dir(uid), f"{pid}.live")
 
 
 def write_entry(entry):
@@ -183,7 +199,7 @@ def sweep_registry(reg):
         return
     for name in names:
         stem, _, ext = name.partition(".")
-        if ext in ("json", "status") and stem.isdigit() and not pid_alive(int(stem)):
+        if ext in REGISTRY_FILES and stem.isdigit() and not pid_alive(int(stem)):
             remove_entry(os.path.join(reg, name))
 
 
@@ -574,6 +590,41 @@ def proc_is_python(pid, status):
             return any("libpython" in line for line in f)
     except OSError:
         return False
+
+
+def descendants(pid):
+    """The pids of pid's children, their children and so on, parents before
+    their children (from the ppid in every /proc/<pid>/stat: one scan of
+    /proc, about 1 ms per 100 processes). [] for a pid without children.
+
+    >>> import subprocess, sys
+    >>> child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    >>> child.pid in descendants(os.getpid())
+    True
+    >>> child.kill(); child.wait()
+    -9
+    """
+    children = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return []
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            ppid = proc_stat(int(name)).ppid
+        except (OSError, ValueError):
+            continue            # gone since the listing
+        children.setdefault(ppid, []).append(int(name))
+    found, queue, seen = [], [pid], {pid}
+    while queue:
+        for child in sorted(children.get(queue.pop(0), ())):
+            if child not in seen:
+                seen.add(child)
+                found.append(child)
+                queue.append(child)
+    return found
 
 
 def rss_bytes(pid="self"):

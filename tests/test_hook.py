@@ -231,7 +231,7 @@ IMPORTS = """
 
 # memdiag's modules that run in the target: the hook's, the protocol, the
 # file format and the two walkers.
-HOOK_SIDE = {"hook", "hook_capture", "hook_fork", "hook_inline", "hook_publish",
+HOOK_SIDE = {"hook", "hook_capture", "hook_fork", "hook_inline", "hook_limits", "hook_publish",
              "hook_registry", "hook_rss", "hook_signal", "hook_state", "hook_walk",
              "protocol", "snapfile", "walker", "_walker", "walker_cache"}
 

@@ -38,6 +38,7 @@ LAYER_OF = {
     "memdiag.hook_capture": "hook",         # hook.py's parts, one concern each
     "memdiag.hook_fork": "hook",
     "memdiag.hook_inline": "hook",
+    "memdiag.hook_limits": "hook",
     "memdiag.hook_publish": "hook",
     "memdiag.hook_registry": "hook",
     "memdiag.hook_rss": "hook",

@@ -51,7 +51,8 @@ def load_hook(pkg_dir):
 def install_from_env(pkg_dir, environ=None):
     """Install the hook with the options the environment carries, for `memdiag
     run` and MEMDIAG_ENABLE=1 alike: MEMDIAG_DIR, MEMDIAG_SIGNAL (USR2),
-    MEMDIAG_TRACE_FRAMES, MEMDIAG_STRINGS=1, MEMDIAG_MODE, MEMDIAG_RSS_LIMIT.
+    MEMDIAG_TRACE_FRAMES, MEMDIAG_STRINGS=1, MEMDIAG_MODE, MEMDIAG_RSS_LIMIT,
+    MEMDIAG_RSS_STEP, MEMDIAG_MAX_SNAPSHOTS, MEMDIAG_EXIT_AFTER_SNAPSHOT=1, MEMDIAG_WATCHABLE=1.
     Says so in one line on stderr unless MEMDIAG_QUIET is set, then sets it,
     so that the Python processes this one starts (which get their own hook
     from the same environment) say nothing. Never raises: the program must
@@ -65,7 +66,11 @@ def install_from_env(pkg_dir, environ=None):
             trace_frames=int(env.get("MEMDIAG_TRACE_FRAMES") or 0),
             strings=env.get("MEMDIAG_STRINGS") == "1",
             mode=env.get("MEMDIAG_MODE") or "auto",
-            rss_limit=env.get("MEMDIAG_RSS_LIMIT") or None)
+            rss_limit=env.get("MEMDIAG_RSS_LIMIT") or None,
+            rss_step=env.get("MEMDIAG_RSS_STEP") or None,
+            max_snapshots=int(env.get("MEMDIAG_MAX_SNAPSHOTS") or 5),
+            exit_after_snapshot=env.get("MEMDIAG_EXIT_AFTER_SNAPSHOT") == "1",
+            watchable=env.get("MEMDIAG_WATCHABLE") == "1")
         if not env.get("MEMDIAG_QUIET"):
             pid = os.getpid()
             sig = env.get("MEMDIAG_SIGNAL") or "USR2"

@@ -14,7 +14,8 @@ A process without the variable pays one dictionary lookup and imports
 nothing of memdiag's. With it, importing this module loads the hook as
 `memdiag run` does (stdlib only, under a private name, options from the
 environment: MEMDIAG_DIR, MEMDIAG_SIGNAL, MEMDIAG_MODE, MEMDIAG_STRINGS,
-MEMDIAG_TRACE_FRAMES, MEMDIAG_RSS_LIMIT, MEMDIAG_QUIET) and installs it.
+MEMDIAG_TRACE_FRAMES, MEMDIAG_RSS_LIMIT and the other limit options,
+MEMDIAG_QUIET: _memdiag_boot_loader.install_from_env) and installs it.
 
 The memdiag command itself is left alone: in a pod whose spec sets
 MEMDIAG_ENABLE, `kubectl exec POD -- memdiag snapshot 1` must not hook the

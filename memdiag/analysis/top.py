@@ -18,6 +18,20 @@ from .suspects import containers
 from .types import type_stats
 
 
+def _memory_limit(meta):
+    """The metadata's memory_limit ({bytes, source, file}) if well formed, else None."""
+    limit = meta.get("memory_limit")
+    if not (isinstance(limit, dict) and type(limit.get("bytes")) is int
+            and 0 < limit["bytes"] < 1 << 63 and isinstance(limit.get("source"), str)):
+        return None
+    return {"bytes": limit["bytes"], "source": limit["source"],
+            "file": _text(limit.get("file"))}
+
+
+def _text(value):
+    return value if isinstance(value, str) else None
+
+
 def top(snap, n=10):
     """A TopResult: totals, the n biggest types by bytes and by count, and
     the n longest containers with their paths."""
@@ -37,5 +51,6 @@ def top(snap, n=10):
         "pid": meta.get("pid"), "time": meta.get("time"), "python": meta.get("python"),
         "mode": meta.get("mode"), "walker": meta.get("walker"),
         "argv": meta.get("argv"),
+        "memory_limit": _memory_limit(meta), "trigger": _text(meta.get("trigger")),
     }
     return TopResult(snap.path, totals, tuple(stats[:n]), tuple(by_count[:n]), tuple(boxes))

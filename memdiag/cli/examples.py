@@ -16,6 +16,7 @@ EXAMPLES = {
                  "memdiag snapshot --children 4240     # every worker of a gunicorn master",
                  "memdiag snapshot --all --json"],
     "ps": ["memdiag ps                  # hooked processes: pid, parent, RSS, Python heap, snapshots"],
+    "watch": ["memdiag watch --children 4242 --interval 5   # a gunicorn master and its workers"],
     "attach": ["memdiag attach 4242 --snapshot"],
     "build-walker": ["memdiag build-walker --python python3.13   # before attaching to 3.13 programs"],
     "top": ["memdiag top /tmp/memdiag-1000/memdiag-4242-2.snap --retained"],

@@ -53,11 +53,16 @@ def run(
     trace_frames: Annotated[int, typer.Option("--trace-frames", min=0, help="Record tracemalloc allocation sites with this many frames (slows the program).")] = 0,
     strings: Annotated[bool, typer.Option("--strings", help="Write str contents into snapshots (off: lengths only).")] = False,
     mode: Annotated[str, typer.Option("--mode", help="auto, fork or inline.")] = "auto",
-    snapshot_at_rss: Annotated[Optional[str], typer.Option("--snapshot-at-rss", help="Take a snapshot when RSS crosses this size (e.g. 1.5G), before a supervisor recycles the process.")] = None,
+    snapshot_at_rss: Annotated[Optional[str], typer.Option("--snapshot-at-rss", help="Take a snapshot when RSS crosses this size (1.5G) or share of the memory limit (80%: cgroup, else physical memory), before a supervisor or the OOM killer ends the process.")] = None,
+    snapshot_every: Annotated[Optional[str], typer.Option("--snapshot-every", help="With --snapshot-at-rss: one more snapshot at each further growth of this size (200M) or share of the limit (5%).")] = None,
+    max_snapshots: Annotated[int, typer.Option("--max-snapshots", min=1, help="Automatic snapshots kept per process: the first, and the latest others (older ones are deleted).")] = 5,
+    exit_after_snapshot: Annotated[bool, typer.Option("--exit-after-snapshot", help="With --snapshot-at-rss: once the snapshot is written, the process sends itself SIGTERM and retires the way it handles SIGTERM (a gunicorn worker finishes its request; the master starts another).")] = False,
+    watchable: Annotated[bool, typer.Option("--watchable", help="Let memdiag watch show the Python heap counters (one hook thread that sleeps until a watcher asks; --snapshot-at-rss implies it).")] = False,
 ):
     """Start a Python program with the snapshot hook installed."""
     from . import run as mod
-    return mod.command(list(command), dir, signal, trace_frames, strings, mode, snapshot_at_rss)
+    return mod.command(list(command), dir, signal, trace_frames, strings, mode, snapshot_at_rss,
+                       snapshot_every, max_snapshots, exit_after_snapshot, watchable)
 
 
 @app.command(epilog=EPILOGS["snapshot"])
@@ -79,6 +84,20 @@ def ps(as_json: JsonOpt = False):
     """List the processes of this user that have the hook: pid, parent, command, RSS, Python heap, snapshots."""
     from . import ps as mod
     return mod.command(as_json)
+
+
+@app.command(epilog=EPILOGS["watch"])
+def watch(
+    pids: Annotated[Optional[List[int]], typer.Argument(help="Processes to watch (any process; the hook adds Python heap counters and snapshots).")] = None,
+    children: Annotated[Optional[int], typer.Option("--children", help="Watch this process and all its descendants (e.g. a gunicorn master and its workers), as they come and go.")] = None,
+    interval: Annotated[float, typer.Option("--interval", min=0.1, help="Seconds between two readings.")] = 2.0,
+    count: Annotated[int, typer.Option("--count", min=0, help="Stop after this many readings (0: until q, Ctrl-C, or the processes exit).")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per reading on stdout (the default when stdout is not a terminal).")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds to wait for a snapshot (key s).")] = 60.0,
+):
+    """Watch RSS, its growth per minute and the Python heap live; s snapshots, d diffs the last two, q quits."""
+    from . import watch as mod
+    return mod.command(list(pids or []), children, interval, count, as_json, timeout)
 
 
 @app.command(epilog=EPILOGS["attach"])

@@ -14,6 +14,7 @@ import shutil
 import signal as _signal
 
 from .. import protocol, walker_cache
+from ..hook_limits import parse_threshold
 from .errors import EXIT_USAGE, MemdiagError
 
 _PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -39,8 +40,14 @@ def parse_signal_option(value):
 
 
 def hook_env(base=None, directory=None, signal="USR2", trace_frames=0, strings=False,
-             mode="auto", rss_limit=None):
-    """The environment that makes a Python program install the hook at startup."""
+             mode="auto", rss_limit=None, rss_step=None, max_snapshots=5,
+             exit_after_snapshot=False, watchable=False):
+    """The environment that makes a Python program install the hook at startup.
+
+    >>> env = hook_env({}, rss_limit="80%", rss_step="100M", exit_after_snapshot=True)
+    >>> env["MEMDIAG_RSS_LIMIT"], env["MEMDIAG_RSS_STEP"], env["MEMDIAG_EXIT_AFTER_SNAPSHOT"]
+    ('80%', '104857600', '1')
+    """
     env = dict(os.environ if base is None else base)
     parse_signal_option(signal)
     if mode not in protocol.MODES:
@@ -57,12 +64,35 @@ def hook_env(base=None, directory=None, signal="USR2", trace_frames=0, strings=F
     env["MEMDIAG_WALKER_CACHE"] = walker_cache.cache_root(env)
     if directory:
         env["MEMDIAG_DIR"] = os.path.abspath(directory)
-    if rss_limit:
-        try:
-            env["MEMDIAG_RSS_LIMIT"] = str(protocol.parse_size(rss_limit))
-        except ValueError as e:
-            raise MemdiagError(f"--snapshot-at-rss: {e}", EXIT_USAGE) from None
+    if not rss_limit and (rss_step or exit_after_snapshot):
+        raise MemdiagError("--snapshot-every and --exit-after-snapshot need --snapshot-at-rss "
+                           "(e.g. --snapshot-at-rss 80%)", EXIT_USAGE)
+    if max_snapshots < 1:
+        raise MemdiagError("--max-snapshots must be at least 1", EXIT_USAGE)
+    for name, option, value in (("MEMDIAG_RSS_LIMIT", "--snapshot-at-rss", rss_limit),
+                                ("MEMDIAG_RSS_STEP", "--snapshot-every", rss_step)):
+        if value:
+            env[name] = threshold_text(option, value)
+        else:
+            env.pop(name, None)
+    env["MEMDIAG_MAX_SNAPSHOTS"] = str(int(max_snapshots))
+    env["MEMDIAG_EXIT_AFTER_SNAPSHOT"] = "1" if exit_after_snapshot else "0"
+    env["MEMDIAG_WATCHABLE"] = "1" if watchable else "0"
     return env
+
+
+def threshold_text(option, value):
+    """A size as bytes, a percentage as given (the hook resolves it against the
+    process's own memory limit); MemdiagError (exit 2) if it is neither.
+
+    >>> threshold_text("--snapshot-at-rss", "1.5G"), threshold_text("--snapshot-at-rss", " 80% ")
+    ('1610612736', '80%')
+    """
+    try:
+        size, fraction = parse_threshold(value)
+    except ValueError as e:
+        raise MemdiagError(f"{option}: {e}", EXIT_USAGE) from None
+    return str(size) if fraction is None else f"{fraction * 100:g}%"
 
 
 def ignored_environment_flag(argv):
@@ -84,10 +114,12 @@ def ignored_environment_flag(argv):
 
 
 def command(argv, directory=None, signal="USR2", trace_frames=0, strings=False, mode="auto",
-            rss_limit=None):
+            rss_limit=None, rss_step=None, max_snapshots=5, exit_after_snapshot=False,
+            watchable=False):
     if not argv:
         raise MemdiagError("nothing to run: memdiag run [options] -- python app.py", EXIT_USAGE)
-    env = hook_env(None, directory, signal, trace_frames, strings, mode, rss_limit)
+    env = hook_env(None, directory, signal, trace_frames, strings, mode, rss_limit, rss_step,
+                   max_snapshots, exit_after_snapshot, watchable)
     exe = argv[0]
     if os.sep not in exe and shutil.which(exe, path=env.get("PATH")) is None:
         raise MemdiagError(f"command not found: {exe}", EXIT_USAGE)
