@@ -586,7 +586,11 @@ def test_root_attaches_to_another_users_process(procs, tmp_path, nobody_python):
     try:
         info = attach_json(p.pid)
         assert info["state"] == "installed", info
-        assert info["registry"] == protocol.entry_path(p.pid, NOBODY)
+        # in the target's temporary directory (its TMPDIR, or /tmp when it
+        # cannot write there), as uid 65534
+        registry = info["registry"]
+        assert registry.endswith(f"/memdiag-{NOBODY}/hooks/{p.pid}.json"), registry
+        assert os.stat(registry).st_uid == NOBODY
         path = snapshot(p.pid)
         assert os.stat(path).st_uid == NOBODY
         assert attach_dirs(p.pid) == [] and status(p.pid)["TracerPid"].strip() == "0"
