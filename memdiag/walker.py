@@ -1,12 +1,9 @@
-"""The pure-Python heap walker. What a walk records is specified in
-docs/WALK.md (clauses W1-W11, cited below as W4.13 and so on); this walker
-and the compiled one (memdiag/_walker.c) both implement it, and W11 lists
-where they still differ. Stdlib only.
-
-It is used when the compiled walker is missing (3.14 and 3.15 for now, or no
-compiler), and tests run both on the same heap and compare them. In a fork
-child, with the reads by address the hook enables (enable_pointer_reads,
-W8), it writes exactly the compiled walker's snapshot (W11.1).
+"""The pure-Python heap walker: what a walk records is specified in
+docs/WALK.md (clauses W1-W11, cited below as W4.13 and so on), which the
+compiled walker (memdiag/_native/) implements too. Stdlib only. It walks
+where the compiled walker is missing (no compiler, a free-threaded build);
+in a fork child, with the hook's reads by address (W8), it writes exactly
+the compiled walker's snapshot (W11.1), and the tests compare the two.
 
 In short: a breadth-first walk that numbers objects in discovery order (W3),
 from roots in phases, each walked to exhaustion before the next (W2):
@@ -18,11 +15,9 @@ from roots in phases, each walked to exhaustion before the next (W2):
    ignored, so the hook never appears in its snapshot (W9);
 5. gc-tracked objects no root reached ("unreached": held from C, or leaked).
 
-Edges are tp_traverse's referents (gc.get_referents), plus the references
-read without it (W4): dict items labeled by key, list and tuple indexes,
-attribute names (instance __dict__, inline values, __slots__), the fields of
-types, functions, code objects and cells, frame variables, the cache of a
-functools.lru_cache wrapper.
+Edges are tp_traverse's referents (gc.get_referents), plus those read without
+it (W4): dict items by key, list, tuple and deque indexes, attributes, fields
+of types, functions, code and cells, frame variables, lru_cache's cache.
 """
 
 from __future__ import annotations
