@@ -92,10 +92,6 @@ def test_leak_through_warningregistry_ranks_first_with_forked_snapshots(sample):
     leak_through_warningregistry_ranks_first(sample("dunder_leak.py", mode="fork"))
 
 
-@pytest.mark.xfail(sys.version_info < (3, 12), strict=True,
-                   reason="on 3.11 the compiled walker writes the interpreter-made key "
-                   "'__warningregistry__' as <str len 19> (it is not interned there); "
-                   "dunder names are to be written readable (walker helper)")
 def test_warningregistry_name_is_readable(sample):
     t = sample("dunder_leak.py")
     t.load("/item", 2 * REQUESTS)
@@ -131,8 +127,6 @@ def test_filling_lru_cache_is_the_suspect(sample):
     assert within(first["growth"], 2 * REQUESTS, 0.01), first
 
 
-@pytest.mark.xfail(strict=True, reason="the walker does not record bounds yet (the "
-                   "snapshot's optional 'bounds' table, docs/FORMAT.md; walker helper)")
 def test_filling_lru_cache_shows_its_bound(sample):
     t = sample("filling_cache.py")
     snaps, _ = three_snapshots(t, "/price")
