@@ -208,6 +208,7 @@ def report_checks(s, n):
                   applies, note),
             Check("report of 3 snapshots <= 5 MB", n, a["bytes"], REPORT_BYTES, "B", applies)]
 
+
 def version_checks(v):
     """Each newer Python's compiled walker against the baseline's (run.py
     --versions): time (wall and CPU of the fork child) and memory per object."""

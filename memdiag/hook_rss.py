@@ -141,16 +141,24 @@ def forget_after_fork():
 
 
 def _wake():
-    """Wake the thread (an empty line on its FIFO)."""
+    """Wake the thread (an empty line on its FIFO). Never waits for the lock:
+    the snapshot signal's handler calls this (writer_started) on the main
+    thread, which may hold the lock already (install() again, uninstall());
+    a wake-up skipped while the lock is held costs at most one interval of
+    the thread's sleep, whose loop looks at the writer's pipe again."""
     lock = state.wake_lock
     if lock is None or state.wake_fd is None:
         return
-    with lock:
+    if not lock.acquire(blocking=False):
+        return
+    try:
         if state.wake_fd is not None:
             try:
                 os.write(state.wake_fd, b"\n")
             except OSError:
                 pass
+    finally:
+        lock.release()
 
 
 def _current(me):
@@ -334,9 +342,14 @@ def _writer_said(loop):
         return
     os.close(fd)
     state.auto_writer = None
+    status = 0
     try:
-        if os.waitpid(pid, os.WNOHANG)[0]:
-            state.children.pop(pid, None)
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            seq = state.children.pop(pid, None)
+            if os.WIFSIGNALED(status):      # as hook_fork.reap says it
+                report("writer", f"snapshot {seq} was not written: its writer (pid {pid}) "
+                       f"was killed by signal {os.WTERMSIG(status)}")
     except ChildProcessError:
         state.children.pop(pid, None)
     said, loop.buffer = loop.buffer, b""

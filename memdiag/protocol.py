@@ -18,8 +18,10 @@ A registry entry is a JSON object: pid, start_time (field 22 of
 same pid), signal (its number), signal_name, dir (where its snapshots go),
 python, executable, argv (command_line(): redacted unless the hook writes
 strings), hook_version, mode, compiled_walker (one was loaded), walker ("c"
-or "python": the one that walks) and walker_reason (why the pure-Python one
-walks, with the fix; null for "c").
+or "python": the one that walks), walker_reason (why the pure-Python one
+walks, with the fix; null for "c"), memory_limit ({bytes, source, file} or
+null), rss_trigger (the RSS watcher's settings and automatic snapshots, or
+null) and live (whether `memdiag watch` can read heap counters).
 
 A status file is a JSON object {seq, state, time, ...}, state one of
 WRITING (a forked writer runs: "writer" is its pid), WRITTEN ("path",

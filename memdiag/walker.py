@@ -46,9 +46,8 @@ _INTERNED_PROBE = "_memdiag_interned_table_probe"
 def _interned_table_id():
     """id() of the interpreter's table of interned strs when the collector
     tracks it (3.14+ tracks every dict), else 0 (W2.5: never an unreached
-    root). Among the probe's referrers (this module's dict, the table), the
-    dict that maps it to itself; every key of both is a str, so the lookup
-    runs no code.
+    root): the probe's referrer (this module's dict, the table) that maps it
+    to itself; both have only str keys, so the lookup runs no code.
 
     >>> (_interned_table_id() != 0) == (sys.version_info >= (3, 14))
     True
@@ -57,8 +56,9 @@ def _interned_table_id():
         if type(r) is dict and r.get(_INTERNED_PROBE) is _INTERNED_PROBE:
             return id(r)
     return 0
-_MemberDescriptor = types.MemberDescriptorType
-_MethodDescriptor = types.MethodDescriptorType
+
+
+_MemberDescriptor, _MethodDescriptor = types.MemberDescriptorType, types.MethodDescriptorType
 _GetSetDescriptor = types.GetSetDescriptorType
 
 

@@ -10,8 +10,7 @@ Here: ``GET /price?sku=<n>`` calls ``price(n)``, cached by
 is the key, so every request adds an entry until MAXSIZE.
 
 Expected memdiag report: ``__main__.price.__cache__`` grows by one entry per
-request, bounded: MAXSIZE (once the walker records bounds; the snapshot
-format has room for them).
+request, "bounded: N / 4,096" (the walkers read the wrapper's maxsize).
 
 Endpoints: /price, /stats ({"requests", "cached", "maxsize"}),
 /debug/objects.

@@ -52,7 +52,7 @@ def find_python(version):
 
 def python_for(route):
     """(version, interpreter) a target on `route` runs: remote_exec needs 3.14+, the
-    debugger route 3.11-3.13 (3.12 first: not the CLI's own 3.11 or 3.13)."""
+    debugger route 3.11-3.13 (3.12 first: not the tested pair's 3.11 or 3.15)."""
     versions = ("3.15", "3.14") if route == "remote_exec" else ("3.12", "3.13", "3.11")
     for v in versions:
         exe = find_python(v)

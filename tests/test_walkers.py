@@ -7,7 +7,7 @@ The CLI here is memdiag "installed on this Python only": a copy of the
 package with no compiled module but this interpreter's (the checkout may
 hold in-place builds for other versions, which would hide the cache). Its
 targets run another Python: the newest that memdiag/_native/compat.h
-supports (3.13 today, 3.15 once it has py315.h), and 3.12 for attach. The
+supports (3.15), and 3.12 for attach. The
 two walkers are built once per session, into a cache of the session's own;
 each test that changes a cache works on its own copy.
 """
@@ -44,11 +44,24 @@ DESCRIBE = ("import json, sys\n"
 
 # ------------------------------------------------------------ interpreters
 
-def supported():
-    """The versions compat.h has a header for: the compiled walker builds for these."""
+def headers():
+    """{version: its header} for the versions compat.h picks a header for
+    (`#elif PY_VERSION_HEX < 0x03HH0000` then `#  include "py3NN.h"`: 3.NN up
+    to 3.HH-1): the compiled walker builds for these.
+
+    >>> headers()["3.15"]
+    'py314.h'
+    """
     with open(os.path.join(ROOT, "memdiag", "_native", "compat.h")) as f:
-        minors = re.findall(r'#\s*include "py3(\d+)\.h"', f.read())
-    return [f"3.{m}" for m in sorted(set(minors), key=int)]
+        pairs = re.findall(r'PY_VERSION_HEX < 0x03([0-9A-Fa-f]{2})0000\s*\n'
+                           r'#\s*include "(py3(\d+)\.h)"', f.read())
+    return {f"3.{minor}": header for upper, header, first in pairs
+            for minor in range(int(first), int(upper, 16))}
+
+
+def supported():
+    """The versions the compiled walker builds for, oldest first."""
+    return sorted(headers(), key=lambda v: int(v[2:]))
 
 
 def find_python(version):
@@ -352,14 +365,15 @@ def test_build_walker_refuses_what_is_not_a_python(site, tmp_path):
 
 
 def test_build_walker_says_when_the_sources_do_not_support_that_python(site, built, tmp_path):
-    """What a Python newer than compat.h knows gets (3.15 before py315.h):
-    the #error's text, and that a newer memdiag may support it."""
+    """What a Python that compat.h does not know gets (made here by taking
+    the built version's header out): the #error's text, and that a newer
+    memdiag may support it."""
     v, python = built["version"], built["python"]
     other = tmp_path / "site"
     shutil.copytree(site, other)
     compat = other / "memdiag" / "_native" / "compat.h"
     text = compat.read_text()
-    header = f'#  include "py3{v[2:]}.h"'
+    header = f'#  include "{headers()[v]}"'
     assert header in text
     compat.write_text(text.replace(header, f'#  error "memdiag._walker does not know {v} here"'))
     cache = str(tmp_path / "walkers")

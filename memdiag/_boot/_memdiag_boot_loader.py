@@ -53,8 +53,10 @@ def install_from_env(pkg_dir, environ=None):
     run` and MEMDIAG_ENABLE=1 alike: MEMDIAG_DIR, MEMDIAG_SIGNAL (USR2),
     MEMDIAG_TRACE_FRAMES, MEMDIAG_STRINGS=1, MEMDIAG_MODE, MEMDIAG_RSS_LIMIT,
     MEMDIAG_RSS_STEP, MEMDIAG_MAX_SNAPSHOTS, MEMDIAG_EXIT_AFTER_SNAPSHOT=1, MEMDIAG_WATCHABLE=1.
-    Says so in one line on stderr unless MEMDIAG_QUIET is set, then sets it,
-    so that the Python processes this one starts (which get their own hook
+    Says so in one line on stderr unless MEMDIAG_QUIET is set (and in a
+    second one when the pure-Python walker walks, and why, unless `memdiag
+    run` said so already: MEMDIAG_WALKER_SAID), then sets MEMDIAG_QUIET, so
+    that the Python processes this one starts (which get their own hook
     from the same environment) say nothing. Never raises: the program must
     start even if the hook cannot be installed (that is one line on stderr)."""
     env = os.environ if environ is None else environ

@@ -122,15 +122,17 @@ def _when(snap):
     return (t if isinstance(t, (int, float)) else 0.0, seq if isinstance(seq, int) else 0)
 
 
-def diff_workers(snaps, top_suspects=20, min_growth=1):
-    """A WorkersResult for snapshots of several processes (any order)."""
+def diff_workers(snaps, top_suspects=20, min_growth=1, retained=True):
+    """A WorkersResult for snapshots of several processes (any order);
+    retained: each worker's suspects get retained sizes (diff's argument)."""
     workers = []
     for group in by_process(snaps):
         pid = group[0].meta.get("pid")
         paths = tuple(s.path for s in group)
         result = None
         if len(group) >= 2:
-            result = diff(group, top_suspects=top_suspects, min_growth=min_growth)
+            result = diff(group, top_suspects=top_suspects, min_growth=min_growth,
+                          retained=retained)
         workers.append(WorkerDiff(pid if isinstance(pid, int) else None, paths, result))
     return WorkersResult(tuple(workers), tuple(shared_suspects(workers)))
 

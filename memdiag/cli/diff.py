@@ -10,8 +10,8 @@ from ..render.blocks import human_bytes
 from ..render.diff import diff_blocks, diff_json
 from .common import in_time_order, load, print_json, show
 from .errors import EXIT_FOUND, EXIT_USAGE, MemdiagError
-from .report import refuse_existing, write_report
 from .diff_workers import command_workers, worker_series
+from .report import refuse_existing, write_report
 
 
 def command(snapshots, top=10, as_json=False, min_growth=1, exit_code=False, retained=None,
@@ -21,11 +21,11 @@ def command(snapshots, top=10, as_json=False, min_growth=1, exit_code=False, ret
     if html is not None:
         refuse_existing(html, force)
     snaps = [load(p) for p in snapshots]
-    if worker_series(snaps):
-        # workers of one service: each one's own series, then a summary across them
-        return command_workers(snaps, top, as_json, min_growth, exit_code, html)
     if retained is None:
         retained = compiled_dominators()
+    if worker_series(snaps):
+        # workers of one service: each one's own series, then a summary across them
+        return command_workers(snaps, top, as_json, min_growth, exit_code, html, retained)
     snaps = in_time_order(snaps)
     result = analyze_diff(snaps, top_suspects=max(top, 1), min_growth=min_growth,
                           retained=retained)

@@ -17,11 +17,13 @@ def worker_series(snaps):
     return len(groups) > 1 and any(len(g) > 1 for g in groups)
 
 
-def command_workers(snaps, top=10, as_json=False, min_growth=1, exit_code=False, html=None):
+def command_workers(snaps, top=10, as_json=False, min_growth=1, exit_code=False, html=None,
+                    retained=False):
     if html is not None:
         raise MemdiagError("--html takes the snapshots of one process; these come from "
                            "several (write one report per pid)", EXIT_USAGE)
-    result = diff_workers(snaps, top_suspects=max(top, 1), min_growth=min_growth)
+    result = diff_workers(snaps, top_suspects=max(top, 1), min_growth=min_growth,
+                          retained=retained)
     if as_json:
         print_json(workers_json(result, top))
     else:

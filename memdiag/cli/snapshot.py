@@ -78,16 +78,46 @@ def take(pid, directory=None, timeout=60.0, say_walker=True):
 def _say_walker(pid, info):
     """One line on stderr when the target's hook walks in pure Python (its
     registry entry says so, and why)."""
+    reason = pure_reason(info)
+    if reason is not None:
+        sys.stderr.write(f"memdiag: pid {pid} uses the pure-Python walker (tens of times "
+                         f"slower; its forked child copies more of the program's memory): "
+                         f"{reason}\n")
+
+
+def pure_reason(info):
+    """Why the hook whose registry entry is info walks in pure Python, or None
+    when it uses the compiled walker.
+
+    >>> pure_reason({"walker": "python", "walker_reason": "no C compiler"})
+    'no C compiler'
+    >>> pure_reason({"walker": "c"}) is None
+    True
+    """
     walker = info.get("walker")
     if walker is None and info.get("compiled_walker") is False:
         walker = "python"          # a hook from before entries said why
     if walker != "python":
-        return
+        return None
     reason = info.get("walker_reason")
-    reason = reason if isinstance(reason, str) and reason else "its hook does not say why"
-    sys.stderr.write(f"memdiag: pid {pid} uses the pure-Python walker (tens of times "
-                     f"slower; its forked child copies more of the program's memory): "
-                     f"{reason}\n")
+    return reason if isinstance(reason, str) and reason else "its hook does not say why"
+
+
+def _say_walkers(pids):
+    """take_many's version of _say_walker: one line per reason, with its pids."""
+    by_reason = {}
+    for pid in pids:
+        try:
+            reason = pure_reason(find_hook(pid))
+        except MemdiagError:
+            continue                # take() reports it
+        if reason is not None:
+            by_reason.setdefault(reason, []).append(str(pid))
+    for reason, some in by_reason.items():
+        one = len(some) == 1
+        sys.stderr.write(f"memdiag: pid{'' if one else 's'} {', '.join(some)} use{'s' if one else ''} "
+                         f"the pure-Python walker (tens of times slower; its forked child "
+                         f"copies more of the program's memory): {reason}\n")
 
 
 def _number(value):
@@ -199,9 +229,10 @@ def take_many(pids, directory=None, timeout=60.0):
     targets cost one timeout, not N), with the checks of take() for each.
     Returns {pid: (path, seconds waited) or MemdiagError}."""
     starts = {pid: protocol.proc_start_time(pid) for pid in pids}
+    _say_walkers(pids)
     out = {}
     with ThreadPoolExecutor(max_workers=min(16, len(pids)) or 1) as pool:
-        futures = {pid: pool.submit(take, pid, directory, timeout) for pid in pids}
+        futures = {pid: pool.submit(take, pid, directory, timeout, False) for pid in pids}
     for pid, future in futures.items():
         try:
             out[pid] = future.result()

@@ -252,7 +252,7 @@ def snapshot_all(out, rows, timeout):
     for pid in hooked:
         out.put(("say", f"pid {pid}: taking a snapshot…"))
         try:
-            path, waited = take(pid, None, timeout)
+            path, waited = take(pid, None, timeout, say_walker=False)
             out.put(("say", f"pid {pid}: {path} ({waited:.1f}s)"))
         except MemdiagError as e:
             out.put(("say", f"pid {pid}: {e}"))
@@ -260,6 +260,7 @@ def snapshot_all(out, rows, timeout):
 
 def diff_last_two(out, rows, top=5):
     from ..analysis.diff import diff as analyze_diff
+    from ..analysis.retained import compiled as compiled_dominators
     from ..model import Snapshot, SnapshotError
     from ..render.blocks import Para
     from ..render.diff import diff_blocks
@@ -273,7 +274,7 @@ def diff_last_two(out, rows, top=5):
         except SnapshotError as e:
             out.put(("say", f"pid {pid}: {e}"))
             continue
-        result = analyze_diff(snaps, top_suspects=top)
+        result = analyze_diff(snaps, top_suspects=top, retained=compiled_dominators())
         out.put(("blocks", [Para(f"memdiag diff {a} {b}", "bold"), *diff_blocks(result, top)]))
 
 
