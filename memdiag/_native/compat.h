@@ -42,7 +42,8 @@
  *                           freevars)
  *   md_lru_maxsize          functools._lru_cache_wrapper's maxsize
  *                           (_functoolsmodule.c lru_cache_object: after the
- *                           root link, wrapper, typed, cache, hits, func)
+ *                           root link, wrapper, typed, cache, hits, func);
+ *                           the same in every version: defined below, here
  * Instance attributes (3.11+ managed dicts and inline values; PyDictValues
  * is MdValues, PyDictKeysObject MdKeys)
  *   md_managed_dict         the managed dict and the inline values: 3.11
@@ -147,5 +148,37 @@ typedef int (*md_locals_cb)(void *ctx, PyObject *name, PyObject *value);
 #else
 #  error "memdiag._walker supports CPython 3.11 to 3.15: no memdiag/_native/py3NN.h for this Python yet"
 #endif
+
+/* ---------------------------------------------------- functools.lru_cache */
+
+/* functools._lru_cache_wrapper (Modules/_functoolsmodule.c,
+ * lru_cache_object), the same in 3.11 to 3.15 up to maxsize: the embedded
+ * root link (PyObject_HEAD, prev, next, hash, key, result), wrapper, typed,
+ * cache, hits, func, maxsize. A version that changes it gets its own copy
+ * in its py3NN.h. */
+typedef struct {
+    PyObject_HEAD
+    void *prev, *next;
+    Py_hash_t hash;
+    PyObject *key, *result;
+    void *wrapper;
+    int typed;
+    PyObject *cache;
+    Py_ssize_t hits;
+    PyObject *func;
+    Py_ssize_t maxsize;
+} MdLruCache;
+
+/* The wrapper's maxsize (-1: None) into *maxsize: 1 when its cache and func
+ * fields hold the cache dict and function tp_traverse showed, else 0. */
+static inline int md_lru_maxsize(PyObject *o, PyObject *cache, PyObject *func, Py_ssize_t *maxsize)
+{
+    MdLruCache *c = (MdLruCache *)o;
+    if (c->cache != cache || c->func != func) {
+        return 0;
+    }
+    *maxsize = c->maxsize;
+    return 1;
+}
 
 #endif

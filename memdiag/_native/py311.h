@@ -424,36 +424,6 @@ static inline PyObject *md_gc_object(PyGC_Head *g)
     return (PyObject *)(g + 1);
 }
 
-/* ---------------------------------------------------- functools.lru_cache */
-
-/* functools._lru_cache_wrapper (Modules/_functoolsmodule.c,
- * lru_cache_object), up to maxsize: the embedded root link (PyObject_HEAD,
- * prev, next, hash, key, result), wrapper, typed, cache, hits, func, maxsize. */
-typedef struct {
-    PyObject_HEAD
-    void *prev, *next;
-    Py_hash_t hash;
-    PyObject *key, *result;
-    void *wrapper;
-    int typed;
-    PyObject *cache;
-    Py_ssize_t hits;
-    PyObject *func;
-    Py_ssize_t maxsize;
-} MdLruCache;
-
-/* The wrapper's maxsize (-1: None) into *maxsize: 1 when its cache and func
- * fields hold the cache dict and function tp_traverse showed, else 0. */
-static inline int md_lru_maxsize(PyObject *o, PyObject *cache, PyObject *func, Py_ssize_t *maxsize)
-{
-    MdLruCache *c = (MdLruCache *)o;
-    if (c->cache != cache || c->func != func) {
-        return 0;
-    }
-    *maxsize = c->maxsize;
-    return 1;
-}
-
 /* ---------------------------------------------------------- tracemalloc */
 
 /* The object's allocation traceback (tracemalloc), a new reference: None
