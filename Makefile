@@ -61,8 +61,14 @@ clean:
 # make bench: memdiag against guppy3, objgraph and tracemalloc on heaps of
 # 100k, 1M and 3M objects (a few minutes); pick sizes with SIZES=100000,1000000.
 # Prints the ratios against the goals; raw JSON goes to bench/results/.
+# It also compares the compiled walker on two Pythons (bench/versions.py):
+# their venvs are made first, which builds the walker in place for each.
 SIZES      ?= 100000,1000000,3000000
 BENCH_ARGS ?=
+BENCH_PYTHONS ?= 3.13 3.15
 
 bench: venv
-	.venv/bin/python bench/run.py --sizes $(SIZES) $(BENCH_ARGS)
+	@set -e; for v in $(BENCH_PYTHONS); do \
+	  scripts/mkvenv .venv-$$v $$(scripts/find-python $$v) bench; \
+	done
+	.venv/bin/python bench/run.py --sizes $(SIZES) --versions $$(echo $(BENCH_PYTHONS) | tr ' ' ,) $(BENCH_ARGS)

@@ -68,7 +68,7 @@ def main(n, directory):
     python = "%d.%d.%d" % sys.version_info[:3]
     if memdiag.hook_walk.cwalker is None:
         emit(event="error", why=f"no compiled walker for Python {python} "
-                                f"(build it: {sys.executable} setup.py build_ext --inplace)")
+                                f"(make bench builds it: scripts/mkvenv .venv-X.Y {sys.executable} bench)")
         return 0
     hook.install(dir=directory, mode="fork")
     probe.attach(memdiag.hook_publish)
