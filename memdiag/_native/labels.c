@@ -18,6 +18,31 @@ static const struct { const char *name; int interned; } NAMED_LABELS[NNAMED] = {
     {"co_localsplusnames", 0}, {"co_localspluskinds", 0},
 };
 
+/* An exact copy of the ready str s that is a new object, the walker's own
+ * (W9.4). PyUnicode_FromKindAndData returns the interpreter's shared str for
+ * one Latin-1 character: held by the table, phase 4 would ignore it, and a
+ * str the program holds only from unreached objects would be missing
+ * (PyWalker's table holds the str it was given, not the shared one). On 3.11
+ * the interned "_" of a dict key is not the shared "_", which the running
+ * script's parser arena list holds, for one.  The empty str stays the shared
+ * one: PyUnicode_New(0, ...) returns it, and both tables hold it as a
+ * well-known label. */
+static PyObject *own_copy(PyObject *s)
+{
+    Py_ssize_t n = PyUnicode_GET_LENGTH(s);
+    if (n == 1) {
+        Py_UCS4 c = PyUnicode_READ_CHAR(s, 0);
+        if (c < 256) {
+            PyObject *copy = PyUnicode_New(1, c);   /* size 1: always a new object */
+            if (copy != NULL) {
+                PyUnicode_1BYTE_DATA(copy)[0] = (Py_UCS1)c;
+            }
+            return copy;
+        }
+    }
+    return PyUnicode_FromKindAndData(PyUnicode_KIND(s), PyUnicode_DATA(s), n);
+}
+
 int64_t label_new(W *w, PyObject *s)
 {
     uint32_t v;
@@ -27,9 +52,7 @@ int64_t label_new(W *w, PyObject *s)
     /* The table holds an exact copy: the target's string is neither
      * increfed nor hashed (no write to its page), and a str subclass never
      * runs a __hash__ or __eq__ of its own. */
-    PyObject *copy = !md_str_ready(s) ? PyUnicode_FromObject(s)
-                     : PyUnicode_FromKindAndData(PyUnicode_KIND(s), PyUnicode_DATA(s),
-                                                 PyUnicode_GET_LENGTH(s));
+    PyObject *copy = !md_str_ready(s) ? PyUnicode_FromObject(s) : own_copy(s);
     if (copy == NULL) {
         w->err = 1;
         return -1;
