@@ -241,11 +241,11 @@ def _snapshot_from_signal():
     if state.children:
         write_status(state.seq, protocol.COALESCED)
         return  # the previous snapshot's writer is still running: coalesce
+    # The RSS watcher asked (or a signal came while its request was pending).
+    auto = state.auto_requested
     state.busy = True
     try:
         state.seq += 1
-        # The RSS watcher asked (or a signal came while its request was pending).
-        auto = state.auto_requested
         path = _take(state.seq, wait=False, trigger="rss" if auto else "signal")
         if auto and path is not None:       # written in-process: complete now
             hook_rss.finished(path)
