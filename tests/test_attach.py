@@ -154,8 +154,8 @@ def start(procs, tmp_path, argv, **kw):
     return p
 
 
-def start_program(procs, tmp_path, python, *args, **kw):
-    p = start(procs, tmp_path, [python, TARGET, *args], **kw)
+def start_program(procs, tmp_path, python, *args, target=TARGET, **kw):
+    p = start(procs, tmp_path, [python, target, *args], **kw)
     p.wait_line("READY")
     return p
 
@@ -581,7 +581,9 @@ def test_another_users_process(procs, tmp_path, nobody_python):
 def test_root_attaches_to_another_users_process(procs, tmp_path, nobody_python):
     """Root attaches to uid 65534's process: the attach directory is handed to
     that user, the hook registers as that user, and snapshots work."""
-    p = start_program(procs, tmp_path, nobody_python.exe, preexec_fn=as_user(NOBODY, NOGROUP),
+    # the program's copy uid 65534 can read (the checkout may be in a 0700 directory)
+    p = start_program(procs, tmp_path, nobody_python.exe, target=nobody_python.path(TARGET),
+                      preexec_fn=as_user(NOBODY, NOGROUP),
                       cwd="/")
     try:
         info = attach_json(p.pid)
