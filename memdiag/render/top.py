@@ -44,12 +44,17 @@ def of_limit(totals):
 
     >>> of_limit({"rss": 157 << 20, "memory_limit": {"bytes": 256 << 20, "source": "cgroup v1"}})
     ' (61% of the 256.0 MiB cgroup v1 limit)'
+    >>> of_limit({"rss": 22 << 20, "memory_limit": {"bytes": 24 << 30, "source": "physical memory"}})
+    ' (<1% of the 24.0 GiB of physical memory, no cgroup limit)'
     """
     limit, rss = totals.get("memory_limit"), totals.get("rss")
-    if not limit or rss is None:
+    if not limit or rss is None or not limit.get("bytes"):
         return ""
-    return (f" ({rss * 100 // limit['bytes']}% of the {human_bytes(limit['bytes'])} "
-            f"{limit['source']} limit)")
+    percent = rss * 100 // limit["bytes"]
+    share = f"{percent}%" if percent >= 1 else "<1%"
+    if limit["source"] == "physical memory":
+        return f" ({share} of the {human_bytes(limit['bytes'])} of physical memory, no cgroup limit)"
+    return f" ({share} of the {human_bytes(limit['bytes'])} {limit['source']} limit)"
 
 
 def top_json(result):
