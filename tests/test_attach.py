@@ -586,7 +586,15 @@ def test_root_attaches_to_another_users_process(procs, tmp_path, nobody_python):
                       preexec_fn=as_user(NOBODY, NOGROUP),
                       cwd="/")
     try:
-        info = attach_json(p.pid)
+        # Root runs the copy of memdiag that uid 65534 can read: attach loads
+        # the hook into the target from memdiag's own directory, which the
+        # target cannot read when the checkout is in a 0700 directory (attach
+        # then refuses and says so).
+        r = subprocess.run([nobody_python.exe, "-m", "memdiag.cli.main", "attach", str(p.pid),
+                            "--json"], capture_output=True, text=True, timeout=300,
+                           env=nobody_python.cli_env(), cwd="/")
+        assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+        info = json.loads(r.stdout)
         assert info["state"] == "installed", info
         # in the target's temporary directory (its TMPDIR, or /tmp when it
         # cannot write there), as uid 65534

@@ -215,9 +215,13 @@ def test_watch_in_a_real_terminal_keys_s_d_q(start, tmp_path):
                                    rf"{p.pid}-2\.snap")
         tmux.wait_pane("the growing list as the suspect", r"__main__\.hoard .*list .*bytes")
         tmux("send-keys", "-t", "w", "q")
-        wait_for("watch to exit", lambda: tmux("list-panes", "-t", "w", "-F",
-                                               "#{pane_dead} #{pane_dead_status}").strip()
-                 == "1 0")
+        dead = lambda: tmux("list-panes", "-t", "w", "-F",  # noqa: E731
+                            "#{pane_dead} #{pane_dead_status}").strip()
+        try:
+            wait_for("watch to exit", lambda: dead().startswith("1 "))
+        except AssertionError as e:
+            raise AssertionError(f"{e}; pane:\n{tmux.pane()}") from None
+        assert dead() == "1 0", tmux.pane()
         assert "Traceback" not in tmux.pane()
     finally:
         tmux.kill()

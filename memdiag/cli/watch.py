@@ -300,15 +300,19 @@ class Keys:
             termios.tcsetattr(self.fd, termios.TCSADRAIN, self.saved)
 
     def read(self, timeout):
-        """A key pressed within timeout seconds, or None."""
+        """The keys pressed within timeout seconds ("" if none), each once:
+        several can arrive in one read (keys typed fast, or behind a reply
+        the terminal sent), and every one counts."""
         if self.fd is None:
             time.sleep(timeout)
-            return None
+            return ""
         ready, _, _ = select.select([self.fd], [], [], timeout)
         if not ready:
-            return None
-        data = os.read(self.fd, 32)
-        return data[:1].decode("ascii", "replace").lower() if data else "q"
+            return ""
+        data = os.read(self.fd, 64)
+        if not data:
+            return "q"                  # end of input: as if q
+        return "".join(dict.fromkeys(data.decode("ascii", "replace").lower()))
 
 
 def run_live(sampler, interval, count, timeout):
@@ -349,12 +353,12 @@ def run_live(sampler, interval, count, timeout):
             live.update(table(rows, title, messages, help_line), refresh=True)
             if count and n >= count and not jobs.busy():
                 return 0
-            key = keys.read(max(0.0, min(tick - time.monotonic(), 0.25)))
-            if key == "q":
+            pressed = keys.read(max(0.0, min(tick - time.monotonic(), 0.25)))
+            if "q" in pressed:
                 return 0
-            if key == "s":
+            if "s" in pressed:
                 jobs.start(snapshot_all, rows, timeout)
-            elif key == "d":
+            elif "d" in pressed:
                 jobs.start(diff_last_two, rows)
     _gone(sampler)
     return 0
