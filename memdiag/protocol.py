@@ -140,6 +140,34 @@ def owned_privately(path, uid):
     return stat.S_ISREG(st.st_mode)
 
 
+def read_json_object(path, limit):
+    """The JSON object in the regular file at path, read as untrusted data:
+    never through a symlink, at most `limit` bytes. ValueError when it is
+    not a regular file or not a JSON object; OSError (FileNotFoundError
+    among them) when it cannot be opened.
+
+    >>> read_json_object("/proc/self/status", 4096)
+    Traceback (most recent call last):
+    ...
+    ValueError: not a JSON object
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+                 | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError("not a regular file")
+        data = os.read(fd, limit)
+    finally:
+        os.close(fd)
+    try:
+        value = json.loads(data)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise ValueError("not a JSON object")
+    return value
+
+
 def write_small(path, data):
     """Replace path with data (bytes) atomically: 0600, never through a symlink.
     The temporary name holds the thread too: the hook's RSS thread and its

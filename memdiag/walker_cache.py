@@ -36,11 +36,12 @@ Stdlib only: the hook imports this module in the target.
 from __future__ import annotations
 
 import importlib.machinery
-import json
 import os
 import re
 import stat
 import sys
+
+from . import protocol
 
 # The compiled walker's C units, in memdiag/_native/: setup.py builds
 # memdiag._walker from this list, and walker_build.py the cached walkers.
@@ -158,20 +159,11 @@ def read_info(path, uid):
     """build.json of an entry, checked like the extension; Refused if unreadable."""
     check_private(path, uid, "file")
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+        return protocol.read_json_object(path, MAX_INFO_BYTES)
     except OSError as e:
         raise Refused(f"cannot read {path}: {e.strerror}") from None
-    try:
-        data = os.read(fd, MAX_INFO_BYTES)
-    finally:
-        os.close(fd)
-    try:
-        info = json.loads(data)
     except ValueError:
-        info = None
-    if not isinstance(info, dict):
-        raise Refused(f"{path} is not a build record")
-    return info
+        raise Refused(f"{path} is not a build record") from None
 
 
 def locate(root=None, pkg_dir=PKG_DIR, suffix=None, uid=None, digest=None):

@@ -22,12 +22,12 @@ reaches a safe point only after the CLI gave up installs nothing:
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import stat
 import time
 
+from .. import protocol
 from . import payload as _payload_module
 from .target import Target, environ_value, start_time
 
@@ -122,21 +122,11 @@ class Handshake:
         """result.json as a dict, or None while there is none. The target's user
         owns the directory, so the file is read as untrusted data."""
         try:
-            fd = os.open(self.file("result.json"), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            return protocol.read_json_object(self.file("result.json"), RESULT_LIMIT)
         except FileNotFoundError:
             return None
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return {"state": "failed", "error": "result.json is not a regular file"}
-            data = os.read(fd, RESULT_LIMIT)
-        finally:
-            os.close(fd)
-        try:
-            value = json.loads(data)
-        except ValueError:
-            return {"state": "failed", "error": "unreadable result.json"}
-        return value if isinstance(value, dict) else {"state": "failed",
-                                                      "error": "unreadable result.json"}
+        except ValueError as e:
+            return {"state": "failed", "error": f"unreadable result.json ({e})"}
 
     def wait(self, timeout, alive, claimed_grace=60.0):
         """The target's result. HandshakeTimeout(claimed=False) if it did not
