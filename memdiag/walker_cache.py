@@ -41,8 +41,6 @@ import re
 import stat
 import sys
 
-from . import protocol
-
 # The compiled walker's C units, in memdiag/_native/: setup.py builds
 # memdiag._walker from this list, and walker_build.py the cached walkers.
 # fastmatch.c and dominators.c are other extensions' (memdiag._fastmatch,
@@ -157,6 +155,9 @@ def check_ancestors(path, uid):
 
 def read_info(path, uid):
     """build.json of an entry, checked like the extension; Refused if unreadable."""
+    # imported here, not at the top: setup.py loads this module by path,
+    # outside the package, for WALKER_SOURCES and WALKER_CFLAGS
+    from . import protocol
     check_private(path, uid, "file")
     try:
         return protocol.read_json_object(path, MAX_INFO_BYTES)

@@ -257,3 +257,16 @@ def test_the_check_reads_imports_as_written():
     names = {n for _, n in imports_of("memdiag.cli.main")}
     assert {"typer", "memdiag.cli.errors", "memdiag.cli.diff"} <= names   # diff: lazy, in a function
     assert "memdiag.analysis.paths" in {n for _, n in imports_of("memdiag.analysis.top")}
+
+
+def test_setup_py_loads_walker_cache_by_path():
+    """setup.py loads memdiag/walker_cache.py by path, outside the package,
+    for the walker's source list and flags: its module-level imports must be
+    stdlib only (a top-level `from . import protocol` broke every install)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "memdiag_walker_cache_by_path", os.path.join(PKG_DIR, "walker_cache.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert "module.c" in module.WALKER_SOURCES
+    assert "-std=c11" in module.WALKER_CFLAGS
