@@ -184,6 +184,28 @@ class Tmux:
             time.sleep(0.05)
         raise AssertionError(f"the pane did not show {what} within {timeout}s:\n{self.pane()}")
 
+    def where(self):
+        """What the pane's processes are doing (each thread's state and kernel
+        wait channel) and its terminal's mode: shown when watch does not exit."""
+        pid, tty = self("list-panes", "-t", "w", "-F", "#{pane_pid} #{pane_tty}").split()
+        out = [subprocess.run(["stty", "-a", "-F", tty], capture_output=True,
+                              text=True).stdout]
+        pids = [int(pid), *protocol.descendants(int(pid))]
+        for p in pids:
+            for task in sorted(os.listdir(f"/proc/{p}/task")):
+                base = f"/proc/{p}/task/{task}"
+                try:
+                    with open(f"{base}/stat") as f:
+                        state = f.read().rsplit(")", 1)[1].split()[0]
+                    with open(f"{base}/wchan") as f:
+                        wchan = f.read()
+                    with open(f"{base}/comm") as f:
+                        comm = f.read().strip()
+                except OSError:
+                    continue
+                out.append(f"pid {p} thread {task} {comm}: state {state}, wchan {wchan}")
+        return "\n".join(out)
+
     def kill(self):
         subprocess.run([self.exe, "-S", self.sock, "kill-server"], capture_output=True,
                        timeout=30)
@@ -220,7 +242,7 @@ def test_watch_in_a_real_terminal_keys_s_d_q(start, tmp_path):
         try:
             wait_for("watch to exit", lambda: dead().startswith("1 "))
         except AssertionError as e:
-            raise AssertionError(f"{e}; pane:\n{tmux.pane()}") from None
+            raise AssertionError(f"{e}; pane:\n{tmux.pane()}\n{tmux.where()}") from None
         assert dead() == "1 0", tmux.pane()
         assert "Traceback" not in tmux.pane()
     finally:
