@@ -239,8 +239,10 @@ def _snapshot_from_signal():
         return  # a snapshot is being taken right now: coalesce
     hook_fork.reap()
     if state.children:
-        write_status(state.seq, protocol.COALESCED)
-        return  # the previous snapshot's writer is still running: coalesce
+        # the previous snapshot's writer is still running: coalesce (the
+        # status names it, so that the CLI knows whose exit to wait for)
+        write_status(state.seq, protocol.COALESCED, writer=min(state.children))
+        return
     # The RSS watcher asked (or a signal came while its request was pending).
     auto = state.auto_requested
     state.busy = True

@@ -26,7 +26,7 @@ null) and live (whether `memdiag watch` can read heap counters).
 A status file is a JSON object {seq, state, time, ...}, state one of
 WRITING (a forked writer runs: "writer" is its pid), WRITTEN ("path",
 "bytes", "writer"), FAILED ("error") or COALESCED (the signal arrived while
-a writer ran, and that writer's snapshot answers it).
+a writer ran, and that writer's snapshot answers it: "writer" is its pid).
 
     >>> snapshot_name(4242, 3), parse_snapshot_name("memdiag-4242-3.snap")
     ('memdiag-4242-3.snap', (4242, 3))

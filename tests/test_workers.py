@@ -206,6 +206,48 @@ def test_descendants_follow_the_whole_tree():
     assert processes.descendants(30, parents) == []
 
 
+def test_children_counts_a_worker_still_registering_as_hooked(start, tmp_path, monkeypatch):
+    """A worker forked a moment ago has no registry entry until the hook's
+    at-fork handler registers it: --children waits for it rather than call
+    it unhooked (with no other worker, that was `has no descendant with the
+    memdiag hook`, exit 4, seen with gunicorn's max_requests). Here the
+    program's own at-fork handler, which runs before the hook's, holds the
+    child on a FIFO until the test has seen a scan miss it."""
+    gate = str(tmp_path / "gate")
+    os.mkfifo(gate)
+    p = start(code=f"""
+        import os, time
+        def held():                    # runs in the child before the hook's handler
+            with open({gate!r}) as f:
+                f.read(1)
+        os.register_at_fork(after_in_child=held)
+        import memdiag
+        memdiag.install(dir={str(tmp_path)!r})
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(300)
+            os._exit(0)
+        print(f"READY child={{pid}}", flush=True)
+        time.sleep(300)
+    """)
+    child = int(p.ready(timeout=60)["child"])
+    start.pids.append(child)
+    scans = []
+    real_parent_map = processes.parent_map
+
+    def counted_parent_map():      # the real scan; the gate opens on the second
+        scans.append(len(scans))
+        if len(scans) == 2:
+            fd = os.open(gate, os.O_WRONLY | os.O_NONBLOCK)   # ENXIO: child not held
+            os.write(fd, b"x")
+            os.close(fd)
+        return real_parent_map()
+
+    monkeypatch.setattr(processes, "parent_map", counted_parent_map)
+    hooked, unhooked = processes.split_descendants(p.pid, settle=120)
+    assert (hooked, unhooked) == ([child], []) and len(scans) >= 2
+
+
 def test_snapshot_children_does_not_wait_for_each_timeout_in_turn(start, tmp_path):
     """Concurrent: three workers whose main threads are each blocked for a while
     are snapshotted in about one wait, not three in a row. The workers block

@@ -19,6 +19,7 @@ The command column is what ps(1) shows (/proc/<pid>/cmdline), cut short:
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 
 from .. import protocol, snapfile
@@ -206,35 +207,63 @@ def descendants(pid, parents=None):
     return sorted(found)
 
 
-def snapshot_writer_of(pid, parent):
-    """Whether pid is a snapshot writer the hook in `parent` forked: a forked
-    child of a hooked process that did not register itself (the hook
-    registers every other child its process forks) and runs the same program."""
+# A process the hook is in registers each fork in os.register_at_fork's
+# after_in_child, before the fork runs code of its own; a snapshot writer
+# names itself in its parent's status file as it starts. For that moment a
+# fork is neither: split_descendants waits up to this long for it to become
+# one (or to exec, or to exit) rather than call a worker its server forked a
+# moment ago unhooked.
+SETTLE_SECONDS = 5.0
+
+
+def same_program(pid, parent):
+    """Whether pid runs its parent's program still: a fork that did not exec."""
     if parent is None or protocol.proc_cmdline(pid) != protocol.proc_cmdline(parent):
         return False
-    status = protocol.read_status(protocol.status_path(parent))
-    if status and status.get("writer") == pid:
-        return True
     try:
         return os.readlink(f"/proc/{pid}/exe") == os.readlink(f"/proc/{parent}/exe")
     except OSError:
         return False
 
 
-def split_descendants(pid, uid=None):
+def snapshot_writer_of(pid, parent):
+    """Whether pid is the snapshot writer the hook in `parent` forked (the
+    parent's status file names it: the writer writes it as it starts)."""
+    status = protocol.read_status(protocol.status_path(parent))
+    return bool(status) and status.get("writer") == pid
+
+
+def split_descendants(pid, uid=None, settle=SETTLE_SECONDS):
     """(hooked, unhooked): pids of pid's descendants that have the hook (and
     catch its signal now), and [(pid, name)] of those that do not. The
-    hook's own snapshot writers are in neither."""
-    parents = parent_map()
-    found = [p for p in descendants(pid, parents) if p != os.getpid()]
-    hooked = [p for p in found if hook_entry(p, uid) is not None]
-    unhooked = []
-    for child in found:
-        parent = parents.get(child)
-        if child in hooked or (parent in hooked and snapshot_writer_of(child, parent)):
-            continue
-        unhooked.append((child, process_name(child)))
-    return hooked, unhooked
+    hook's own snapshot writers are in neither.
+
+    A fork of a hooked process (pid itself included) that is neither
+    registered nor a named writer yet is waited for, up to `settle` seconds
+    (SETTLE_SECONDS). One still unnamed then counts as its parent's writer
+    if the parent is a descendant, as unhooked if it is pid's own child."""
+    deadline = time.monotonic() + settle
+    root_hooked = hook_entry(pid, uid) is not None
+    while True:
+        parents = parent_map()
+        found = [p for p in descendants(pid, parents) if p != os.getpid()]
+        hooked = [p for p in found if hook_entry(p, uid) is not None]
+        forked_by_hook = set(hooked) | ({pid} if root_hooked else set())
+        unhooked, unsettled = [], []
+        for child in found:
+            parent = parents.get(child)
+            if child in hooked:
+                continue
+            if parent in forked_by_hook and same_program(child, parent):
+                if snapshot_writer_of(child, parent):
+                    continue
+                unsettled.append(child)
+                if parent != pid:
+                    continue
+            unhooked.append((child, process_name(child)))
+        if not unsettled or time.monotonic() >= deadline:
+            return hooked, unhooked
+        time.sleep(0.02)
 
 
 def process_name(pid):
