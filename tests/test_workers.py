@@ -206,6 +206,25 @@ def test_descendants_follow_the_whole_tree():
     assert processes.descendants(30, parents) == []
 
 
+def open_gate_on_second_scan(monkeypatch, gate):
+    """Scans of /proc (processes.parent_map, the real one) are counted, and
+    the FIFO gate is opened on the second: the first has seen the child held.
+    Returns the list the scans are counted in."""
+    scans = []
+    real_parent_map = processes.parent_map
+
+    def counted_parent_map():
+        scans.append(len(scans))
+        if len(scans) == 2:
+            fd = os.open(gate, os.O_WRONLY | os.O_NONBLOCK)   # ENXIO: child not held
+            os.write(fd, b"x")
+            os.close(fd)
+        return real_parent_map()
+
+    monkeypatch.setattr(processes, "parent_map", counted_parent_map)
+    return scans
+
+
 def test_children_counts_a_worker_still_registering_as_hooked(start, tmp_path, monkeypatch):
     """A worker forked a moment ago has no registry entry until the hook's
     at-fork handler registers it: --children waits for it rather than call
@@ -232,18 +251,39 @@ def test_children_counts_a_worker_still_registering_as_hooked(start, tmp_path, m
     """)
     child = int(p.ready(timeout=60)["child"])
     start.pids.append(child)
-    scans = []
-    real_parent_map = processes.parent_map
+    scans = open_gate_on_second_scan(monkeypatch, gate)
+    hooked, unhooked = processes.split_descendants(p.pid, settle=120)
+    assert (hooked, unhooked) == ([child], []) and len(scans) >= 2
 
-    def counted_parent_map():      # the real scan; the gate opens on the second
-        scans.append(len(scans))
-        if len(scans) == 2:
-            fd = os.open(gate, os.O_WRONLY | os.O_NONBLOCK)   # ENXIO: child not held
-            os.write(fd, b"x")
-            os.close(fd)
-        return real_parent_map()
 
-    monkeypatch.setattr(processes, "parent_map", counted_parent_map)
+def test_children_waits_for_the_worker_of_an_arbiter_that_took_the_signal(start, tmp_path,
+                                                                          monkeypatch):
+    """gunicorn's arbiter takes SIGUSR2 for itself, so its hook unregisters;
+    each worker registers when it resets that signal, a moment after the
+    fork. The arbiter was started with `memdiag run`: --children waits for
+    its forks (here the worker waits on a FIFO before its reset, until the
+    test has seen a scan miss it)."""
+    gate = str(tmp_path / "gate")
+    os.mkfifo(gate)
+    script = tmp_path / "arbiter.py"
+    script.write_text(f"""
+import os, signal, time
+signal.signal(signal.SIGUSR2, lambda *a: None)     # the arbiter's re-exec signal
+pid = os.fork()
+if pid == 0:
+    with open({gate!r}) as f:
+        f.read(1)
+    signal.signal(signal.SIGUSR2, signal.SIG_DFL)   # as gunicorn's workers do
+    time.sleep(300)
+    os._exit(0)
+print(f"READY child={{pid}}", flush=True)
+time.sleep(300)
+""")
+    p = start(argv=[*RUN, "--dir", str(tmp_path), "--", sys.executable, str(script)])
+    child = int(p.ready(timeout=60)["child"])
+    start.pids.append(child)
+    assert processes.hook_entry(p.pid) is None          # the arbiter gave up its hook
+    scans = open_gate_on_second_scan(monkeypatch, gate)
     hooked, unhooked = processes.split_descendants(p.pid, settle=120)
     assert (hooked, unhooked) == ([child], []) and len(scans) >= 2
 

@@ -226,6 +226,20 @@ def same_program(pid, parent):
         return False
 
 
+def started_with_memdiag(pid):
+    """Whether pid's environment turned the hook on as it started (`memdiag
+    run` sets MEMDIAG_PKG_DIR; or MEMDIAG_ENABLE=1): its forks have the hook
+    too, even when pid itself gave up its signal to the program. gunicorn's
+    arbiter takes SIGUSR2, so its hook unregisters, and each worker registers
+    when it resets that signal, a moment after the fork."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            names = dict(v.split(b"=", 1) for v in f.read().split(b"\0") if b"=" in v)
+    except OSError:
+        return False
+    return b"MEMDIAG_PKG_DIR" in names or names.get(b"MEMDIAG_ENABLE", b"") not in (b"", b"0")
+
+
 def snapshot_writer_of(pid, parent):
     """Whether pid is the snapshot writer the hook in `parent` forked (the
     parent's status file names it: the writer writes it as it starts)."""
@@ -238,12 +252,13 @@ def split_descendants(pid, uid=None, settle=SETTLE_SECONDS):
     catch its signal now), and [(pid, name)] of those that do not. The
     hook's own snapshot writers are in neither.
 
-    A fork of a hooked process (pid itself included) that is neither
-    registered nor a named writer yet is waited for, up to `settle` seconds
-    (SETTLE_SECONDS). One still unnamed then counts as its parent's writer
-    if the parent is a descendant, as unhooked if it is pid's own child."""
+    A fork of a hooked process (pid itself included, or pid started with
+    memdiag) that is neither registered nor a named writer yet is waited
+    for, up to `settle` seconds (SETTLE_SECONDS). One still unnamed then
+    counts as its parent's writer if the parent is a descendant, as
+    unhooked if it is pid's own child."""
     deadline = time.monotonic() + settle
-    root_hooked = hook_entry(pid, uid) is not None
+    root_hooked = hook_entry(pid, uid) is not None or started_with_memdiag(pid)
     while True:
         parents = parent_map()
         found = [p for p in descendants(pid, parents) if p != os.getpid()]
