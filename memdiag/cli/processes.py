@@ -208,9 +208,10 @@ def descendants(pid, parents=None):
 
 
 # A process the hook is in registers each fork in os.register_at_fork's
-# after_in_child, before the fork runs code of its own; a snapshot writer
-# names itself in its parent's status file as it starts. For that moment a
-# fork is neither: split_descendants waits up to this long for it to become
+# after_in_child, before the fork runs code of its own (or, where the program
+# took the hook's signal, when the fork resets it); a snapshot writer names
+# itself in its parent's status file as it starts. For that moment a fork is
+# neither: split_descendants waits up to this long for it to become
 # one (or to exec, or to exit) rather than call a worker its server forked a
 # moment ago unhooked.
 SETTLE_SECONDS = 5.0
