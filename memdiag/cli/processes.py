@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 
 from .. import protocol, snapfile
+from ..attach.target import environ_value
 
 COMMAND_WIDTH = 60
 
@@ -233,12 +234,8 @@ def started_with_memdiag(pid):
     too, even when pid itself gave up its signal to the program. gunicorn's
     arbiter takes SIGUSR2, so its hook unregisters, and each worker registers
     when it resets that signal, a moment after the fork."""
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            names = dict(v.split(b"=", 1) for v in f.read().split(b"\0") if b"=" in v)
-    except OSError:
-        return False
-    return b"MEMDIAG_PKG_DIR" in names or names.get(b"MEMDIAG_ENABLE", b"") not in (b"", b"0")
+    return (environ_value(pid, "MEMDIAG_PKG_DIR") is not None
+            or environ_value(pid, "MEMDIAG_ENABLE") not in (None, "", "0"))
 
 
 def snapshot_writer_of(pid, parent):

@@ -52,9 +52,9 @@ def of_limit(totals):
         return ""
     percent = rss * 100 // limit["bytes"]
     share = f"{percent}%" if percent >= 1 else "<1%"
-    if limit["source"] == "physical memory":
-        return f" ({share} of the {human_bytes(limit['bytes'])} of physical memory, no cgroup limit)"
-    return f" ({share} of the {human_bytes(limit['bytes'])} {limit['source']} limit)"
+    what = ("of physical memory, no cgroup limit" if limit["source"] == "physical memory"
+            else f"{limit['source']} limit")
+    return f" ({share} of the {human_bytes(limit['bytes'])} {what})"
 
 
 def top_json(result):
