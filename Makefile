@@ -24,11 +24,13 @@ demo: venv
 	.venv/bin/memdiag demo
 
 # What the tests need besides the venvs: Chromium for the HTML report's browser
-# test, and a debugger for `memdiag attach` on 3.11-3.13 targets. Each script
-# installs what is missing; where it cannot, the tests that need it skip and
-# say why, unless MEMDIAG_REQUIRE_TOOLS=1 (CI) makes that an error.
+# test, tmux for the live view's terminal test, and a debugger for `memdiag
+# attach` on 3.11-3.13 targets. Each script installs what is missing; where
+# it cannot, the tests that need it skip and say why, unless
+# MEMDIAG_REQUIRE_TOOLS=1 (CI) makes that an error.
 test:
 	@set -e; scripts/install-browser; \
+	scripts/install-tmux || [ -z "$$MEMDIAG_REQUIRE_TOOLS" ]; \
 	for v in $(TEST_PYTHONS); do \
 	  py=$$(scripts/find-python $$v); \
 	  scripts/mkvenv .venv-$$v $$py test; \
