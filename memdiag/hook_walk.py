@@ -110,7 +110,7 @@ def prepare():
     nothing: a module imported there would appear in its snapshot."""
     if not compiled():
         # The pure-Python walker tells an existing instance __dict__ from
-        # inline values by reading the dict pointer (ctypes, imported once now).
+        # inline values by reading the dict pointer (_ctypes, imported once now).
         pywalker.enable_pointer_reads()
 
 

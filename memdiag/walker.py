@@ -118,7 +118,7 @@ def key_written(s: str, code_names=frozenset()) -> bool:
     True
 
     Interning is read from the str's state field (pointer reads, enabled by the
-    hook with ctypes); without them only name_like decides.
+    hook with _ctypes); without them only name_like decides.
     """
     if not name_like(s):
         return False
@@ -853,7 +853,7 @@ def _bound_name(name):
 # pointer), a str's interning bits, the fields of code objects and types that
 # have no getter or whose getter builds a new object, whether a generator
 # frame's f_locals dict existed. The hook enables these reads (importing
-# ctypes once, at install) when this walker is the one in use; the compiled
+# _ctypes once, at install) when this walker is the one in use; the compiled
 # walker reads the same fields directly. Each group is used only if a probe at
 # enable time finds the layout written here (from the version's headers); on
 # a free-threaded or debug build, or a layout not listed, the walker does what
@@ -903,8 +903,13 @@ _IFRAME_WORDS = {(3, 11): (4, 3, 5), (3, 12): (0, 5, 6)}.get(PY)
 
 
 def enable_pointer_reads():
-    """Turn on the reads by address; True if ctypes is there (each group of
+    """Turn on the reads by address; True if _ctypes is there (each group of
     reads also needs its probe to pass: pointer_reads() says which did).
+
+    The reads use the _ctypes extension, not the ctypes package: on 3.14
+    ctypes imports sysconfig, which imports threading, and a program that
+    never imported threading (or imports it later, after gevent's patching)
+    must not find it in sys.modules because of the hook.
 
     >>> enable_pointer_reads()
     True
@@ -913,27 +918,48 @@ def enable_pointer_reads():
     if _read_word is not None:
         return True
     try:
-        import ctypes
-    except Exception:  # pragma: no cover - no ctypes: the guessing path
+        import _ctypes
+    except Exception:  # pragma: no cover - no _ctypes: the guessing path
         return False
     if "t" in getattr(sys, "abiflags", ""):
         return False    # free-threaded: another object header (not probed)
-    word = ctypes.c_size_t
-    byte = ctypes.c_uint8
-    pyobj = ctypes.py_object
-    cast = ctypes.cast
+    word, byte, pyobj = _simple_types(_ctypes)
     _read_word = lambda addr: word.from_address(addr).value  # noqa: E731
     _read_byte = lambda addr: byte.from_address(addr).value  # noqa: E731
-    _object_at = lambda addr: cast(addr, pyobj).value       # noqa: E731
+    # The object whose address is addr: a word holding addr, read as a
+    # PyObject* (from_buffer keeps the word alive while it is read).
+    _object_at = lambda addr: pyobj.from_buffer(word(addr)).value  # noqa: E731
     for name, probe in (("intern", _probe_intern), ("dict", _probe_dict),
                         ("code", _probe_code), ("type", _probe_type),
                         ("frame", _probe_frame), ("lru", _probe_lru)):
         try:
-            _OK[name] = bool(probe(ctypes))
+            _OK[name] = bool(probe(_ctypes))
         except Exception:
             _OK[name] = False
-    _enable_site_lookup(ctypes)
+    _enable_site_lookup()
     return True
+
+
+def _simple_types(_ctypes):
+    """(word, byte, pyobj): the ctypes package's c_size_t, c_uint8 and
+    py_object, made from _ctypes the way that package makes them.
+
+    >>> word, byte, pyobj = _simple_types(__import__("_ctypes"))
+    >>> word(7).value, pyobj.from_buffer(word(id(len))).value is len
+    (7, True)
+    """
+    class pyobj(_ctypes._SimpleCData):
+        _type_ = "O"
+
+    class byte(_ctypes._SimpleCData):
+        _type_ = "B"
+
+    for code in "LQ":   # unsigned long, else unsigned long long: size_t's size
+        class word(_ctypes._SimpleCData):
+            _type_ = code
+        if _ctypes.sizeof(word) == _WORD:
+            break
+    return word, byte, pyobj
 
 
 def pointer_reads():
@@ -942,7 +968,7 @@ def pointer_reads():
     return dict(_OK)
 
 
-def _probe_intern(ctypes):
+def _probe_intern(_ctypes):
     """The state bits tell an interned str from a fresh one."""
     fresh = "".join(["memdiag_", "intern_probe"])
     known = sys.intern("__dict__")
@@ -950,7 +976,7 @@ def _probe_intern(ctypes):
     return state(known) != 0 and state(fresh) == 0
 
 
-def _probe_dict(ctypes):
+def _probe_dict(_ctypes):
     """The managed dict pointer of an instance whose __dict__ was made."""
     if not _LAYOUT_KNOWN:
         return False
@@ -971,7 +997,7 @@ def _probe_code_source(a):
     return inner
 
 
-def _probe_code(ctypes):
+def _probe_code(_ctypes):
     """The stored fields of a code object are where _CODE_WORDS says, its
     locals tables are a tuple of its variable names and a bytes as long, and
     the cached co_code is the object the getter returns. (It makes no
@@ -1011,12 +1037,12 @@ def _probe_code(ctypes):
     return True
 
 
-def _probe_type(ctypes):
+def _probe_type(_ctypes):
     """The fields of a type that has subclasses are where _TYPE_WORDS says,
     and tp_subclasses is a dict keyed by the subclasses' addresses."""
     if not _LAYOUT_KNOWN:
         return False
-    t = ctypes._SimpleCData
+    t = _ctypes._SimpleCData
     base = id(t)
     w = {name: _read_word(base + i * _WORD) for name, i in _TYPE_WORDS.items()}
     if (w["tp_basicsize"] != _TYPE_ATTR["__basicsize__"](t)
@@ -1028,7 +1054,7 @@ def _probe_type(ctypes):
     return type(subs) is dict and all(id(s) in subs for s in type.__subclasses__(t))
 
 
-def _probe_frame(ctypes):
+def _probe_frame(_ctypes):
     """3.11-3.12: a generator frame's _PyInterpreterFrame holds its code,
     its f_locals dict and its frame object where _IFRAME_WORDS says."""
     if _IFRAME_WORDS is None:
@@ -1058,7 +1084,7 @@ def _probe_lru_function(x):
     return x
 
 
-def _probe_lru(ctypes):
+def _probe_lru(_ctypes):
     """An lru_cache wrapper's cache, function and maxsize are where
     _LRU_WORDS says (maxsize None is -1)."""
     if not _LAYOUT_KNOWN:
@@ -1088,13 +1114,15 @@ def _lru_maxsize(o, cache, func):
     return v - (1 << (8 * _WORD)) if v >> (8 * _WORD - 1) else v
 
 
-def _enable_site_lookup(ctypes):
+def _enable_site_lookup():
     """3.11: tracemalloc._get_object_traceback misses objects with a managed
     dict (it forgets the two pointers before their GC header); look their
-    block up with the C function it calls."""
+    block up with the C function it calls, through the ctypes package (which
+    on 3.11 imports neither sysconfig nor threading)."""
     global _tracemalloc_lookup
     if PY != (3, 11):
         return
+    import ctypes
     try:
         f = ctypes.pythonapi._PyTraceMalloc_GetTraceback
     except AttributeError:

@@ -711,7 +711,8 @@ NO_THREADING = """
         before = "threading" in sys.modules
         path = hook.dump(mode=sys.argv[1])
         print("RESULT " + json.dumps({"path": path,
-                                      "threading": [before, "threading" in sys.modules]}))
+                                      "threading": [before, "threading" in sys.modules],
+                                      "ctypes": "ctypes" in sys.modules}))
     main()
 """
 
@@ -723,6 +724,11 @@ def test_main_thread_is_named_in_a_program_without_threading(tmp_path, mode, wal
     r = run_program(NO_THREADING, mode, tmp_path / "snaps", env=walker_env(walker),
                     tmp_path=tmp_path)
     assert r["threading"] == [False, False]     # neither the program nor the hook imported it
+    # The pure-Python walker reads memory with _ctypes, not the ctypes
+    # package, which imports threading on 3.14 (through sysconfig). Only on
+    # 3.11 does the hook import ctypes, to call the tracemalloc lookup
+    # (walker._enable_site_lookup); there it imports no threading.
+    assert r["ctypes"] is (walker == "python" and sys.version_info[:2] == (3, 11))
     s = load(r["path"])
     path = retainer_path(s, s.find_type("MainMarker")[0])
     assert path.root.startswith("<MainThread: main ("), path.root

@@ -381,7 +381,10 @@ def left_behind(action):
     before.update((id(kept), id(before)))
     action()
     # What the modules reach (memdiag.walker's tables and the functions that
-    # read memory among it): a new object outside it would be left behind.
+    # read memory among it) by the edges the walker follows: the referents,
+    # and a type's tp_subclasses dict (W4.9), which holds the weak references
+    # to the few ctypes types the reads are made with. A new object outside
+    # it would be left behind.
     own = set()
     stack = [m for m in list(sys.modules.values()) if m is not None]
     while stack:
@@ -389,6 +392,10 @@ def left_behind(action):
         if id(o) not in own:
             own.add(id(o))
             stack.extend(gc.get_referents(o))
+            if isinstance(o, type) and walker.pointer_reads()["type"]:
+                subs = walker._type_subclasses(o)
+                if subs is not None:
+                    stack.append(subs)
     left = []
     for o in gc.get_objects():
         if id(o) not in before and id(o) not in own and not (
