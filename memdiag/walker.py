@@ -908,8 +908,8 @@ def enable_pointer_reads():
 
     The reads use the _ctypes extension, not the ctypes package: on 3.14
     ctypes imports sysconfig, which imports threading, and a program that
-    never imported threading (or imports it later, after gevent's patching)
-    must not find it in sys.modules because of the hook.
+    never imported threading must not find it in sys.modules because of the
+    hook.
 
     >>> enable_pointer_reads()
     True
