@@ -208,14 +208,14 @@ def test_descendants_follow_the_whole_tree():
 
 def open_gate_on_second_scan(monkeypatch, gate):
     """Scans of /proc (processes.parent_map, the real one) are counted, and
-    the FIFO gate is opened on the second: the first has seen the child held.
-    Returns the list the scans are counted in."""
+    the FIFO gate (if any) is opened on the second: the first has seen the
+    child held. Returns the list the scans are counted in."""
     scans = []
     real_parent_map = processes.parent_map
 
     def counted_parent_map():
         scans.append(len(scans))
-        if len(scans) == 2:
+        if gate and len(scans) == 2:
             fd = os.open(gate, os.O_WRONLY | os.O_NONBLOCK)   # ENXIO: child not held
             os.write(fd, b"x")
             os.close(fd)
@@ -256,13 +256,17 @@ def test_children_counts_a_worker_still_registering_as_hooked(start, tmp_path, m
     assert (hooked, unhooked) == ([child], []) and len(scans) >= 2
 
 
+@pytest.mark.parametrize("renamed", [False, True])
 def test_children_waits_for_the_worker_of_an_arbiter_that_took_the_signal(start, tmp_path,
-                                                                          monkeypatch):
+                                                                          monkeypatch, renamed):
     """gunicorn's arbiter takes SIGUSR2 for itself, so its hook unregisters;
     each worker registers when it resets that signal, a moment after the
     fork. The arbiter was started with `memdiag run`: --children waits for
     its forks (here the worker waits on a FIFO before its reset, until the
-    test has seen a scan miss it)."""
+    test has seen a scan miss it). renamed: the worker first writes a title
+    over its argv strings, as setproctitle does for gunicorn's workers when
+    it is installed, so that its command line is no longer its parent's; it
+    is still a fork."""
     gate = str(tmp_path / "gate")
     os.mkfifo(gate)
     script = tmp_path / "arbiter.py"
@@ -271,6 +275,14 @@ import os, signal, time
 signal.signal(signal.SIGUSR2, lambda *a: None)     # the arbiter's re-exec signal
 pid = os.fork()
 if pid == 0:
+    if {renamed!r}:        # setproctitle's way on Linux, without the package
+        import ctypes
+        with open("/proc/self/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        start, end = int(fields[45]), int(fields[46])       # arg_start, arg_end
+        ctypes.memset(start, 0, end - start)
+        ctypes.memmove(start, b"arbiter: worker [app]", 21)
+        print("RENAMED", flush=True)
     with open({gate!r}) as f:
         f.read(1)
     signal.signal(signal.SIGUSR2, signal.SIG_DFL)   # as gunicorn's workers do
@@ -283,9 +295,43 @@ time.sleep(300)
     child = int(p.ready(timeout=60)["child"])
     start.pids.append(child)
     assert processes.hook_entry(p.pid) is None          # the arbiter gave up its hook
+    if renamed:
+        p.wait_line("RENAMED", 60)
+        assert protocol.proc_cmdline(child)[0] == "arbiter: worker [app]"
     scans = open_gate_on_second_scan(monkeypatch, gate)
     hooked, unhooked = processes.split_descendants(p.pid, settle=120)
     assert (hooked, unhooked) == ([child], []) and len(scans) >= 2
+
+
+def test_children_does_not_wait_for_a_child_that_re_executed_the_program(start, tmp_path,
+                                                                        monkeypatch):
+    """gunicorn's master re-execs itself on SIGUSR2: its child runs the same
+    executable with the same command line, but it is a new program, not a
+    fork that is still registering. --children lists it as unhooked after
+    one scan of /proc, instead of waiting SETTLE_SECONDS for it."""
+    script = tmp_path / "arbiter.py"
+    script.write_text("""
+import os, signal, sys, time
+signal.signal(signal.SIGUSR2, lambda *a: None)     # the arbiter's re-exec signal
+if os.environ.get("REEXECUTED"):
+    print(f"READY child={os.getpid()}", flush=True)
+    time.sleep(300)
+    os._exit(0)
+pid = os.fork()
+if pid == 0:
+    os.environ["REEXECUTED"] = "1"
+    os.execv(sys.executable, [sys.executable, *sys.argv])
+time.sleep(300)
+""")
+    p = start(argv=[*RUN, "--dir", str(tmp_path), "--", sys.executable, str(script)])
+    child = int(p.ready(timeout=60)["child"])
+    start.pids.append(child)
+    assert protocol.proc_cmdline(child) == protocol.proc_cmdline(p.pid)
+    assert processes.hook_entry(child) is None and processes.hook_entry(p.pid) is None
+    scans = open_gate_on_second_scan(monkeypatch, None)
+    hooked, unhooked = processes.split_descendants(p.pid, settle=120)
+    assert hooked == [] and [pid for pid, _ in unhooked] == [child]
+    assert len(scans) == 1
 
 
 def test_snapshot_children_does_not_wait_for_each_timeout_in_turn(start, tmp_path):

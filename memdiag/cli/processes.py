@@ -219,11 +219,58 @@ SETTLE_SECONDS = 5.0
 
 
 def same_program(pid, parent):
-    """Whether pid runs its parent's program still: a fork that did not exec."""
-    if parent is None or protocol.proc_cmdline(pid) != protocol.proc_cmdline(parent):
+    """Whether pid runs its parent's program still: a fork that did not exec.
+
+    The same executable, and the heap and the environment where the
+    parent's are (exec_layout): a fork keeps them, an exec places them anew.
+    So a fork that renamed itself (a gunicorn worker, when setproctitle is
+    installed) is one, and a re-exec with the same command line (gunicorn's
+    master on SIGUSR2) is not. Where the layout cannot tell, the command
+    lines decide.
+
+    >>> same_program(os.getpid(), os.getpid())
+    True
+    """
+    if parent is None:
         return False
     try:
-        return os.readlink(f"/proc/{pid}/exe") == os.readlink(f"/proc/{parent}/exe")
+        if os.readlink(f"/proc/{pid}/exe") != os.readlink(f"/proc/{parent}/exe"):
+            return False
+    except OSError:
+        return False
+    mine, theirs = exec_layout(pid), exec_layout(parent)
+    if mine and theirs:
+        return mine == theirs
+    return protocol.proc_cmdline(pid) == protocol.proc_cmdline(parent)
+
+
+def exec_layout(pid):
+    """(start_brk, env_start) of pid, from /proc/<pid>/stat (fields 47 and
+    50): where exec put the heap and the environment strings. None where
+    they cannot tell an exec from a fork: unreadable, hidden (shown as 0
+    without ptrace access to pid), or address randomization off
+    (kernel.randomize_va_space=0), where every exec of a program puts them
+    in the same place.
+
+    >>> exec_layout(os.getpid()) == exec_layout(os.getpid()) != None
+    True
+    """
+    if _randomization_off():
+        return None
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        fields = data[data.rindex(b")") + 2:].split()   # fields[0] is field 3
+        layout = (int(fields[44]), int(fields[47]))
+    except (OSError, ValueError, IndexError):
+        return None
+    return layout if all(layout) else None
+
+
+def _randomization_off():
+    try:
+        with open("/proc/sys/kernel/randomize_va_space") as f:
+            return f.read().strip() == "0"
     except OSError:
         return False
 
