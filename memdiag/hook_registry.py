@@ -24,6 +24,7 @@ from .hook_state import HOOK_VERSION, state
 def register():
     """Write this process's entry (after install(), and in a forked worker)."""
     pid = os.getpid()
+    protocol.remove_entry(protocol.aside_path(pid))     # the hook has its signal back
     settings = state.settings
     entry = {
         "pid": pid, "start_time": protocol.proc_start_time(pid), "signal": settings.signum,
@@ -68,6 +69,17 @@ def unregister():
     state.registry_path = None
     if path and state.pid == os.getpid():
         protocol.remove_entry(path)
+
+
+def step_aside():
+    """The program took the hook's signal: the entry goes, and <pid>.aside
+    says so, so that `memdiag snapshot --children` waits for this process's
+    forks, which register when they reset the signal (gunicorn's workers)."""
+    unregister()
+    try:
+        protocol.write_aside(os.getpid(), state.settings.signum)
+    except OSError:
+        pass
 
 
 def write_status(seq, status, **fields):

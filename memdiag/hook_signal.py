@@ -6,7 +6,8 @@ signal is seen:
 
 - a reset to SIG_DFL or SIG_IGN (gunicorn's workers reset what the arbiter
   took) keeps the hook's handler, and the program gets back what it set;
-- a handler of the program's own wins: the hook unregisters and says so;
+- a handler of the program's own wins: the hook steps aside (its registry
+  entry goes, <pid>.aside says why) and says so;
 - a reset after that (in the worker of an arbiter that took the signal)
   gives the signal back to the hook.
 
@@ -22,7 +23,7 @@ import os
 import signal as _signal
 
 from . import hook_rss
-from .hook_registry import register, unregister
+from .hook_registry import register, step_aside
 from .hook_state import say, state
 
 _RESETS = (_signal.SIG_DFL, _signal.SIG_IGN)
@@ -78,7 +79,7 @@ def guarded_signal(signalnum, handler):
     result = orig(signalnum, handler)
     state.taken_over = True
     state.installed = False
-    unregister()
+    step_aside()
     say(f"memdiag: {_signal.Signals(signalnum).name} was taken over by the program; "
         f"snapshots are off in pid {os.getpid()} (use another signal: --signal)")
     return previous if previous is not None else result

@@ -10,6 +10,9 @@ The files, per user (`<tmp>` is tempfile.gettempdir())::
                                             watch` writes its interval there)
             <pid>.live                      RSS and heap counters, refreshed while
                                             watched (read_status reads it too)
+            <pid>.aside                     the program took the hook's signal: no
+                                            entry, and its forks register when they
+                                            reset that signal (stepped_aside)
         memdiag-<pid>-<seq>.snap            a complete snapshot, 0600
         .memdiag-<pid>-<seq>.<writer>.tmp   one being written by process <writer>
 
@@ -48,7 +51,7 @@ WRITING, WRITTEN, FAILED, COALESCED = "writing", "written", "failed", "coalesced
 MODES = ("auto", "fork", "inline")      # where the walk runs; auto: fork where possible
 
 MAX_ENTRY_BYTES = 1 << 20
-REGISTRY_FILES = ("json", "status", "wake", "live")   # <pid>.<ext> in the registry
+REGISTRY_FILES = ("json", "status", "wake", "live", "aside")   # <pid>.<ext> in the registry
 
 
 class HookError(Exception):
@@ -200,6 +203,10 @@ def live_path(pid, uid=None):
     return os.path.join(registry_dir(uid), f"{pid}.live")
 
 
+def aside_path(pid, uid=None):
+    return os.path.join(registry_dir(uid), f"{pid}.aside")
+
+
 def write_entry(entry):
     """Register this process (entry["pid"]): creates the registry privately,
     removes the entries of processes that are gone, returns the entry's path."""
@@ -210,6 +217,35 @@ def write_entry(entry):
     path = os.path.join(reg, f"{entry['pid']}.json")
     write_small(path, json.dumps(entry).encode())
     return path
+
+
+def write_aside(pid, signum):
+    """Say that the program took the hook's signal in this process (pid): its
+    hook stepped aside, and the processes it forks register when they reset
+    that signal (gunicorn's arbiter and workers)."""
+    write_small(aside_path(pid), json.dumps(
+        {"pid": pid, "start_time": proc_start_time(pid), "signal": signum}).encode())
+
+
+def stepped_aside(pid, uid):
+    """Whether pid, a process of uid, wrote write_aside()'s file (checked as
+    read_entry checks an entry: uid's alone, this pid, this process).
+
+    >>> stepped_aside(os.getpid(), os.getuid())
+    False
+    """
+    path = aside_path(pid, uid)
+    try:
+        if not owned_privately(path, uid):
+            return False
+        with open(path, "rb") as f:
+            said = json.loads(f.read(4096))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(said, dict) or said.get("pid") != pid:
+        return False
+    start = proc_start_time(pid)
+    return start is not None and said.get("start_time") == start
 
 
 def remove_entry(path):

@@ -295,9 +295,46 @@ time.sleep(300)
     child = int(p.ready(timeout=60)["child"])
     start.pids.append(child)
     assert processes.hook_entry(p.pid) is None          # the arbiter gave up its hook
+    assert protocol.stepped_aside(p.pid, os.getuid())   # and the registry says why
     if renamed:
         p.wait_line("RENAMED", 60)
         assert protocol.proc_cmdline(child)[0] == "arbiter: worker [app]"
+    scans = open_gate_on_second_scan(monkeypatch, gate)
+    hooked, unhooked = processes.split_descendants(p.pid, settle=120)
+    assert (hooked, unhooked) == ([child], []) and len(scans) >= 2
+
+
+def test_children_waits_for_the_worker_of_an_arbiter_that_installed_the_hook_itself(
+        start, tmp_path, monkeypatch):
+    """The same arbiter with memdiag.install() in its code, not `memdiag run`:
+    nothing in its environment says memdiag (setproctitle also wipes what
+    /proc shows of an environment). Its hook stepped aside when it took the
+    signal, and the registry's <pid>.aside says so: its forks are waited
+    for. `memdiag snapshot ARBITER` says why it will not signal it."""
+    gate = str(tmp_path / "gate")
+    os.mkfifo(gate)
+    p = start(code=f"""
+        import os, signal, time
+        import memdiag
+        memdiag.install(dir={str(tmp_path)!r})
+        signal.signal(signal.SIGUSR2, lambda *a: None)     # the arbiter's re-exec signal
+        pid = os.fork()
+        if pid == 0:
+            with open({gate!r}) as f:
+                f.read(1)
+            signal.signal(signal.SIGUSR2, signal.SIG_DFL)   # as gunicorn's workers do
+            time.sleep(300)
+            os._exit(0)
+        print(f"READY child={{pid}}", flush=True)
+        time.sleep(300)
+    """)
+    child = int(p.ready(timeout=60)["child"])
+    start.pids.append(child)
+    assert not processes.started_with_memdiag(p.pid)
+    assert processes.hook_entry(p.pid) is None and protocol.stepped_aside(p.pid, os.getuid())
+    code, out, err = memdiag("snapshot", p.pid, "--timeout", 5)
+    assert code == 4 and err.startswith(f"memdiag: error: pid {p.pid} (") and (
+        "took its memdiag hook's signal for itself" in err and f"--children {p.pid}" in err), err
     scans = open_gate_on_second_scan(monkeypatch, gate)
     hooked, unhooked = processes.split_descendants(p.pid, settle=120)
     assert (hooked, unhooked) == ([child], []) and len(scans) >= 2

@@ -298,17 +298,21 @@ def split_descendants(pid, uid=None, settle=SETTLE_SECONDS):
     hook's own snapshot writers are in neither.
 
     A fork of a hooked process (pid itself included, or pid started with
-    memdiag) that is neither registered nor a named writer yet is waited
-    for, up to `settle` seconds (SETTLE_SECONDS). One still unnamed then
-    counts as its parent's writer if the parent is a descendant, as
-    unhooked if it is pid's own child."""
+    memdiag, or one whose hook stepped aside: protocol.stepped_aside) that
+    is neither registered nor a named writer yet is waited for, up to
+    `settle` seconds (SETTLE_SECONDS). One still unnamed then counts as its
+    parent's writer if the parent is a descendant, as unhooked if it is
+    pid's own child."""
+    uid = os.getuid() if uid is None else uid
     deadline = time.monotonic() + settle
-    root_hooked = hook_entry(pid, uid) is not None or started_with_memdiag(pid)
+    root_hooked = (hook_entry(pid, uid) is not None or protocol.stepped_aside(pid, uid)
+                   or started_with_memdiag(pid))
     while True:
         parents = parent_map()
         found = [p for p in descendants(pid, parents) if p != os.getpid()]
         hooked = [p for p in found if hook_entry(p, uid) is not None]
-        forked_by_hook = set(hooked) | ({pid} if root_hooked else set())
+        forked_by_hook = (set(hooked) | ({pid} if root_hooked else set())
+                          | {p for p in found if protocol.stepped_aside(p, uid)})
         unhooked, unsettled = [], []
         for child in found:
             parent = parents.get(child)

@@ -59,6 +59,11 @@ def find_hook(pid):
                            f"not readable by uid {me}; run memdiag as that user",
                            EXIT_TARGET) from None
     if info is None:
+        if protocol.stepped_aside(pid, uid):
+            raise MemdiagError(f"pid {pid} ({name}) took its memdiag hook's signal for itself "
+                               f"(a gunicorn master does), so the hook stepped aside; snapshot "
+                               f"its workers with --children {pid}, or start it with another "
+                               f"signal (memdiag run --signal USR1)", EXIT_TARGET)
         if not protocol.proc_is_python(pid, status):
             raise MemdiagError(f"pid {pid} ({name}) is not a Python process; memdiag will "
                                f"not signal it", EXIT_TARGET)
