@@ -95,7 +95,8 @@ def install(dir=None, signal="USR2", trace_frames=0, strings=False, mode="auto",
     mode: "auto" (fork when possible), "fork" or "inline".
     guard_signal: keep the handler when the program later resets the signal to
         its default (gunicorn workers do); a program that installs its own
-        handler for it still wins, and the hook unregisters itself.
+        handler for it still wins, and the hook steps aside (its registry
+        entry goes; <pid>.aside says why).
     rss_limit: bytes, a size like "1.5G", or a percentage of the process's
         memory limit like "80%" (hook_limits: cgroup v2, cgroup v1, physical
         memory): take a snapshot when the process's RSS crosses it (the

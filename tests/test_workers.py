@@ -256,23 +256,19 @@ def test_children_counts_a_worker_still_registering_as_hooked(start, tmp_path, m
     assert (hooked, unhooked) == ([child], []) and len(scans) >= 2
 
 
-@pytest.mark.parametrize("renamed", [False, True])
-def test_children_waits_for_the_worker_of_an_arbiter_that_took_the_signal(start, tmp_path,
-                                                                          monkeypatch, renamed):
-    """gunicorn's arbiter takes SIGUSR2 for itself, so its hook unregisters;
-    each worker registers when it resets that signal, a moment after the
-    fork. The arbiter was started with `memdiag run`: --children waits for
-    its forks (here the worker waits on a FIFO before its reset, until the
-    test has seen a scan miss it). renamed: the worker first writes a title
-    over its argv strings, as setproctitle does for gunicorn's workers when
-    it is installed, so that its command line is no longer its parent's; it
-    is still a fork."""
-    gate = str(tmp_path / "gate")
-    os.mkfifo(gate)
-    script = tmp_path / "arbiter.py"
-    script.write_text(f"""
+def arbiter_program(gate, renamed=False, install_dir=None):
+    """A program in the shape of gunicorn's arbiter: it takes SIGUSR2, forks
+    one worker, and prints READY child=<pid>; the worker waits on the FIFO
+    gate, then resets SIGUSR2 as gunicorn's workers do. install_dir: the
+    program calls memdiag.install() itself (else run it with `memdiag run`).
+    renamed: the worker first writes a title over its argv strings, as
+    setproctitle does on Linux (for gunicorn's workers, when installed), and
+    prints RENAMED."""
+    install = (f"import memdiag\nmemdiag.install(dir={install_dir!r})\n"
+               if install_dir else "")
+    return f"""
 import os, signal, time
-signal.signal(signal.SIGUSR2, lambda *a: None)     # the arbiter's re-exec signal
+{install}signal.signal(signal.SIGUSR2, lambda *a: None)     # the arbiter's re-exec signal
 pid = os.fork()
 if pid == 0:
     if {renamed!r}:        # setproctitle's way on Linux, without the package
@@ -285,12 +281,27 @@ if pid == 0:
         print("RENAMED", flush=True)
     with open({gate!r}) as f:
         f.read(1)
-    signal.signal(signal.SIGUSR2, signal.SIG_DFL)   # as gunicorn's workers do
+    signal.signal(signal.SIGUSR2, signal.SIG_DFL)
     time.sleep(300)
     os._exit(0)
 print(f"READY child={{pid}}", flush=True)
 time.sleep(300)
-""")
+"""
+
+
+@pytest.mark.parametrize("renamed", [False, True])
+def test_children_waits_for_the_worker_of_an_arbiter_that_took_the_signal(start, tmp_path,
+                                                                          monkeypatch, renamed):
+    """gunicorn's arbiter takes SIGUSR2 for itself, so its hook steps aside;
+    each worker registers when it resets that signal, a moment after the
+    fork. The arbiter was started with `memdiag run`: --children waits for
+    its forks (here the worker waits on a FIFO before its reset, until the
+    test has seen a scan miss it). renamed: the worker's command line is no
+    longer its parent's (setproctitle); it is still a fork."""
+    gate = str(tmp_path / "gate")
+    os.mkfifo(gate)
+    script = tmp_path / "arbiter.py"
+    script.write_text(arbiter_program(gate, renamed=renamed))
     p = start(argv=[*RUN, "--dir", str(tmp_path), "--", sys.executable, str(script)])
     child = int(p.ready(timeout=60)["child"])
     start.pids.append(child)
@@ -313,21 +324,7 @@ def test_children_waits_for_the_worker_of_an_arbiter_that_installed_the_hook_its
     for. `memdiag snapshot ARBITER` says why it will not signal it."""
     gate = str(tmp_path / "gate")
     os.mkfifo(gate)
-    p = start(code=f"""
-        import os, signal, time
-        import memdiag
-        memdiag.install(dir={str(tmp_path)!r})
-        signal.signal(signal.SIGUSR2, lambda *a: None)     # the arbiter's re-exec signal
-        pid = os.fork()
-        if pid == 0:
-            with open({gate!r}) as f:
-                f.read(1)
-            signal.signal(signal.SIGUSR2, signal.SIG_DFL)   # as gunicorn's workers do
-            time.sleep(300)
-            os._exit(0)
-        print(f"READY child={{pid}}", flush=True)
-        time.sleep(300)
-    """)
+    p = start(code=arbiter_program(gate, install_dir=str(tmp_path)))
     child = int(p.ready(timeout=60)["child"])
     start.pids.append(child)
     assert not processes.started_with_memdiag(p.pid)

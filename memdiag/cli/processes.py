@@ -279,8 +279,10 @@ def started_with_memdiag(pid):
     """Whether pid's environment turned the hook on as it started (`memdiag
     run` sets MEMDIAG_PKG_DIR; or MEMDIAG_ENABLE=1): its forks have the hook
     too, even when pid itself gave up its signal to the program. gunicorn's
-    arbiter takes SIGUSR2, so its hook unregisters, and each worker registers
-    when it resets that signal, a moment after the fork."""
+    arbiter takes SIGUSR2, so its hook steps aside, and each worker registers
+    when it resets that signal, a moment after the fork. (A hook of this
+    memdiag also says so in the registry: protocol.stepped_aside. This
+    covers a program whose environment /proc still shows.)"""
     return (environ_value(pid, "MEMDIAG_PKG_DIR") is not None
             or environ_value(pid, "MEMDIAG_ENABLE") not in (None, "", "0"))
 
