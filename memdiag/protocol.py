@@ -638,8 +638,9 @@ def proc_cmdline(pid):
         return []
     if not data:
         return []
-    # A program that rewrote its argv (setproctitle) may leave no final NUL.
-    return [a.decode("utf-8", "replace") for a in data.removesuffix(b"\0").split(b"\0")]
+    # A program that wrote a title over its argv (setproctitle) may leave no
+    # final NUL, or pad the rest of the space it took with NULs.
+    return [a.decode("utf-8", "replace") for a in data.rstrip(b"\0").split(b"\0")]
 
 
 def proc_is_python(pid, status):

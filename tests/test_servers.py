@@ -184,6 +184,9 @@ def test_gunicorn_workers_snapshot_children_and_diff_name_the_leak(server, tmp_p
     first, _, err = children_snapshot(s.pid)
     assert sorted(first) == workers, (first, err, s.log())
     assert err == "", err                 # every child of the master has the hook
+    code, out, err = memdiag("ps", "--json")
+    commands = {x["pid"]: x["command"] for x in json.loads(out)}
+    assert [commands.get(w) for w in workers] == ["gunicorn: worker [prefork_app:app]"] * 3
     # The kernel decides which worker accepts: load in rounds (at most 5)
     # until at least two workers served the route.
     served, sent = {}, 0

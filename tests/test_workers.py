@@ -309,7 +309,7 @@ def test_children_waits_for_the_worker_of_an_arbiter_that_took_the_signal(start,
     assert protocol.stepped_aside(p.pid, os.getuid())   # and the registry says why
     if renamed:
         p.wait_line("RENAMED", 60)
-        assert protocol.proc_cmdline(child)[0] == "arbiter: worker [app]"
+        assert protocol.proc_cmdline(child) == ["arbiter: worker [app]"]
     scans = open_gate_on_second_scan(monkeypatch, gate)
     hooked, unhooked = processes.split_descendants(p.pid, settle=120)
     assert (hooked, unhooked) == ([child], []) and len(scans) >= 2
