@@ -44,7 +44,7 @@ import time
 
 from . import hook_fork, hook_inline, hook_limits, hook_rss, hook_signal, hook_walk, protocol
 from .hook_capture import capture
-from .hook_registry import register, unregister, write_status
+from .hook_registry import forget_aside, register, unregister, write_status
 from .hook_state import Request, Settings, one_line, report, state
 from .protocol import HookError
 
@@ -180,6 +180,8 @@ def _seconds(name, default):
 def uninstall():
     """Remove the handler, restore what was there before, forget the registry."""
     if not state.installed:
+        if state.taken_over:    # stepped aside: the program has the signal already
+            forget_aside()
         return
     signum = state.settings.signum
     setter = state.orig_signal or _signal.signal

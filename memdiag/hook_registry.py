@@ -24,7 +24,6 @@ from .hook_state import HOOK_VERSION, state
 def register():
     """Write this process's entry (after install(), and in a forked worker)."""
     pid = os.getpid()
-    protocol.remove_entry(protocol.aside_path(pid))     # the hook has its signal back
     settings = state.settings
     entry = {
         "pid": pid, "start_time": protocol.proc_start_time(pid), "signal": settings.signum,
@@ -38,6 +37,7 @@ def register():
     }
     state.registry_path = protocol.write_entry(entry)
     state.pid = pid
+    forget_aside()      # if the hook had stepped aside, it has its signal back
     return state.registry_path
 
 
@@ -78,8 +78,13 @@ def step_aside():
     unregister()
     try:
         protocol.write_aside(os.getpid(), state.settings.signum)
-    except OSError:
+    except Exception:
         pass
+
+
+def forget_aside():
+    """Remove what step_aside() wrote for this process, if anything."""
+    protocol.remove_entry(protocol.aside_path(os.getpid()))
 
 
 def write_status(seq, status, **fields):

@@ -229,7 +229,8 @@ def write_aside(pid, signum):
 
 def stepped_aside(pid, uid):
     """Whether pid, a process of uid, wrote write_aside()'s file (checked as
-    read_entry checks an entry: uid's alone, this pid, this process).
+    read_entry checks an entry: uid's alone, this pid, this process) and
+    still catches the signal the program took (an exec since then resets it).
 
     >>> stepped_aside(os.getpid(), os.getuid())
     False
@@ -238,14 +239,13 @@ def stepped_aside(pid, uid):
     try:
         if not owned_privately(path, uid):
             return False
-        with open(path, "rb") as f:
-            said = json.loads(f.read(4096))
+        said = read_json_object(path, 4096)
+        status = proc_status(pid)
     except (OSError, ValueError):
         return False
-    if not isinstance(said, dict) or said.get("pid") != pid:
-        return False
     start = proc_start_time(pid)
-    return start is not None and said.get("start_time") == start
+    return (said.get("pid") == pid and start is not None and said.get("start_time") == start
+            and valid_signal(said.get("signal")) and catches_signal(status, said["signal"]))
 
 
 def remove_entry(path):

@@ -1122,10 +1122,10 @@ def _enable_site_lookup():
     global _tracemalloc_lookup
     if PY != (3, 11):
         return
-    import ctypes
     try:
+        import ctypes
         f = ctypes.pythonapi._PyTraceMalloc_GetTraceback
-    except AttributeError:
+    except Exception:   # no ctypes, or no such symbol: sites of those objects go
         return
     f.restype = ctypes.py_object
     f.argtypes = (ctypes.c_uint, ctypes.c_size_t)

@@ -22,6 +22,7 @@ every server and each process it started is killed by pid at the end.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -153,6 +154,8 @@ def start_gunicorn(server, tmp_path, workers, *options):
     # as it does where it is installed in production: their command lines
     # are no longer each other's, and /proc no longer shows the master's
     # environment (memdiag tells forks and a stepped-aside hook apart without).
+    assert importlib.util.find_spec("setproctitle"), (
+        "setproctitle is not installed next to this Python: pip install -e '.[test]'")
     titles = [protocol.proc_cmdline(p)[:1] for p in (s.pid, *pids)]
     assert all(t and t[0].startswith("gunicorn: ") for t in titles), titles
     assert not processes.started_with_memdiag(s.pid)

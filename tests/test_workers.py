@@ -337,12 +337,79 @@ def test_children_waits_for_the_worker_of_an_arbiter_that_installed_the_hook_its
     assert (hooked, unhooked) == ([child], []) and len(scans) >= 2
 
 
+def test_children_lists_a_worker_that_took_the_signal_and_its_fork(start, tmp_path):
+    """A worker (registered at its fork) that takes SIGUSR2 for itself, as
+    billiard's pool processes do, is unhooked at once, not waited for as a
+    fork still registering; a helper it forks, which never resets the
+    signal, is unhooked once the wait for it is over (settle: 1 s here), not
+    taken for a snapshot writer: a hook that stepped aside writes none."""
+    script = tmp_path / "service.py"
+    script.write_text("""
+import os, signal, time
+pid = os.fork()
+if pid == 0:
+    signal.signal(signal.SIGUSR2, lambda *a: None)   # the worker takes it: the hook steps aside
+    helper = os.fork()
+    if helper == 0:
+        time.sleep(300)
+        os._exit(0)
+    print(f"READY worker={os.getpid()} helper={helper}", flush=True)
+    time.sleep(300)
+    os._exit(0)
+time.sleep(300)
+""")
+    p = start(argv=[*RUN, "--dir", str(tmp_path), "--", sys.executable, str(script)])
+    ready = p.ready(timeout=60)
+    worker, helper = int(ready["worker"]), int(ready["helper"])
+    start.pids.extend([worker, helper])
+    assert processes.hook_entry(p.pid) is not None and protocol.stepped_aside(worker, os.getuid())
+    hooked, unhooked = processes.split_descendants(p.pid, settle=1.0)
+    assert hooked == [] and sorted(pid for pid, _ in unhooked) == sorted([worker, helper])
+
+
+@pytest.mark.parametrize("then", ["exec", "uninstall"])
+def test_stepped_aside_ends_with_an_exec_or_uninstall(start, tmp_path, then):
+    """<pid>.aside (the program took the hook's signal) stops counting when
+    the process execs another program (same pid and start time, but its
+    handlers are reset) or calls memdiag.uninstall(): `memdiag snapshot`
+    then says plainly that it has no hook."""
+    gate = str(tmp_path / "gate")
+    os.mkfifo(gate)
+    after = ("os.execv(sys.executable, [sys.executable, '-c', "
+             "'import time; print(\\'DONE\\', flush=True); time.sleep(300)'])"
+             if then == "exec" else "memdiag.uninstall(); print('DONE', flush=True); "
+             "time.sleep(300)")
+    p = start(code=f"""
+        import os, signal, sys, time
+        import memdiag
+        memdiag.install(dir={str(tmp_path)!r})
+        signal.signal(signal.SIGUSR2, lambda *a: None)     # the program takes it
+        print("READY", flush=True)
+        with open({gate!r}) as f:
+            f.read(1)
+        {after}
+    """)
+    p.ready(timeout=60)
+    uid = os.getuid()
+    assert protocol.stepped_aside(p.pid, uid)
+    with open(gate, "w") as f:
+        f.write("x")
+    p.wait_line("DONE", 60)
+    assert not protocol.stepped_aside(p.pid, uid)
+    assert os.path.exists(protocol.aside_path(p.pid, uid)) == (then == "exec")
+    code, out, err = memdiag("snapshot", p.pid, "--timeout", 5)
+    assert code == 4 and "has no memdiag hook" in err, err
+
+
 def test_children_does_not_wait_for_a_child_that_re_executed_the_program(start, tmp_path,
                                                                         monkeypatch):
     """gunicorn's master re-execs itself on SIGUSR2: its child runs the same
     executable with the same command line, but it is a new program, not a
     fork that is still registering. --children lists it as unhooked after
     one scan of /proc, instead of waiting SETTLE_SECONDS for it."""
+    if processes.randomization_off(os.getpid()):
+        pytest.skip("exec places memory at fixed addresses here (kernel.randomize_va_space=0 "
+                    "or setarch -R), so /proc cannot tell an exec from a fork")
     script = tmp_path / "arbiter.py"
     script.write_text("""
 import os, signal, sys, time

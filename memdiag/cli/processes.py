@@ -248,14 +248,15 @@ def exec_layout(pid):
     """(start_brk, env_start) of pid, from /proc/<pid>/stat (fields 47 and
     50): where exec put the heap and the environment strings. None where
     they cannot tell an exec from a fork: unreadable, hidden (shown as 0
-    without ptrace access to pid), or address randomization off
-    (kernel.randomize_va_space=0), where every exec of a program puts them
-    in the same place.
+    without ptrace access to pid), or address randomization off (for all:
+    kernel.randomize_va_space=0; for pid: setarch -R, or a debugger's
+    ADDR_NO_RANDOMIZE), where every exec of a program puts them in the same
+    place.
 
-    >>> exec_layout(os.getpid()) == exec_layout(os.getpid()) != None
+    >>> exec_layout(os.getpid()) == exec_layout(os.getpid())
     True
     """
-    if _randomization_off():
+    if randomization_off(pid):
         return None
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
@@ -267,11 +268,23 @@ def exec_layout(pid):
     return layout if all(layout) else None
 
 
-def _randomization_off():
+ADDR_NO_RANDOMIZE = 0x0040000     # linux/personality.h
+
+
+def randomization_off(pid):
+    """Whether exec places pid's memory at fixed addresses: for every process
+    (kernel.randomize_va_space=0) or for pid (its personality; unreadable
+    without ptrace access to pid, then taken as on)."""
     try:
         with open("/proc/sys/kernel/randomize_va_space") as f:
-            return f.read().strip() == "0"
+            if f.read().strip() == "0":
+                return True
     except OSError:
+        pass
+    try:
+        with open(f"/proc/{pid}/personality") as f:
+            return bool(int(f.read().strip(), 16) & ADDR_NO_RANDOMIZE)
+    except (OSError, ValueError):
         return False
 
 
@@ -297,14 +310,15 @@ def snapshot_writer_of(pid, parent):
 def split_descendants(pid, uid=None, settle=SETTLE_SECONDS):
     """(hooked, unhooked): pids of pid's descendants that have the hook (and
     catch its signal now), and [(pid, name)] of those that do not. The
-    hook's own snapshot writers are in neither.
+    hook's own snapshot writers are in neither. One whose hook stepped aside
+    (the program took its signal) is unhooked at once.
 
     A fork of a hooked process (pid itself included, or pid started with
     memdiag, or one whose hook stepped aside: protocol.stepped_aside) that
     is neither registered nor a named writer yet is waited for, up to
     `settle` seconds (SETTLE_SECONDS). One still unnamed then counts as its
-    parent's writer if the parent is a descendant, as unhooked if it is
-    pid's own child."""
+    parent's writer if the parent is a hooked descendant (one that stepped
+    aside writes no snapshots), else as unhooked."""
     uid = os.getuid() if uid is None else uid
     deadline = time.monotonic() + settle
     root_hooked = (hook_entry(pid, uid) is not None or protocol.stepped_aside(pid, uid)
@@ -313,18 +327,21 @@ def split_descendants(pid, uid=None, settle=SETTLE_SECONDS):
         parents = parent_map()
         found = [p for p in descendants(pid, parents) if p != os.getpid()]
         hooked = [p for p in found if hook_entry(p, uid) is not None]
-        forked_by_hook = (set(hooked) | ({pid} if root_hooked else set())
-                          | {p for p in found if protocol.stepped_aside(p, uid)})
+        aside = {p for p in found if p not in hooked and protocol.stepped_aside(p, uid)}
+        forked_by_hook = set(hooked) | aside | ({pid} if root_hooked else set())
         unhooked, unsettled = [], []
         for child in found:
             parent = parents.get(child)
             if child in hooked:
                 continue
+            if child in aside:      # registered, then the program took the signal
+                unhooked.append((child, process_name(child)))
+                continue
             if parent in forked_by_hook and same_program(child, parent):
                 if snapshot_writer_of(child, parent):
                     continue
                 unsettled.append(child)
-                if parent != pid:
+                if parent != pid and parent in hooked:
                     continue
             unhooked.append((child, process_name(child)))
         if not unsettled or time.monotonic() >= deadline:
