@@ -30,7 +30,7 @@ import sys
 import types
 
 from . import walker as pywalker
-from . import walker_cache
+from . import walker_cache, walker_reads
 from .hook_state import state
 
 cwalker = None           # the compiled walker's module, when one loaded
@@ -111,7 +111,7 @@ def prepare():
     if not compiled():
         # The pure-Python walker tells an existing instance __dict__ from
         # inline values by reading the dict pointer (_ctypes, imported once now).
-        pywalker.enable_pointer_reads()
+        walker_reads.enable_pointer_reads()
 
 
 # --------------------------------------------- reading without running code

@@ -230,10 +230,10 @@ IMPORTS = """
 """
 
 # memdiag's modules that run in the target: the hook's, the protocol, the
-# file format and the two walkers.
+# file format and the two walkers (the pure one with its reads by address).
 HOOK_SIDE = {"hook", "hook_capture", "hook_fork", "hook_inline", "hook_limits", "hook_publish",
              "hook_registry", "hook_rss", "hook_signal", "hook_state", "hook_walk",
-             "protocol", "snapfile", "walker", "_walker", "walker_cache"}
+             "protocol", "snapfile", "walker", "walker_reads", "_walker", "walker_cache"}
 
 
 @pytest.mark.parametrize("how", ["install", "run"])

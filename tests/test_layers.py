@@ -47,6 +47,7 @@ LAYER_OF = {
     "memdiag.hook_walk": "hook",
     "memdiag.protocol": "hook",
     "memdiag.walker": "hook",
+    "memdiag.walker_reads": "hook",         # the pure-Python walker's reads by address (W8)
     "memdiag.walker_cache": "hook",         # compiled walkers for other Pythons: cache, checks
     "memdiag._walker": "hook",              # C: the compiled walker
     "memdiag.walker_build": "build",        # compiling the walker for another Python (CLI side)

@@ -371,7 +371,7 @@ def test_without_reads_by_address(tmp_path):
 
 ENABLE = r"""
 import ctypes, gc, json, sys
-from memdiag import walker
+from memdiag import walker_reads
 gc.disable()
 
 
@@ -392,8 +392,8 @@ def left_behind(action):
         if id(o) not in own:
             own.add(id(o))
             stack.extend(gc.get_referents(o))
-            if isinstance(o, type) and walker.pointer_reads()["type"]:
-                subs = walker._type_subclasses(o)
+            if isinstance(o, type) and walker_reads.pointer_reads()["type"]:
+                subs = walker_reads.type_subclasses(o)
                 if subs is not None:
                     stack.append(subs)
     left = []
@@ -405,8 +405,8 @@ def left_behind(action):
 
 
 left_behind(lambda: None)   # once for nothing: 3.15 completes lazy imports here
-left = left_behind(walker.enable_pointer_reads)
-print(json.dumps({"left": left, "reads": walker.pointer_reads()}))
+left = left_behind(walker_reads.enable_pointer_reads)
+print(json.dumps({"left": left, "reads": walker_reads.pointer_reads()}))
 """
 
 

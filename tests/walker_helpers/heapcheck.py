@@ -29,7 +29,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 
 from memdiag import hook, hook_capture, hook_walk, snapfile  # noqa: E402
-from memdiag import walker  # noqa: E402
+from memdiag import walker, walker_reads  # noqa: E402
 from memdiag.walker import PyWalker, type_name  # noqa: E402
 
 try:
@@ -512,7 +512,7 @@ def mode_equiv(outdir, freeze=False, trace=True):
     gc.disable()
     prepare_raw_fork()
     # PyWalker reads dict pointers, as when the hook uses it.
-    walker.enable_pointer_reads()
+    walker_reads.enable_pointer_reads()
     heap = build_heap(freeze)
     # The traceback's frame finished: give it its f_locals dict now (PyWalker
     # makes one in the fork child, 3.10-3.12, where it would be a new object).
@@ -531,7 +531,7 @@ def mode_equiv(outdir, freeze=False, trace=True):
         "frozen_ids": heap.pop("frozen_ids", []),
         "permanent_ids": walkertest.load().permanent_generation_ids(),
         "managed_types": managed_type_names(),
-        "pointer_reads": walker.pointer_reads(),
+        "pointer_reads": walker_reads.pointer_reads(),
         "interned_table": walker._interned_table_id(),
     }
     paths = [os.path.join(outdir, f"{which}.snap") for which in WALKERS]
@@ -625,7 +625,7 @@ def mode_pure(outdir):
                            for r in gc.get_referents(objs["slotted"]))
     del objs
     info = {
-        "python": list(PY), "pointer_reads": walker.pointer_reads(),
+        "python": list(PY), "pointer_reads": walker_reads.pointer_reads(),
         "slotted_has_dict": slotted_has_dict,
         "cycle_addr": heap["cycle_addr"], "frozen_addr": heap["frozen_addr"],
         "samples": samples, "sizes": sizes, "referents": referents,
@@ -661,7 +661,7 @@ def mode_noreads(outdir):
     gc.disable()
     heap = build_heap()
     heap["runtime_keyed"] = {"".join(["runtime", "_made"]): 1}
-    info = {"pointer_reads": walker.pointer_reads(),
+    info = {"pointer_reads": walker_reads.pointer_reads(),
             "samples": {"plain": id(heap["plain"][0]),
                         "plain_gamma": id(heap["plain"][0].gamma),
                         "runtime_keyed": id(heap["runtime_keyed"]),
