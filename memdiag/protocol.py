@@ -574,9 +574,12 @@ def parse_size(text):
 
 # --------------------------------------------------------------------- /proc
 
-ProcStat = collections.namedtuple("ProcStat", "state ppid start_time exit_code")
-ProcStat.__doc__ = """/proc/<pid>/stat: state (fields 3), ppid (4), start_time (22), and
-exit_code (52, Linux 3.5+: the wait status of a zombie; None when absent)."""
+ProcStat = collections.namedtuple("ProcStat",
+                                  "state ppid start_time exit_code heap_start env_start")
+ProcStat.__doc__ = """/proc/<pid>/stat: state (fields 3), ppid (4), start_time (22),
+exit_code (52, Linux 3.5+: the wait status of a zombie; None when absent),
+heap_start and env_start (47 and 50, start_brk and env_start: where exec put
+the heap and the environment; 0 when hidden, without ptrace access to pid)."""
 
 
 def proc_stat(pid):
@@ -587,8 +590,9 @@ def proc_stat(pid):
         # The command name (field 2) is in parentheses and may hold any byte.
         fields = data[data.rindex(b")") + 2:].split()
         exit_code = int(fields[49]) if len(fields) > 49 else None
+        heap_start, env_start = (int(fields[44]), int(fields[47])) if len(fields) > 47 else (0, 0)
         return ProcStat(fields[0].decode("ascii", "replace"), int(fields[1]),
-                        int(fields[19]), exit_code)
+                        int(fields[19]), exit_code, heap_start, env_start)
     except (ValueError, IndexError):
         raise ValueError(f"unreadable /proc/{pid}/stat") from None
 

@@ -18,6 +18,7 @@ The command column is what ps(1) shows (/proc/<pid>/cmdline), cut short:
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from dataclasses import dataclass
@@ -259,12 +260,10 @@ def exec_layout(pid):
     if randomization_off(pid):
         return None
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-        fields = data[data.rindex(b")") + 2:].split()   # fields[0] is field 3
-        layout = (int(fields[44]), int(fields[47]))
-    except (OSError, ValueError, IndexError):
+        stat = protocol.proc_stat(pid)
+    except (OSError, ValueError):
         return None
+    layout = (stat.heap_start, stat.env_start)
     return layout if all(layout) else None
 
 
@@ -275,16 +274,22 @@ def randomization_off(pid):
     """Whether exec places pid's memory at fixed addresses: for every process
     (kernel.randomize_va_space=0) or for pid (its personality; unreadable
     without ptrace access to pid, then taken as on)."""
-    try:
-        with open("/proc/sys/kernel/randomize_va_space") as f:
-            if f.read().strip() == "0":
-                return True
-    except OSError:
-        pass
+    if _randomization_off_for_all():
+        return True
     try:
         with open(f"/proc/{pid}/personality") as f:
             return bool(int(f.read().strip(), 16) & ADDR_NO_RANDOMIZE)
     except (OSError, ValueError):
+        return False
+
+
+@functools.cache
+def _randomization_off_for_all():
+    """kernel.randomize_va_space=0 (read once: a scan asks for every pid)."""
+    try:
+        with open("/proc/sys/kernel/randomize_va_space") as f:
+            return f.read().strip() == "0"
+    except OSError:
         return False
 
 
